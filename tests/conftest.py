@@ -1,0 +1,42 @@
+"""Shared pytest fixtures: the ../shared folder (skipped when absent) and small helpers to run the CLIs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("YOLOV5FLA_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """Path to ../shared; the test is skipped when it is absent (a user's checkout has none)."""
+    if not (SHARED / "README.md").is_file():
+        pytest.skip("../shared is absent")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Keep generated data and caches of every test out of the real home folder."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("YOLOV5FLA_HOME", str(base / "user_home"))
+    monkeypatch.setenv("YOLOV5FLA_CACHE", str(base / "user_cache"))
+
+
+def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run `python <script> args...` from the repository root; returns CompletedProcess (text, never raises)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *map(str, args)],
+        cwd=str(cwd or ROOT),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )

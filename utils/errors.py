@@ -1,0 +1,46 @@
+"""Expected, user-facing errors: one clear line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """A problem with the user's input (paths, flags, files) that they can fix. exit_code 2 = usage error."""
+
+    exit_code = 2
+
+
+class DataError(UserError):
+    """A dataset or image that cannot be used as given."""
+
+    exit_code = 1
+
+
+class UnsafeCheckpointError(UserError):
+    """A checkpoint whose pickle asks to import or call something that is not a tensor or a plain container."""
+
+    exit_code = 1
+
+
+def run_cli(main: Callable[..., T]) -> Callable[..., T]:
+    """Wrap a script's main(): UserError -> 'error: message' on stderr and sys.exit(code); Ctrl-C -> exit 130."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as e:
+            logging.shutdown()
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper
