@@ -1,0 +1,119 @@
+"""Yaml module names -> classes, and the channel rules that turn a yaml row's args into constructor args."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn as nn
+
+from utils.errors import UserError
+
+# A rule maps (input channels of the from-layers, yaml args, repeats n, width multiple)
+# to (constructor args, output channels, number of copies to build).
+Rule = Callable[[list, list, int, float], tuple]
+
+
+def make_divisible(x: float, divisor: int = 8) -> int:
+    """Smallest multiple of divisor >= x (YOLOv5's width rounding)."""
+    return int(math.ceil(x / divisor) * divisor)
+
+
+def _rule_conv(ch_in: list, args: list, n: int, width: float) -> tuple:
+    """[c2, *rest] -> [c1, width-scaled c2, *rest]; built n times in a Sequential."""
+    c2 = make_divisible(args[0] * width, 8)
+    return [ch_in[0], c2, *args[1:]], c2, n
+
+
+def _rule_csp(ch_in: list, args: list, n: int, width: float) -> tuple:
+    """C3 family: [c2, *rest] -> [c1, c2, n, *rest]; built once (n is the block's own depth)."""
+    c2 = make_divisible(args[0] * width, 8)
+    return [ch_in[0], c2, n, *args[1:]], c2, 1
+
+
+def _rule_concat(ch_in: list, args: list, n: int, width: float) -> tuple:
+    """Output channels = sum of the inputs; args unchanged."""
+    return list(args), sum(ch_in), n
+
+
+def _rule_same(ch_in: list, args: list, n: int, width: float) -> tuple:
+    """Channel-preserving, channel-agnostic layer (Upsample): args unchanged."""
+    return list(args), ch_in[0], n
+
+
+def _rule_same_c1(ch_in: list, args: list, n: int, width: float) -> tuple:
+    """Channel-preserving layer that needs its channels (BatchNorm2d, FLA): args -> [c1, *args]."""
+    return [ch_in[0], *args], ch_in[0], n
+
+
+def _rule_detect(ch_in: list, args: list, n: int, width: float) -> tuple:
+    """Detect: [nc, anchors] -> [nc, anchors, [channels of each input]]; an int anchors = na per level."""
+    args = list(args)
+    if len(args) < 2:
+        raise ValueError("Detect needs [nc, anchors]")
+    if isinstance(args[1], int):
+        args[1] = [list(range(args[1] * 2))] * len(ch_in)
+    return [args[0], args[1], list(ch_in), *args[2:]], 0, 1
+
+
+RULES: dict[str, Rule] = {
+    "conv": _rule_conv,
+    "csp": _rule_csp,
+    "concat": _rule_concat,
+    "same": _rule_same,
+    "same_c1": _rule_same_c1,
+    "detect": _rule_detect,
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered yaml name: the class to build and how its arguments are derived."""
+
+    cls: type
+    rule: Rule
+
+
+REGISTRY: dict[str, Entry] = {}
+_DEFAULTS_LOADED: list[bool] = []  # non-empty once the built-in blocks are registered
+
+
+def register(cls: type, names: tuple = (), rule: str | None = None) -> type:
+    """Register cls under its class name and any extra names; rule defaults to the class's `channel_rule`."""
+    rule = rule or getattr(cls, "channel_rule", None)
+    if rule not in RULES:
+        raise ValueError(f"{cls.__name__}: unknown channel rule {rule!r}; known: {sorted(RULES)}")
+    for name in names or (cls.__name__,):
+        REGISTRY[name] = Entry(cls, RULES[rule])
+    return cls
+
+
+def _register_defaults() -> None:
+    """Fill REGISTRY with the built-in blocks (lazily, on first resolve, so importing does nothing)."""
+    from models import common, fla, yolo
+
+    _DEFAULTS_LOADED.append(True)
+    for cls in (common.Conv, common.DWConv, common.Focus, common.Bottleneck, common.C3, common.SPP, common.SPPF):
+        register(cls)
+    for cls in (common.Concat, common.TransformerBlock, common.C3TR, fla.FLA, fla.FLABlock, fla.C3FLA, yolo.Detect):
+        register(cls)
+    register(nn.Upsample, ("nn.Upsample", "Upsample"), rule="same")
+    register(nn.BatchNorm2d, ("nn.BatchNorm2d", "BatchNorm2d"), rule="same_c1")
+
+
+def known_names() -> list[str]:
+    """All registered yaml module names, sorted."""
+    if not _DEFAULTS_LOADED:
+        _register_defaults()
+    return sorted(REGISTRY)
+
+
+def resolve(name: str, index: int | None = None) -> Entry:
+    """The registry entry for a yaml module name; UserError naming the layer and the known names otherwise."""
+    if not _DEFAULTS_LOADED:
+        _register_defaults()
+    if not isinstance(name, str) or name not in REGISTRY:
+        where = f"layer {index}: " if index is not None else ""
+        raise UserError(f"{where}unknown module {name!r}; known modules: {', '.join(known_names())}")
+    return REGISTRY[name]

@@ -1,0 +1,347 @@
+"""The yaml-built YOLOv5 detector: Detect head, parse_model, DetectionModel, and a CLI printing the layer table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from copy import deepcopy
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python models/yolo.py`: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from models.common import Conv
+from models.registry import resolve
+from utils.errors import UserError, run_cli
+from utils.paths import find_model_cfg
+
+LOGGER = logging.getLogger(__name__)
+
+
+class Detect(nn.Module):
+    """YOLOv5 head: one 1x1 Conv2d per level to na*(5+nc) outputs.
+
+    Train: list of (B, na, ny, nx, 5+nc) logits. Eval: (pred (B, N, 5+nc) decoded xywh pixels / obj / cls, list).
+    export=True: pred only. `anchors` buffer is (nl, na, 2) in grid units once DetectionModel has set strides.
+    """
+
+    channel_rule = "detect"
+
+    def __init__(self, nc: int = 80, anchors: list | tuple = (), ch: list | tuple = (), inplace: bool = True):
+        super().__init__()
+        self.nc = nc
+        self.no = nc + 5
+        self.nl = len(anchors)
+        self.na = len(anchors[0]) // 2
+        if len(ch) != self.nl:
+            raise ValueError(f"Detect has {self.nl} anchor levels but {len(ch)} inputs")
+        self.grid = [torch.empty(0) for _ in range(self.nl)]
+        self.anchor_grid = [torch.empty(0) for _ in range(self.nl)]
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(self.nl, -1, 2))
+        self.register_buffer("stride", torch.ones(self.nl), persistent=False)  # set by DetectionModel
+        self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
+        self.inplace = inplace
+        self.export = False
+
+    def forward(self, x: list[torch.Tensor]):
+        z = []
+        for i in range(self.nl):
+            x[i] = self.m[i](x[i])
+            bs, _, ny, nx = x[i].shape
+            x[i] = x[i].view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+            if not self.training:
+                grid, anchor_grid = self._grids(i, x[i])
+                xy, wh, conf = x[i].sigmoid().split((2, 2, self.nc + 1), 4)
+                xy = (xy * 2 + grid) * self.stride[i]
+                wh = (wh * 2) ** 2 * anchor_grid
+                z.append(torch.cat((xy, wh, conf), 4).reshape(bs, -1, self.no))
+        if self.training:
+            return x
+        return torch.cat(z, 1) if self.export else (torch.cat(z, 1), x)
+
+    def _grids(self, i: int, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell offsets (1, 1, ny, nx, 2) minus 0.5 and anchor sizes in pixels (1, na, 1, 1, 2) for level i."""
+        tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        g = self.grid[i]
+        if tracing or g.shape[2:4] != p.shape[2:4] or g.device != p.device or g.dtype != p.dtype:
+            ny, nx = p.shape[2], p.shape[3]
+            y = torch.arange(ny, device=p.device, dtype=p.dtype)
+            x = torch.arange(nx, device=p.device, dtype=p.dtype)
+            yv, xv = torch.meshgrid(y, x, indexing="ij")
+            g = torch.stack((xv, yv), 2).unsqueeze(0).unsqueeze(0) - 0.5
+            ag = (self.anchors[i] * self.stride[i]).view(1, self.na, 1, 1, 2).to(p.dtype)
+            if tracing:
+                return g, ag
+            self.grid[i], self.anchor_grid[i] = g, ag
+        return self.grid[i], self.anchor_grid[i]
+
+
+def _substitute(args: list, d: dict) -> list:
+    """yaml args: the strings 'nc' and 'anchors' -> the top-level values, 'None' -> None; nothing is eval'd."""
+    table = {"nc": d.get("nc"), "anchors": d.get("anchors"), "None": None}
+    return [table[a] if isinstance(a, str) and a in table else a for a in args]
+
+
+def _check_row(i: int, row) -> tuple:
+    """Validate one [from, number, module, args] row; UserError naming the layer otherwise."""
+    if not isinstance(row, (list, tuple)) or len(row) != 4:
+        raise UserError(f"layer {i}: expected [from, number, module, args], got {row!r}")
+    f, n, name, args = row
+    fs = f if isinstance(f, list) else [f]
+    if not fs or not all(isinstance(j, int) and not isinstance(j, bool) for j in fs):
+        raise UserError(f"layer {i}: 'from' must be an int or a list of ints, got {f!r}")
+    if any(j != -1 and not (0 <= (i + j if j < 0 else j) < i) for j in fs):
+        raise UserError(f"layer {i}: 'from' {f!r} points outside layers 0..{i - 1}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise UserError(f"layer {i}: 'number' must be a positive int, got {n!r}")
+    if not isinstance(args, list):
+        raise UserError(f"layer {i}: args must be a list, got {args!r}")
+    return f, n, name, args
+
+
+def parse_model(d: dict, ch: int | list, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
+    """Build the layers of a model dict. Returns (nn.Sequential of layers with .i .f .type .np, sorted save list)."""
+    for key in ("backbone", "head"):
+        if not isinstance(d.get(key), list):
+            raise UserError(f"model yaml needs a '{key}' list")
+    gd, gw = float(d.get("depth_multiple", 1.0)), float(d.get("width_multiple", 1.0))
+    ch = [ch] if isinstance(ch, int) else list(ch)
+    rows = d["backbone"] + d["head"]
+    layers, save, table = [], [], []
+    for i, row in enumerate(rows):
+        f, n, name, args = _check_row(i, row)
+        entry = resolve(name, i)
+        n_ = max(round(n * gd), 1) if n > 1 else n
+        ch_in = [ch[j] for j in (f if isinstance(f, list) else [f])]
+        try:
+            cargs, c2, copies = entry.rule(ch_in, _substitute(args, d), n_, gw)
+            mods = [entry.cls(*cargs) for _ in range(copies)]
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+            raise UserError(f"layer {i}: bad arguments {args!r} for {name}: {e}") from e
+        m_ = nn.Sequential(*mods) if copies > 1 else mods[0]
+        m_.i, m_.f, m_.type = i, f, f"{entry.cls.__module__}.{entry.cls.__name__}"
+        m_.np = sum(p.numel() for p in m_.parameters())
+        table.append((i, f, n_, m_.np, m_.type, cargs))
+        save.extend(j % i for j in (f if isinstance(f, list) else [f]) if j != -1)
+        layers.append(m_)
+        if i == 0:
+            ch = []
+        ch.append(c2)
+    if verbose:
+        _log_table(table)
+    return nn.Sequential(*layers), sorted(set(save))
+
+
+def _log_table(table: list) -> None:
+    """The YOLOv5 layer table: index, from, n, params, module, arguments."""
+    LOGGER.info(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
+    for i, f, n, np_, t, args in table:
+        LOGGER.info(f"{i:>3}{str(f):>18}{n:>3}{np_:10.0f}  {t:<40}{str(args):<30}")
+
+
+def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """Fold BatchNorm into the preceding conv: one Conv2d with bias computing bn(conv(x)) in eval mode."""
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        dilation=conv.dilation, groups=conv.groups, bias=True,
+    ).to(conv.weight.device)  # fmt: skip
+    w_bn = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (c2,)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * w_bn.view(-1, 1, 1, 1))
+        b_conv = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.bias.copy_((b_conv - bn.running_mean) * w_bn + bn.bias)
+    fused.requires_grad_(False)
+    return fused
+
+
+def load_model_yaml(cfg: str | Path) -> tuple[dict, str]:
+    """Read a model yaml (by path or bare name from models/) with safe_load. Returns (dict, file name)."""
+    path = find_model_cfg(cfg)
+    try:
+        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise UserError(f"--cfg {path}: not valid YAML: {e}") from e
+    if not isinstance(d, dict):
+        raise UserError(f"--cfg {path}: expected a mapping with nc, anchors, backbone, head")
+    return d, path.name
+
+
+class DetectionModel(nn.Module):
+    """YOLOv5 detector built from a yaml path/name or dict. See docs/ARCHITECTURE.md for the forward contract."""
+
+    def __init__(self, cfg: str | Path | dict = "yolov5s.yaml", ch: int = 3, nc: int | None = None, anchors=None,
+                 verbose: bool = True):  # fmt: skip
+        super().__init__()
+        if isinstance(cfg, dict):
+            self.yaml = deepcopy(cfg)
+        else:
+            self.yaml, self.yaml_file = load_model_yaml(cfg)
+        ch = self.yaml["ch"] = self.yaml.get("ch", ch)
+        if nc and nc != self.yaml.get("nc"):
+            LOGGER.info(f"Overriding model.yaml nc={self.yaml.get('nc')} with nc={nc}")
+            self.yaml["nc"] = nc
+        if anchors:
+            LOGGER.info(f"Overriding model.yaml anchors with anchors={anchors}")
+            self.yaml["anchors"] = anchors
+        if not isinstance(self.yaml.get("nc"), int) or self.yaml["nc"] < 1:
+            raise UserError(f"model yaml needs a positive int 'nc', got {self.yaml.get('nc')!r}")
+        self.model, self.save = parse_model(deepcopy(self.yaml), ch, verbose)
+        names = self.yaml.get("names")
+        nc_ = self.yaml["nc"]
+        if isinstance(names, dict):
+            names = [names[k] for k in sorted(names)]
+        self.names = list(names) if names and len(names) == nc_ else [f"class{i}" for i in range(nc_)]
+        self.inplace = self.yaml.get("inplace", True)
+        self._setup_detect(ch)
+        if verbose:
+            self.info()
+            LOGGER.info("")
+
+    def _setup_detect(self, ch: int, s: int = 256) -> None:
+        """Probe strides with a zero image, order anchors like strides, convert anchors to grid units, init biases."""
+        m = self.model[-1]
+        if not isinstance(m, Detect):
+            return
+        m.inplace = self.inplace
+        training = self.training
+        self.eval()
+        m.train()  # raw per-level maps; the rest in eval so BatchNorm statistics stay untouched
+        with torch.no_grad():
+            out = self._forward_once(torch.zeros(1, ch, s, s))
+        self.train(training)
+        m.stride.copy_(torch.tensor([s / x.shape[-2] for x in out]))
+        a = m.anchors.prod(-1).mean(-1).view(-1)  # mean anchor area per level
+        da, ds = a[-1] - a[0], m.stride[-1] - m.stride[0]
+        if da and da.sign() != ds.sign():
+            LOGGER.info("Reversing anchor order")
+            m.anchors[:] = m.anchors.flip(0)
+        m.anchors /= m.stride.view(-1, 1, 1)
+        self._initialize_biases()
+
+    def _initialize_biases(self) -> None:
+        """obj bias += log(8 / (640/s)^2) (8 objects per 640 image), cls bias += log(0.6 / (nc - 0.99999))."""
+        m = self.model[-1]
+        for mi, s in zip(m.m, m.stride):
+            b = mi.bias.view(m.na, -1)  # (na, no)
+            with torch.no_grad():
+                b[:, 4] += math.log(8 / (640 / float(s)) ** 2)
+                b[:, 5 : 5 + m.nc] += math.log(0.6 / (m.nc - 0.99999))
+
+    @property
+    def stride(self) -> torch.Tensor:
+        """Strides of the Detect levels, e.g. tensor([8., 16., 32.])."""
+        m = self.model[-1]
+        return m.stride if isinstance(m, Detect) else torch.tensor([32.0])
+
+    @stride.setter
+    def stride(self, value) -> None:
+        self.model[-1].stride.copy_(torch.as_tensor(value, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, augment: bool = False, profile: bool = False, visualize: bool = False):
+        """(B, ch, H, W) with H, W multiples of 32 -> Detect output (see class Detect)."""
+        if augment:
+            return self._forward_augment(x)
+        return self._forward_once(x)
+
+    def _forward_once(self, x: torch.Tensor):
+        y = []
+        for m in self.model:
+            if m.f != -1:
+                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+            x = m(x)
+            y.append(x if m.i in self.save else None)
+        return x
+
+    def _forward_augment(self, x: torch.Tensor):
+        """Test-time augmentation: scales 1, 0.83, 0.67 (the second flipped left-right); merged eval preds."""
+        img_size = x.shape[-2:]
+        gs = int(self.stride.max())
+        y = []
+        for si, fi in zip((1, 0.83, 0.67), (None, 3, None)):
+            xi = _scale_img(x.flip(fi) if fi else x, si, gs)
+            yi = self._forward_once(xi)[0]
+            yi[..., :4] /= si
+            if fi == 3:
+                yi[..., 0] = img_size[1] - yi[..., 0]
+            y.append(yi)
+        return torch.cat(self._clip_augmented(y), 1), None
+
+    def _clip_augmented(self, y: list) -> list:
+        """Drop the P5 share of the full-size predictions and the P3 share of the smallest scale (as YOLOv5)."""
+        nl = self.model[-1].nl
+        g = sum(4**x for x in range(nl))  # grid cells per level ratio
+        y[0] = y[0][:, : -(y[0].shape[1] // g)]  # large: drop last (P5-like) share
+        y[-1] = y[-1][:, (y[-1].shape[1] // g) * 4 ** (nl - 1) :]  # small: drop first (P3) share
+        return y
+
+    def fuse(self) -> DetectionModel:
+        """Fold every Conv's BatchNorm into its conv (inference only)."""
+        LOGGER.info("Fusing layers... ")
+        for m in self.model.modules():
+            if isinstance(m, Conv) and m.bn is not None:
+                m.conv = fuse_conv_and_bn(m.conv, m.bn)
+                m.bn = None
+        self.info()
+        return self
+
+    def info(self, verbose: bool = False, imgsz: int = 640) -> None:
+        """Log the summary line (and per-parameter table when verbose)."""
+        from utils.model_info import model_info
+
+        model_info(self, verbose, imgsz)
+
+
+Model = DetectionModel
+
+
+def _scale_img(img: torch.Tensor, ratio: float, gs: int = 32) -> torch.Tensor:
+    """Resize (B, C, H, W) by ratio, then pad right/bottom with 0.447 to multiples of gs."""
+    if ratio == 1.0:
+        return img
+    h, w = img.shape[2:]
+    s = (int(h * ratio), int(w * ratio))
+    img = F.interpolate(img, size=s, mode="bilinear", align_corners=False)
+    h, w = (math.ceil(v * ratio / gs) * gs for v in (h, w))
+    return F.pad(img, [0, w - s[1], 0, h - s[0]], value=0.447)
+
+
+def parse_opt(argv: list | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Build a model from yaml and print its layer table and summary.")
+    parser.add_argument("--cfg", type=str, default="yolov5s.yaml", help="model yaml path or name in models/")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size for --profile")
+    parser.add_argument("--imgsz", type=int, default=640, help="image size for GFLOPs and --profile")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda index")
+    parser.add_argument("--profile", action="store_true", help="time every layer")
+    return parser.parse_args(argv)
+
+
+@run_cli
+def main(opt: argparse.Namespace) -> None:
+    from utils.log import setup_logging
+    from utils.model_info import model_info, profile_layers
+    from utils.torch_utils import select_device
+
+    setup_logging()
+    device = select_device(opt.device)
+    model = DetectionModel(opt.cfg, verbose=opt.imgsz == 640).to(device)
+    if opt.imgsz != 640:
+        parse_model(deepcopy(model.yaml), model.yaml["ch"], verbose=True)  # the layer table
+        model_info(model, verbose=False, imgsz=opt.imgsz)
+    if opt.profile:
+        if opt.imgsz % 32:
+            raise UserError(f"--imgsz {opt.imgsz} must be a multiple of 32")
+        im = torch.rand(opt.batch_size, 3, opt.imgsz, opt.imgsz, device=device)
+        profile_layers(model, im)
+
+
+if __name__ == "__main__":
+    from models import yolo as _yolo  # the package copy, so registry classes and this module agree
+
+    _yolo.main(_yolo.parse_opt())

@@ -1,0 +1,272 @@
+"""detect.py end to end: parity with official YOLOv5 detections, every source kind, outputs, errors; Annotator."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from detect import main as detect_main
+from detect import parse_opt
+from tests.conftest import run_script
+from utils.annotate import Annotator, colors, save_one_box
+from utils.boxes import box_iou, xywh2xyxy
+
+TINY = {
+    "nc": 3,
+    "depth_multiple": 0.33,
+    "width_multiple": 0.25,
+    "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
+    "backbone": [
+        [-1, 1, "Conv", [32, 6, 2, 2]],
+        [-1, 1, "Conv", [32, 3, 2]],
+        [-1, 1, "C3", [32]],
+        [-1, 1, "Conv", [64, 3, 2]],
+        [-1, 1, "C3", [64]],
+        [-1, 1, "Conv", [128, 3, 2]],
+        [-1, 1, "C3", [128]],
+        [-1, 1, "Conv", [256, 3, 2]],
+        [-1, 1, "SPPF", [256, 5]],
+    ],
+    "head": [[[4, 6, 8], 1, "Detect", ["nc", "anchors"]]],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A random tiny 3-class model whose objectness bias is raised so that it always finds a few boxes."""
+    from models.yolo import DetectionModel
+    from utils.checkpoint import model_to_dict, save_checkpoint
+
+    torch.manual_seed(0)
+    model = DetectionModel(TINY, verbose=False)
+    model.names = ["cat", "dog", "bird"]
+    det = model.model[-1]
+    with torch.no_grad():
+        for conv in det.m:
+            b = conv.bias.view(det.na, -1)
+            b[:, 4] = 4.0  # objectness ~0.98
+            b[:, 5] = 3.0  # class 0 ('cat') wins
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    save_checkpoint({"model": model_to_dict(model, half=False)}, path)
+    return path
+
+
+@pytest.fixture
+def restore_logging():
+    """detect.main installs a stdout handler on the root logger; put the previous handlers back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def write_video(path: Path, n: int = 12, h: int = 48, w: int = 64, fps: float = 10.0) -> Path:
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for i in range(n):
+        im = np.full((h, w, 3), 40, np.uint8)
+        cv2.circle(im, (10 + 3 * i, h // 2), 8, (0, 200, 255), -1)
+        vw.write(im)
+    vw.release()
+    return path
+
+
+def detect(*args, project: Path):
+    r = run_script("detect.py", *map(str, args), "--project", str(project), "--name", "exp", timeout=300)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def read_rows(path: Path) -> np.ndarray:
+    return np.loadtxt(path, ndmin=2) if path.stat().st_size else np.zeros((0, 6))
+
+
+def assert_matches_reference(labels: Path, reference: Path) -> None:
+    """Same box count per image; each box IoU >= 0.95 with a same-class reference box, confidence within 0.01."""
+    refs = sorted(reference.glob("*.txt"))
+    assert refs
+    for ref in refs:
+        ours_file = labels / ref.name
+        assert ours_file.is_file(), f"missing {ref.name}"
+        ours, theirs = read_rows(ours_file), read_rows(ref)
+        assert len(ours) == len(theirs), f"{ref.name}: {len(ours)} boxes vs {len(theirs)}"
+        iou = box_iou(xywh2xyxy(torch.tensor(ours[:, 1:5])), xywh2xyxy(torch.tensor(theirs[:, 1:5]))).numpy()
+        for i, row in enumerate(ours):
+            same = theirs[:, 0] == row[0]
+            j = int(np.argmax(np.where(same, iou[i], -1)))
+            assert same[j] and iou[i, j] >= 0.95, f"{ref.name} box {i}: best IoU {iou[i, j]:.3f}"
+            assert abs(row[5] - theirs[j, 5]) <= 0.01, f"{ref.name} box {i}: conf {row[5]} vs {theirs[j, 5]}"
+
+
+@pytest.mark.slow
+def test_parity_official_yolov5n(shared, tmp_path):
+    lst = tmp_path / "sources.txt"
+    lst.write_text(f"{shared / 'images/bus.jpg'}\n{shared / 'images/zidane.jpg'}\n{shared / 'data/coco8/images/val'}\n")
+    r = detect(
+        "--weights", shared / "weights/yolov5n.pt", "--source", lst, "--save-txt", "--save-conf", project=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert_matches_reference(tmp_path / "exp/labels", shared / "reference/detect_yolov5n_640")
+    assert f"image 1/6 {shared / 'images/bus.jpg'}: 640x480 4 persons, 1 bus, " in r.stdout
+    assert "384x640 2 persons, 1 tie, " in r.stdout
+    assert "per image at shape (1, 3, 640, 640)" in r.stdout and "Results saved to" in r.stdout
+    im = cv2.imread(str(tmp_path / "exp/bus.jpg"))
+    assert im is not None and im.shape == (1080, 810, 3)
+
+
+@pytest.mark.slow
+def test_parity_bccd_320(shared, tmp_path):
+    src = str(shared / "data/bccd/images/*/BloodImage_00000.jpg")
+    r = detect(
+        "--weights",
+        shared / "weights/yolov5n-bccd.pt",
+        "--source",
+        src,
+        "--imgsz",
+        "320",
+        "--save-txt",
+        "--save-conf",
+        "--nosave",
+        project=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert_matches_reference(tmp_path / "exp/labels", shared / "reference/detect_yolov5n-bccd_320")
+    assert "256x320 23 RBCs, 1 WBC, " in r.stdout
+    assert not list((tmp_path / "exp").glob("*.jpg"))  # --nosave
+
+
+def test_video_source(tiny_weights, tmp_path):
+    v = write_video(tmp_path / "v.mp4", n=12, h=48, w=64, fps=10.0)
+    r = detect("--weights", tiny_weights, "--source", v, "--imgsz", "64", "--save-txt", project=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"video 1/1 (frame 12/12) {v}: 64x64 " in r.stdout
+    cap = cv2.VideoCapture(str(tmp_path / "exp/v.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (64, 48)
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
+    cap.release()
+    labels = sorted((tmp_path / "exp/labels").glob("*.txt"))
+    assert {p.name for p in labels} == {f"v_{i}.txt" for i in range(1, 13)}
+    rows = read_rows(labels[0])
+    assert rows.shape[1] == 5 and (rows[:, 0] == 0).all() and (rows[:, 1:] >= 0).all() and (rows[:, 1:] <= 1).all()
+
+
+def test_folder_glob_txt_sources_and_outputs(tiny_weights, tmp_path, capsys, restore_logging):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for name in ("a.jpg", "b.png"):
+        cv2.imwrite(str(src / name), np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    before = sorted(p.name for p in src.iterdir())
+    r = detect(
+        "--weights",
+        tiny_weights,
+        "--source",
+        src,
+        "--imgsz",
+        "70",
+        "--save-csv",
+        "--save-crop",
+        "--save-txt",
+        "--hide-conf",
+        project=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "must be multiple of max stride 32, updating to [96, 96]" in r.stdout + r.stderr
+    assert "image 2/2" in r.stdout and "cat" in r.stdout
+    out = tmp_path / "exp"
+    assert (out / "a.jpg").is_file() and (out / "b.png").is_file()
+    with open(out / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {r["Image Name"] for r in rows} <= {"a.jpg", "b.png"} and rows[0]["Prediction"] == "cat"
+    assert list((out / "crops/cat").glob("a*.jpg"))
+    assert sorted(p.name for p in src.iterdir()) == before  # nothing written into the source folder
+    # glob and .txt list in-process (no interpreter start): detect.main returns the run folder
+    run = detect_main(
+        parse_opt(
+            [
+                "--weights",
+                str(tiny_weights),
+                "--source",
+                str(src / "*.png"),
+                "--imgsz",
+                "64",
+                "--nosave",
+                "--save-txt",
+                "--project",
+                str(tmp_path),
+                "--name",
+                "glob",
+            ]
+        )
+    )
+    assert run.name == "glob" and [p.name for p in (run / "labels").iterdir()] == ["b.txt"]
+    assert "image 1/1" in capsys.readouterr().out
+    lst = tmp_path / "list.txt"
+    lst.write_text("imgs/b.png\nimgs/a.jpg\n")  # relative to the list's folder
+    run = detect_main(
+        parse_opt(
+            [
+                "--weights",
+                str(tiny_weights),
+                "--source",
+                str(lst),
+                "--imgsz",
+                "64",
+                "--project",
+                str(tmp_path),
+                "--name",
+                "list",
+            ]
+        )
+    )
+    assert sorted(p.name for p in run.iterdir()) == ["a.jpg", "b.png"]
+    assert "image 2/2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [("0", "error: webcam 0 not found / cannot be opened"), ("nowhere/x.jpg", "error: --source not found")],
+)
+def test_bad_sources_one_line_error(tiny_weights, tmp_path, source, message):
+    r = detect("--weights", tiny_weights, "--source", source, project=tmp_path)
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == [r.stderr.strip().splitlines()[0]] and message in r.stderr
+
+
+def test_missing_weights_error(tmp_path):
+    r = detect("--weights", tmp_path / "none.pt", "--source", tmp_path, project=tmp_path)
+    assert r.returncode != 0 and "error:" in r.stderr and "none.pt" in r.stderr
+
+
+def test_annotator_draws_box_and_label():
+    im = np.zeros((100, 120, 3), np.uint8)
+    ann = Annotator(im, line_width=2)
+    ann.box_label([10, 30, 60, 90], "cat 0.90", color=(0, 0, 255))
+    out = ann.result()
+    assert out.shape == (100, 120, 3)
+    assert tuple(out[60, 10]) == (0, 0, 255)  # left edge of the box, BGR red
+    assert out[20:29, 12:40].any()  # label tab above the box
+    assert not out[95:, :].any()  # nothing drawn below the box
+
+
+def test_annotator_pil_unicode_label():
+    im = np.zeros((80, 80, 3), np.uint8)
+    ann = Annotator(im, example="猫")
+    assert ann.pil
+    ann.box_label([5, 40, 70, 75], "猫 0.5", color=(255, 0, 0))
+    out = ann.result()
+    assert out.shape == (80, 80, 3) and tuple(out[60, 5]) == (255, 0, 0)
+
+
+def test_colors_and_crop(tmp_path):
+    assert colors(0) != colors(1) and colors(3, bgr=True) == colors(3)[::-1] and colors(21) == colors(1)
+    im = np.arange(100 * 100 * 3, dtype=np.uint8).reshape(100, 100, 3)
+    crop = save_one_box([20, 30, 40, 50], im, tmp_path / "c/x.jpg", gain=1.0, pad=0)
+    assert crop.shape == (20, 20, 3) and (crop == im[30:50, 20:40]).all()
+    assert (tmp_path / "c/x.jpg").is_file()

@@ -1,0 +1,153 @@
+"""End-to-end training through the real CLI on a tiny generated dataset: outputs, exact resume, divergence, DDP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT, run_script
+
+pytestmark = pytest.mark.slow
+BASE = ("--cfg", "yolov5n.yaml", "--imgsz", "64", "--device", "cpu", "--workers", "0", "--exist-ok")
+
+
+def make_dataset(root: Path, n_train: int = 8, n_val: int = 4) -> Path:
+    """Coloured rectangles on grey 128x96 images, 2 classes; returns the dataset yaml."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(n):
+            im, rows = np.full((96, 128, 3), 90, np.uint8), []
+            for _ in range(2):
+                c, (w, h) = int(rng.integers(2)), rng.integers(16, 40, 2)
+                x0, y0 = int(rng.integers(0, 128 - w)), int(rng.integers(0, 96 - h))
+                cv2.rectangle(im, (x0, y0), (x0 + int(w), y0 + int(h)), (255, 0, 0) if c else (0, 255, 0), -1)
+                rows.append(f"{c} {(x0 + w / 2) / 128:.6f} {(y0 + h / 2) / 96:.6f} {w / 128:.6f} {h / 96:.6f}")
+            cv2.imwrite(str(root / "images" / split / f"{i}.png"), im)
+            (root / "labels" / split / f"{i}.txt").write_text("\n".join(rows) + "\n")
+    yaml_file = root / "tiny.yaml"
+    yaml_file.write_text("path: .\ntrain: images/train\nval: images/val\nnames: [red, green]\n")
+    return yaml_file
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+def _train(project: Path, name: str, data: Path, *extra: str, env=None):
+    r = run_script("train.py", *BASE, "--data", data, "--project", project, "--name", name, *extra, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+def test_run_folder_and_checkpoints(tmp_path, tiny_data):
+    r = _train(tmp_path, "exp", tiny_data, "--epochs", "2", "--batch-size", "4")
+    run = tmp_path / "exp"
+    for f in ("weights/last.pt", "weights/best.pt", "hyp.yaml", "opt.yaml", "results.csv", "results.png",
+              "labels.jpg", "train_batch0.jpg", "train_batch1.jpg", "train_batch2.jpg", "confusion_matrix.png"):  # fmt: skip
+        assert (run / f).is_file(), f
+    lines = (run / "results.csv").read_text().splitlines()
+    header = [h.strip() for h in lines[0].split(",")]
+    assert header[:4] == ["epoch", "train/box_loss", "train/obj_loss", "train/cls_loss"] and header[-1] == "x/lr2"
+    assert len(lines) == 3 and all(len(ln.split(",")) == 14 for ln in lines)
+    ckpt = torch.load(run / "weights/best.pt", map_location="cpu", weights_only=True)
+    assert ckpt["format"].startswith("yolov5-fla/") and ckpt["optimizer"] is None  # stripped at the end
+    assert ckpt["ema"]["state_dict"]["model.0.conv.weight"].dtype == torch.float16
+    assert "Epoch" in r.stdout and "box_loss" in r.stdout and "Instances" in r.stdout
+    resumed = run_script("train.py", "--resume", run / "weights/last.pt")
+    assert resumed.returncode == 2 and "nothing to resume" in resumed.stderr
+
+
+def test_bad_values_are_user_errors(tmp_path, tiny_data):
+    r = run_script("train.py", *BASE, "--data", tiny_data, "--project", tmp_path, "--epochs", "0")
+    assert r.returncode == 2 and "error: --epochs" in r.stderr and "Traceback" not in r.stderr
+    r = run_script("train.py", "--evolve", "--data", tiny_data)
+    assert r.returncode == 2 and "not supported" in r.stderr
+
+
+def _kill_after_epoch(cmd: list, last: Path, epoch: int, timeout: float = 300) -> int:
+    """Start cmd, SIGKILL it as soon as last.pt holds `epoch`; returns the epoch last.pt held when it died."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0, seen = time.time(), -1
+    try:
+        while proc.poll() is None and time.time() - t0 < timeout:
+            if last.exists():
+                try:
+                    seen = int(torch.load(last, map_location="cpu", weights_only=True)["epoch"])
+                except (RuntimeError, EOFError, OSError):  # replaced while reading: look again
+                    continue
+                if seen >= epoch:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            time.sleep(0.02)
+    finally:
+        proc.wait()
+    return seen
+
+
+def test_resume_after_sigkill_is_exact(tmp_path, tiny_data):
+    # batch 3 over 8 images: 3 batches per epoch with accumulation, so a step straddles the epoch boundary
+    args = ("--epochs", "3", "--batch-size", "3", "--noplots", "--seed", "1", "--save-period", "1")
+    _train(tmp_path, "full", tiny_data, *args)
+    cmd = [
+        sys.executable,
+        "train.py",
+        *BASE,
+        "--data",
+        str(tiny_data),
+        "--project",
+        str(tmp_path),
+        "--name",
+        "cut",
+        *args,
+    ]
+    last = tmp_path / "cut" / "weights" / "last.pt"
+    killed_at = _kill_after_epoch(cmd, last, epoch=0)
+    assert killed_at in (0, 1), f"last.pt held epoch {killed_at} when the run was killed"
+    assert torch.load(last, map_location="cpu", weights_only=True)["train_state"] is not None
+    r = run_script("train.py", "--resume", last)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Resuming training" in r.stdout
+    # epoch2.pt (--save-period) is the fp32 state after the last epoch; last.pt is stripped to fp16 at the end
+    full = torch.load(tmp_path / "full/weights/epoch2.pt", map_location="cpu", weights_only=True)
+    cut = torch.load(tmp_path / "cut/weights/epoch2.pt", map_location="cpu", weights_only=True)
+    for key in ("model", "ema"):
+        a, b = full[key]["state_dict"], cut[key]["state_dict"]
+        assert a.keys() == b.keys() and a["model.0.conv.weight"].dtype == torch.float32
+        different = [k for k in a if not torch.equal(a[k], b[k])]
+        assert not different, f"{key}: {len(different)} tensors differ, e.g. {different[:3]}"
+    rows_full = (tmp_path / "full/results.csv").read_text().splitlines()
+    rows_cut = (tmp_path / "cut/results.csv").read_text().splitlines()
+    assert [r.split(",")[:4] for r in rows_full] == [r.split(",")[:4] for r in rows_cut]  # same train losses
+
+
+def test_nonfinite_loss_stops_with_message(tmp_path, tiny_data):
+    hyp = (ROOT / "data/hyps/hyp.scratch-low.yaml").read_text().replace("box: 0.05", "box: .nan")
+    (tmp_path / "nan.yaml").write_text(hyp)
+    r = run_script("train.py", *BASE, "--data", tiny_data, "--project", tmp_path, "--hyp", tmp_path / "nan.yaml",
+                   "--epochs", "3", "--batch-size", "2", "--noplots")  # fmt: skip
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "non-finite" in r.stdout + r.stderr and "diverged" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ddp_gloo_two_processes(tmp_path, tiny_data):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "train.py", *BASE, "--data", str(tiny_data), "--project", str(tmp_path), "--name", "ddp",
+           "--epochs", "1", "--batch-size", "4", "--noplots"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]  # one run folder, written by rank 0
+    assert (tmp_path / "ddp/weights/last.pt").is_file() and (tmp_path / "ddp/results.csv").is_file()

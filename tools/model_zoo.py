@@ -1,0 +1,45 @@
+"""Print (or write into README.md) the model zoo table: parameters and GFLOPs of every config in models/."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.yolo import DetectionModel  # noqa: E402
+from utils.flops import model_gflops  # noqa: E402
+
+START, END = "<!-- ZOO -->", "<!-- /ZOO -->"
+
+
+def zoo_table(imgsz: int = 640) -> str:
+    """Markdown table of layers, parameters and GFLOPs (at imgsz, 80 classes) for each models/*.yaml."""
+    rows = ["| config | layers | parameters | GFLOPs @%d |" % imgsz, "|---|---:|---:|---:|"]
+    for cfg in sorted((ROOT / "models").glob("yolov5*.yaml"), key=lambda p: (len(p.stem.split("-")), p.stem)):
+        model = DetectionModel(cfg, verbose=False)
+        n_layers = sum(1 for m in model.modules() if not list(m.children()))
+        n_params = sum(p.numel() for p in model.parameters())
+        rows.append(f"| `{cfg.name}` | {n_layers} | {n_params:,} | {model_gflops(model, imgsz):.1f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", action="store_true", help="replace the table between the ZOO markers in README.md")
+    parser.add_argument("--imgsz", type=int, default=640)
+    opt = parser.parse_args()
+    table = zoo_table(opt.imgsz)
+    print(table)
+    if opt.write:
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        head, _, rest = text.partition(START)
+        _, _, tail = rest.partition(END)
+        readme.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()

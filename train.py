@@ -1,0 +1,76 @@
+"""Train a YOLOv5(-FLA) detector: python train.py --data coco128.yaml --cfg yolov5s-fla.yaml --weights yolov5s.pt."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from utils.errors import UserError, run_cli
+from utils.log import setup_logging
+from utils.paths import ROOT
+
+LOGGER = logging.getLogger("train")
+
+
+def parse_opt(argv=None) -> argparse.Namespace:
+    """train.py flags, as YOLOv5's."""
+    p = argparse.ArgumentParser(description=__doc__)
+    g = p.add_argument_group("model and data")
+    g.add_argument("--weights", type=str, default="", help="initial weights: an official YOLOv5 .pt or ours")
+    g.add_argument("--cfg", type=str, default="", help="model yaml (path, or a bare name from models/)")
+    g.add_argument("--data", type=str, default=None, help="dataset yaml (default: the built-in dataset)")
+    g.add_argument("--hyp", type=str, default=str(ROOT / "data/hyps/hyp.scratch-low.yaml"), help="hyperparameters")
+    g.add_argument("--single-cls", action="store_true", help="train multi-class data as single-class")
+    g.add_argument("--freeze", nargs="+", type=int, default=[0], help="freeze layers: backbone=10, first3=0 1 2")
+    g = p.add_argument_group("schedule")
+    g.add_argument("--epochs", type=int, default=100, help="total training epochs")
+    g.add_argument("--batch-size", type=int, default=16, help="total batch size for all GPUs")
+    g.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="train, val image size (pixels)")
+    g.add_argument("--rect", action="store_true", help="rectangular training")
+    g.add_argument("--multi-scale", action="store_true", help="vary img-size +/- 50%%")
+    g.add_argument("--image-weights", action="store_true", help="use weighted image selection for training")
+    g.add_argument("--quad", action="store_true", help="quad dataloader")
+    g.add_argument("--optimizer", type=str, choices=["SGD", "Adam", "AdamW"], default="SGD", help="optimizer")
+    g.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
+    g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing epsilon")
+    g.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
+    g.add_argument("--seed", type=int, default=0, help="global training seed")
+    g.add_argument("--noautoanchor", action="store_true", help="disable AutoAnchor")
+    g.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters (not supported)")
+    g = p.add_argument_group("runtime")
+    g.add_argument("--resume", nargs="?", const=True, default=False, help="resume most recent training (or path)")
+    g.add_argument("--cache", type=str, nargs="?", const="ram", help="image --cache ram/disk")
+    g.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    g.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP mode)")
+    g.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
+    g.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="set by torchrun; do not change")
+    g = p.add_argument_group("output")
+    g.add_argument("--project", default=str(ROOT / "runs/train"), help="save to project/name")
+    g.add_argument("--name", default="exp", help="save to project/name")
+    g.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    g.add_argument("--nosave", action="store_true", help="only save final checkpoint")
+    g.add_argument("--noval", action="store_true", help="only validate final epoch")
+    g.add_argument("--noplots", action="store_true", help="save no plot files")
+    g.add_argument("--save-period", type=int, default=-1, help="save checkpoint every x epochs (disabled if < 1)")
+    return p.parse_args(argv)
+
+
+@run_cli
+def main(opt: argparse.Namespace) -> None:
+    """Check the options that need no set-up, then hand over to utils.trainer.train."""
+    from utils.train_setup import get_dist_info
+    from utils.trainer import train
+
+    setup_logging(rank=get_dist_info()[1])
+    if opt.evolve:
+        raise UserError("--evolve is not supported in YOLOv5-FLA; tune --hyp by hand or run several trainings")
+    if opt.cache not in (None, "ram", "disk", "val"):
+        raise UserError(f"--cache must be ram or disk, got {opt.cache!r}")
+    if not opt.resume and not opt.weights and not opt.cfg:
+        LOGGER.info("no --weights or --cfg given: training yolov5s.yaml from scratch")
+        opt.cfg = "yolov5s.yaml"
+    train(opt)
+
+
+if __name__ == "__main__":
+    main(parse_opt())

@@ -1,0 +1,166 @@
+"""Checkpoints: safe loading (ours and official YOLOv5), atomic saving, and building a model from weights."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from utils.errors import UserError
+from utils.safe_pickle import load_official
+from utils.torch_utils import de_parallel
+
+LOGGER = logging.getLogger(__name__)
+
+FORMAT = "yolov5-fla/1"
+CKPT_DEFAULTS = {
+    "model": None,
+    "ema": None,
+    "optimizer": None,
+    "epoch": -1,
+    "best_fitness": 0.0,
+    "opt": {},
+    "hyp": {},
+    "scaler": None,
+    "rng": {},
+    "date": "",
+    "format": FORMAT,
+}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def load_checkpoint(path: Union[str, Path]) -> dict:
+    """Read a checkpoint (ours or an official YOLOv5 pickle) into the normalised dict of ARCHITECTURE.md.
+
+    Ours open with torch.load(weights_only=True); anything that needs more goes through the restricted unpickler,
+    which refuses every global that is not a tensor, a plain container or an inert stub of a YOLOv5/torch class.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        raw = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # a pickle with classes: maybe an official YOLOv5 checkpoint
+        ckpt = load_official(path)
+        LOGGER.debug("read official YOLOv5 checkpoint %s", path)
+        return ckpt
+    except Exception as e:  # weights_only loading is safe; any other failure means a damaged or foreign file
+        raise UserError(f"cannot read {path}: not a PyTorch checkpoint or corrupt ({_first_line(e)})") from e
+    if not isinstance(raw, dict) or "format" not in raw or not isinstance(raw.get("model"), dict):
+        raise UserError(f"{path} is not a YOLOv5-FLA checkpoint (expected a dict with 'model' and 'format')")
+    if not str(raw["format"]).startswith("yolov5-fla/"):
+        raise UserError(f"{path} has unknown checkpoint format {raw['format']!r}")
+    for key in ("model", "ema"):
+        md = raw.get(key)
+        if md is not None and not (isinstance(md, dict) and {"yaml", "state_dict"} <= set(md)):
+            raise UserError(f"{path}: checkpoint entry '{key}' lacks 'yaml' / 'state_dict'")
+    return {**copy.deepcopy(CKPT_DEFAULTS), **raw}
+
+
+def to_weights_only(obj: Any, where: str = "ckpt") -> Any:
+    """Convert a value to what torch.load(weights_only=True) accepts: Path -> str, Namespace -> dict, numpy -> torch."""
+    if obj is None or isinstance(obj, (str, int, float, bool, torch.Tensor)):
+        return obj
+    if isinstance(obj, dict):
+        return {k: to_weights_only(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_weights_only(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, argparse.Namespace):
+        return to_weights_only(vars(obj), where)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, torch.Size):
+        return tuple(obj)
+    raise TypeError(f"{where}: {type(obj).__name__} cannot be stored in a weights_only checkpoint")
+
+
+def save_checkpoint(ckpt: dict, path: Union[str, Path]) -> Path:
+    """Write ckpt atomically (temp file in the same folder, fsync, os.replace); UserError leaves the old file intact."""
+    path = Path(path)
+    data = to_weights_only({**CKPT_DEFAULTS, **ckpt, "format": FORMAT})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
+        raise UserError(f"cannot save checkpoint {path}: {reason}") from e
+    return path
+
+
+def model_to_dict(model: nn.Module, half: bool = True) -> dict:
+    """{'yaml', 'state_dict', 'names', 'stride'} of a DetectionModel; floats fp16 when half (anchors stay fp32)."""
+    model = de_parallel(model)
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().clone()
+        if half and v.is_floating_point() and not k.endswith("anchors"):
+            v = v.half()
+        state[k] = v
+    stride = getattr(model, "stride", None)
+    return {
+        "yaml": copy.deepcopy(model.yaml),
+        "state_dict": state,
+        "names": [str(n) for n in getattr(model, "names", [])],
+        "stride": [float(s) for s in stride.tolist()] if isinstance(stride, torch.Tensor) else list(stride or []),
+    }
+
+
+def model_from_dict(md: dict, cfg: Union[str, dict, None] = None, source: str = "") -> nn.Module:
+    """Build a float32 DetectionModel from a checkpoint model dict; with cfg, build cfg and transfer by structure."""
+    from models.yolo import DetectionModel  # local: keeps this module importable without the model code
+    from utils.transfer import transfer_weights
+
+    names = list(md.get("names") or [])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in md["state_dict"].items()}
+    if cfg is not None:
+        model = DetectionModel(cfg, nc=len(names) or None, verbose=False)
+        transfer_weights(state, md["yaml"], model, source=source)
+    else:
+        model = DetectionModel(copy.deepcopy(md["yaml"]), verbose=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            bad = (missing or unexpected)[:3]
+            raise UserError(
+                f"{source or 'checkpoint'}: weights do not fit the model built from its own yaml "
+                f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {bad})"
+            )
+    nc = model.yaml.get("nc", len(names)) if isinstance(model.yaml, dict) else len(names)
+    model.names = names if len(names) == nc else [f"class{i}" for i in range(nc)]
+    return model.float()
+
+
+def load_model(
+    weights: Union[str, Path], device: Union[str, torch.device] = "cpu", fuse: bool = True, cfg=None
+) -> nn.Module:
+    """A DetectionModel in eval mode (float32) from a checkpoint (EMA when present), optionally BN-fused."""
+    ckpt = load_checkpoint(weights)
+    md = ckpt.get("ema") or ckpt["model"]
+    model = model_from_dict(md, cfg=cfg, source=str(weights))
+    if fuse and hasattr(model, "fuse"):
+        model = model.fuse()
+    return model.to(device).eval()

@@ -1,0 +1,1 @@
+"""Data loading: dataset yaml checks, label parsing and caching, datasets, augmentation, loaders."""

@@ -1,0 +1,113 @@
+"""JSON label cache (never pickle): per-image scan results keyed by a hash of paths, sizes and mtimes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from utils.paths import user_cache_dir
+
+LOGGER = logging.getLogger(__name__)
+CACHE_VERSION = "yolov5-fla-labels/1"
+
+
+def is_writable_dir(path: Path) -> bool:
+    """True when path is a folder we may write to: the OS allows it AND its mode has write bits (root respects them)."""
+    try:
+        return path.is_dir() and os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
+    except OSError:
+        return False
+
+
+def files_hash(files: Sequence[str], extra: str = "") -> str:
+    """sha256 over (path, size, mtime_ns) of each file (absent files count as absent) plus an extra string."""
+    h = hashlib.sha256(extra.encode())
+    for f in files:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}\0-\n".encode())
+    return h.hexdigest()
+
+
+def cache_path_for(source: Path, label_files: Sequence[str]) -> List[Path]:
+    """Where a cache may live, preferred first: '<labels dir>.cache.json' (or '<list>.cache.json'), then a file
+    named by a hash of that path in the user cache folder (used when the dataset is read-only)."""
+    source = Path(source)
+    if source.is_file():
+        preferred = source.with_suffix(".cache.json")
+    else:
+        preferred = (
+            Path(label_files[0]).parent.with_suffix(".cache.json") if label_files else source / "labels.cache.json"
+        )
+    key = hashlib.sha1(str(preferred.resolve()).encode()).hexdigest()[:16]
+    return [preferred, user_cache_dir() / "labels" / f"{preferred.stem.split('.')[0]}-{key}.cache.json"]
+
+
+def _to_json(entry: Dict) -> Dict:
+    return {
+        "shape": [int(v) for v in entry["shape"]],
+        "status": entry["status"],
+        "labels": np.asarray(entry["labels"]).round(6).tolist(),
+        "segments": [np.asarray(s).round(6).tolist() for s in entry["segments"]],
+        "problems": list(entry["problems"]),
+    }
+
+
+def _from_json(entry: Dict) -> Dict:
+    return {
+        "ok": entry["status"] != "corrupt",
+        "shape": tuple(entry["shape"]),
+        "status": entry["status"],
+        "labels": np.array(entry["labels"], dtype=np.float32).reshape(-1, 5),
+        "segments": [np.array(s, dtype=np.float32).reshape(-1, 2) for s in entry["segments"]],
+        "problems": list(entry["problems"]),
+    }
+
+
+def load_cache(paths: Sequence[Path], hash_: str) -> Dict[str, Dict] | None:
+    """The entries {im_file: result} of the first valid cache among paths whose hash matches; None otherwise."""
+    for p in paths:
+        if not p.is_file():
+            continue
+        try:
+            with open(p, encoding="utf-8") as f:
+                data = json.load(f)
+            if data.get("version") != CACHE_VERSION or data.get("hash") != hash_:
+                LOGGER.debug("label cache %s is stale or from another version; rebuilding", p)
+                continue
+            return {k: _from_json(v) for k, v in data["entries"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            LOGGER.debug("label cache %s unreadable (%s); rebuilding", p, e)
+    return None
+
+
+def save_cache(paths: Sequence[Path], hash_: str, entries: Dict[str, Dict]) -> Path | None:
+    """Write the cache atomically to the first writable location of paths; returns it (None when none worked)."""
+    data = {"version": CACHE_VERSION, "hash": hash_, "entries": {k: _to_json(v) for k, v in entries.items()}}
+    for p in paths:
+        if p.parent == user_cache_dir() / "labels":
+            p.parent.mkdir(parents=True, exist_ok=True)
+        if not is_writable_dir(p.parent):
+            continue
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f)
+            os.replace(tmp, p)
+            return p
+        except OSError as e:
+            LOGGER.debug("could not write label cache %s (%s)", p, e)
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
+    LOGGER.warning("WARNING: could not write a label cache anywhere (%s)", ", ".join(str(p) for p in paths))
+    return None

@@ -1,0 +1,101 @@
+"""Dataset yaml reading: yaml.safe_load only, paths resolved against the yaml's folder, nothing ever executed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Union
+
+import yaml
+
+from utils.errors import UserError
+from utils.paths import DATA_DIR
+
+LOGGER = logging.getLogger(__name__)
+BUILTIN = "builtin"
+
+
+def find_data_yaml(name: Union[str, Path]) -> Path:
+    """A dataset yaml by path, or by bare name from the repo's data/ folder ('coco128' or 'coco128.yaml')."""
+    p = Path(name).expanduser()
+    if p.is_file():
+        return p
+    candidates = [DATA_DIR / p.name] + ([DATA_DIR / f"{p.name}.yaml"] if not p.suffix else [])
+    for q in candidates:
+        if q.is_file():
+            return q
+    raise UserError(f"--data file not found: {name} (also looked in {DATA_DIR})")
+
+
+def _names(data: Dict[str, Any], where: str) -> List[str]:
+    """'names' as a list or {index: name} dict (indices 0..n-1) -> list of str; checked against 'nc'."""
+    names, nc = data.get("names"), data.get("nc")
+    if names is None:
+        if nc is None:
+            raise UserError(f"{where}: needs 'names' (a list of class names) or at least 'nc'")
+        names = [f"class{i}" for i in range(int(nc))]
+    if isinstance(names, dict):
+        try:
+            keys = sorted(int(k) for k in names)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{where}: 'names' keys must be class indices 0, 1, 2, ...") from e
+        if keys != list(range(len(keys))):
+            raise UserError(f"{where}: 'names' keys must be the indices 0..{len(keys) - 1} without gaps, got {keys}")
+        names = [names[k] if k in names else names[str(k)] for k in keys]
+    if not isinstance(names, list):
+        raise UserError(f"{where}: 'names' must be a list or an {{index: name}} mapping")
+    names = [str(n) for n in names]
+    if nc is not None and int(nc) != len(names):
+        raise UserError(f"{where}: nc is {nc} but {len(names)} names are given")
+    return names
+
+
+def _resolve_split(value: Any, root: Path, key: str, where: str) -> List[str]:
+    """A split entry (str or list of str, each a folder or .txt list) -> absolute existing paths."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out, missing = [], []
+    for item in items:
+        p = Path(str(item)).expanduser()
+        p = p if p.is_absolute() else root / p
+        (out if p.exists() else missing).append(str(p.resolve() if p.exists() else p))
+    if missing:
+        raise UserError(f"{where}: '{key}' path(s) not found: {', '.join(missing)}")
+    return out
+
+
+def check_dataset(data: Union[str, Path, Dict, None] = None) -> Dict[str, Any]:
+    """Read and check a dataset yaml -> dict with absolute 'train', 'val' (and 'test') lists, 'names', 'nc',
+    'path' and 'yaml_file'. None / 'builtin' -> the built-in synthetic dataset. UserError on any problem."""
+    if data is None or str(data) in ("", BUILTIN, f"{BUILTIN}.yaml"):
+        from utils.data.synthetic import ensure_builtin_dataset  # late: generating data is the rare path
+
+        data = ensure_builtin_dataset()
+    yaml_file = None
+    if isinstance(data, dict):
+        cfg, where, base = dict(data), "dataset dict", Path.cwd()
+    else:
+        yaml_file = find_data_yaml(data).resolve()
+        where, base = str(yaml_file), yaml_file.parent
+        try:
+            with open(yaml_file, encoding="utf-8") as f:
+                cfg = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as e:
+            raise UserError(f"cannot read dataset yaml {yaml_file}: {e}") from e
+        if not isinstance(cfg, dict):
+            raise UserError(f"{where}: expected a mapping with train/val/names, got {type(cfg).__name__}")
+    if cfg.get("download"):
+        LOGGER.warning(f"WARNING: {where}: the 'download' entry is ignored; it will never be executed (nothing runs)")
+    missing = [k for k in ("train", "val") if not cfg.get(k)]
+    if missing:
+        raise UserError(f"{where}: missing key(s) {', '.join(missing)} (each a folder, .txt list or list of these)")
+    root = Path(str(cfg.get("path") or ".")).expanduser()
+    root = (root if root.is_absolute() else base / root).resolve()
+    names = _names(cfg, where)
+    out = {k: v for k, v in cfg.items() if k != "download"}
+    out.update(path=str(root), names=names, nc=len(names), yaml_file=str(yaml_file) if yaml_file else None)
+    for key in ("train", "val", "test"):
+        if cfg.get(key):
+            out[key] = _resolve_split(cfg[key], root, key, where)
+        elif key == "test":
+            out.pop("test", None)
+    return out

@@ -1,0 +1,211 @@
+"""Python API: `model = load('yolov5n.pt'); results = model('bus.jpg')` -> Detections (boxes, tables, render, save).
+
+Inputs: a path (str/Path), a PIL image, a numpy (H, W, 3) uint8 image in RGB order (pass bgr=True for cv2.imread
+output), or a list of these. Everything stored and returned by Detections is RGB.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from utils.annotate import Annotator, colors
+from utils.boxes import scale_boxes, xyxy2xywh
+from utils.data.sources import read_image
+from utils.errors import UserError
+from utils.paths import increment_path
+from utils.predict import NMSOptions, infer, make_divisible, names_dict, postprocess, summarize, warmup_nms
+from utils.torch_utils import time_sync
+
+LOGGER = logging.getLogger(__name__)
+
+ImageLike = Union[str, Path, np.ndarray, Image.Image]
+
+
+def _to_rgb(im: ImageLike, i: int, bgr: bool) -> tuple:
+    """One input -> (RGB uint8 (H, W, 3), file name)."""
+    if isinstance(im, (str, Path)):
+        arr = read_image(im)
+        if arr is None:
+            raise UserError(f"cannot read image: {im}")
+        return np.ascontiguousarray(arr[..., ::-1]), Path(im).name
+    if isinstance(im, Image.Image):
+        return np.asarray(im.convert("RGB")).copy(), Path(getattr(im, "filename", "") or f"image{i}.jpg").name
+    if isinstance(im, np.ndarray):
+        arr = im if im.ndim == 3 else np.stack([im] * 3, -1)  # greyscale -> 3 channels
+        if arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+            arr = arr.transpose(1, 2, 0)  # CHW -> HWC
+        arr = arr[..., :3]
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr * (255 if arr.max() <= 1 else 1), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(arr[..., ::-1] if bgr else arr), f"image{i}.jpg"
+    raise UserError(f"unsupported image type {type(im).__name__}: use a path, PIL image or numpy array")
+
+
+def _letterbox_batch(ims: List[np.ndarray], size: int, stride: int) -> tuple:
+    """RGB images -> float-ready uint8 batch (B, 3, H, W) sharing one stride-multiple shape, and that shape."""
+    from utils.data.augment import letterbox
+
+    scaled = [(h * size / max(h, w), w * size / max(h, w)) for h, w in (im.shape[:2] for im in ims)]
+    shape = [make_divisible(max(s[k] for s in scaled), stride) for k in (0, 1)]
+    batch = np.stack([letterbox(im, shape, auto=False)[0].transpose(2, 0, 1) for im in ims])
+    return np.ascontiguousarray(batch), shape
+
+
+class Detector:
+    """A loaded model plus inference settings; call it on images to get Detections. Settings are attributes."""
+
+    def __init__(self, model: Any, size: int = 640):
+        self.model = model
+        self.size = size
+        self.conf, self.iou, self.classes, self.agnostic, self.max_det = 0.25, 0.45, None, False, 1000
+        stride = getattr(model, "stride", 32)
+        self.stride = int(stride.max()) if isinstance(stride, torch.Tensor) else int(stride)
+        self.names = names_dict(getattr(model, "names", None))
+        net = getattr(model, "model", model)
+        params = list(net.parameters()) if isinstance(net, nn.Module) else []
+        self.device = getattr(model, "device", params[0].device if params else torch.device("cpu"))
+        warmup_nms()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        ims: Union[ImageLike, Sequence[ImageLike]],
+        size: int | None = None,
+        augment: bool = False,
+        bgr: bool = False,
+    ) -> Detections:
+        """Detect on one image or a list; size is the long side in pixels (default self.size)."""
+        t0 = time_sync()
+        items = list(ims) if isinstance(ims, (list, tuple)) else [ims]
+        if not items:
+            raise UserError("no images given")
+        rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
+        batch, shape = _letterbox_batch(list(rgb), int(size or self.size), self.stride)
+        x = torch.from_numpy(batch).to(self.device).float() / 255
+        t1 = time_sync()
+        pred = infer(self.model, x, augment)
+        t2 = time_sync()
+        nms = NMSOptions(self.conf, self.iou, self.classes, self.agnostic, self.max_det)
+        dets = postprocess(pred, nms)
+        for det, im in zip(dets, rgb):
+            det[:, :4] = scale_boxes(shape, det[:, :4], im.shape)
+        t3 = time_sync()
+        times = tuple((b - a) * 1e3 / len(items) for a, b in ((t0, t1), (t1, t2), (t2, t3)))
+        return Detections(list(rgb), [d.cpu() for d in dets], list(files), self.names, times, (len(items), 3, *shape))
+
+
+def load(
+    weights: Union[str, Path, Sequence[str], nn.Module] = "yolov5s.pt",
+    device: str = "",
+    size: int = 640,
+    fuse: bool = True,
+) -> Detector:
+    """Load weights once (.pt ours/official, .onnx, .torchscript, or a list = ensemble) -> a callable Detector.
+
+    A DetectionModel instance is accepted too (used as is, in eval mode).
+    """
+    if isinstance(weights, nn.Module):
+        return Detector(weights.eval(), size)
+    from utils.backends import DetectMultiBackend
+    from utils.torch_utils import select_device
+
+    w = [str(x) for x in weights] if isinstance(weights, (list, tuple)) else str(weights)
+    backend = DetectMultiBackend(w, device=select_device(device), fuse=fuse)
+    return Detector(backend, size)
+
+
+class Detections:
+    """Results of one call: per image RGB image and (n, 6) [x1, y1, x2, y2, conf, cls] boxes in its own pixels."""
+
+    def __init__(
+        self,
+        ims: List[np.ndarray],
+        pred: List[torch.Tensor],
+        files: List[str],
+        names: Dict[int, str],
+        times: tuple = (0.0, 0.0, 0.0),
+        shape: tuple = (),
+    ):
+        self.ims, self.pred, self.files, self.names, self.times, self.shape = ims, pred, files, names, times, shape
+        gn = [torch.tensor([im.shape[1], im.shape[0], im.shape[1], im.shape[0], 1.0, 1.0]) for im in ims]
+        self.xyxy = pred
+        self.xywh = [torch.cat([xyxy2xywh(p[:, :4]), p[:, 4:]], 1) for p in pred]
+        self.xyxyn = [p / g for p, g in zip(self.xyxy, gn)]
+        self.xywhn = [p / g for p, g in zip(self.xywh, gn)]
+
+    def __len__(self) -> int:
+        return len(self.pred)
+
+    def __getitem__(self, i: int) -> Detections:
+        return Detections([self.ims[i]], [self.pred[i]], [self.files[i]], self.names, self.times, self.shape)
+
+    def to_list(self) -> List[Detections]:
+        """One Detections per image."""
+        return [self[i] for i in range(len(self))]
+
+    tolist = to_list  # YOLOv5's spelling
+
+    def tables(self) -> List[List[Dict[str, Any]]]:
+        """Per image, one dict per box: xmin ymin xmax ymax confidence class name (pandas-free .pandas().xyxy)."""
+        out = []
+        for p in self.pred:
+            rows = []
+            for x1, y1, x2, y2, conf, cls in p.tolist():
+                c = int(cls)
+                rows.append(dict(xmin=x1, ymin=y1, xmax=x2, ymax=y2, confidence=conf, name=self.names.get(c, str(c))))
+                rows[-1]["class"] = c
+            out.append(rows)
+        return out
+
+    def pandas(self) -> List[Any]:
+        """Per image a pandas DataFrame of tables() rows; needs pandas (not a requirement of this project)."""
+        try:
+            import pandas as pd
+        except ImportError as e:
+            raise ImportError("Detections.pandas() needs pandas (pip install pandas); .tables() needs nothing") from e
+        cols = ["xmin", "ymin", "xmax", "ymax", "confidence", "class", "name"]
+        return [pd.DataFrame(rows, columns=cols) for rows in self.tables()]
+
+    def render(self, labels: bool = True) -> List[np.ndarray]:
+        """Annotated copies of the images (RGB uint8 (H, W, 3))."""
+        out = []
+        for im, p in zip(self.ims, self.pred):
+            ann = Annotator(np.ascontiguousarray(im[..., ::-1]), example=str(self.names))  # draw in BGR
+            for *xyxy, conf, cls in reversed(p.tolist()):
+                name = self.names.get(int(cls), str(int(cls)))
+                ann.box_label(xyxy, f"{name} {conf:.2f}" if labels else "", color=colors(int(cls), True))
+            out.append(np.ascontiguousarray(ann.result()[..., ::-1]))
+        return out
+
+    def save(self, save_dir: Union[str, Path] = "runs/detect/exp", exist_ok: bool = False, labels: bool = True) -> Path:
+        """Write the annotated images (file names as given, imageN.jpg for arrays) into a new run folder."""
+        save_dir = increment_path(save_dir, exist_ok=exist_ok, mkdir=True)
+        for f, im in zip(self.files, self.render(labels)):
+            Image.fromarray(im).save(save_dir / f)
+        LOGGER.info("Saved %d image%s to %s", len(self.files), "s" * (len(self.files) > 1), save_dir)
+        return save_dir
+
+    def __str__(self) -> str:
+        lines = []
+        for i, (im, p) in enumerate(zip(self.ims, self.pred)):
+            counts = summarize(p, self.names).rstrip(", ")
+            lines.append(f"image {i + 1}/{len(self)}: {im.shape[0]}x{im.shape[1]} {counts}")
+        pre, inf, nms = self.times
+        lines.append(
+            f"Speed: {pre:.1f}ms pre-process, {inf:.1f}ms inference, {nms:.1f}ms NMS per image at shape {self.shape}"
+        )
+        return "\n".join(lines)
+
+    def print(self) -> None:
+        """Log the per-image summary and the speed line."""
+        LOGGER.info("%s", self)
+
+    def __repr__(self) -> str:
+        return f"<Detections: {len(self)} image(s), {sum(len(p) for p in self.pred)} box(es)>"

@@ -1,0 +1,121 @@
+"""Non-maximum suppression of raw YOLOv5 predictions into per-image [x1, y1, x2, y2, conf, cls] rows."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence, Union
+
+import torch
+
+try:
+    import torchvision
+except ImportError:  # NMS falls back to pure torch
+    torchvision = None
+
+from utils.boxes import box_iou, xywh2xyxy
+
+LOGGER = logging.getLogger(__name__)
+
+MAX_WH = 7680  # class offset in pixels: boxes of different classes never overlap after the shift
+MAX_NMS = 30000  # most boxes handed to the NMS kernel per image
+
+
+def nms_boxes(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) -> torch.Tensor:
+    """Indices (k,) of the kept (n, 4) xyxy boxes, by descending score; torchvision when importable."""
+    if torchvision is not None:
+        try:
+            return torchvision.ops.nms(boxes, scores, iou_thres)
+        except RuntimeError:  # a torchvision build without the compiled nms op
+            pass
+    return nms_torch(boxes, scores, iou_thres)
+
+
+def nms_torch(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) -> torch.Tensor:
+    """Pure-torch greedy NMS: (n, 4) xyxy boxes, (n,) scores -> kept indices (k,) by descending score."""
+    order = scores.argsort(descending=True)
+    if not len(order):
+        return order
+    iou = box_iou(boxes[order], boxes[order], eps=0.0)  # (n, n) in score order
+    suppressed = torch.zeros(len(order), dtype=torch.bool, device=boxes.device)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] > iou_thres
+    return order[torch.tensor(keep, dtype=torch.long, device=boxes.device)]
+
+
+def _append_labels(x: torch.Tensor, lb: torch.Tensor, nc: int) -> torch.Tensor:
+    """Add (m, 5) [cls, x, y, w, h] pixel labels to candidate rows (n, 5+nc+nm) as boxes with obj = cls = 1."""
+    v = torch.zeros((len(lb), x.shape[1]), device=x.device, dtype=x.dtype)
+    v[:, :4] = lb[:, 1:5]
+    v[:, 4] = 1.0
+    v[torch.arange(len(lb)), lb[:, 0].long() + 5] = 1.0
+    return torch.cat((x, v), 0)
+
+
+def _candidates(x: torch.Tensor, nc: int, conf_thres: float, multi_label: bool) -> torch.Tensor:
+    """(n, 5+nc+nm) rows with obj already passed -> (k, 6+nm) [x1, y1, x2, y2, score, cls, mask...]."""
+    mi = 5 + nc
+    x[:, 5:mi] *= x[:, 4:5]  # score = obj * cls
+    box = xywh2xyxy(x[:, :4])
+    mask = x[:, mi:]
+    if multi_label:
+        i, j = (x[:, 5:mi] > conf_thres).nonzero(as_tuple=False).T
+        return torch.cat((box[i], x[i, 5 + j, None], j[:, None].float(), mask[i]), 1)
+    conf, j = x[:, 5:mi].max(1, keepdim=True)
+    return torch.cat((box, conf, j.float(), mask), 1)[conf.view(-1) > conf_thres]
+
+
+def non_max_suppression(
+    prediction: Union[torch.Tensor, Sequence[torch.Tensor]],
+    conf_thres: float = 0.25,
+    iou_thres: float = 0.45,
+    classes: Sequence[int] | None = None,
+    agnostic: bool = False,
+    multi_label: bool = False,
+    labels: Sequence[torch.Tensor] = (),
+    max_det: int = 300,
+    nm: int = 0,
+) -> list[torch.Tensor]:
+    """Filter raw predictions (B, N, 5+nc+nm) [x, y, w, h, obj, cls...] -> B tensors (n, 6+nm).
+
+    Each output row is [x1, y1, x2, y2, conf, cls, mask...] sorted by conf. Rows with obj <= conf_thres are
+    dropped first, then conf = obj * cls must exceed conf_thres. multi_label keeps one row per class above the
+    threshold. NMS is class-aware unless agnostic. labels: per image (m, 5) [cls, x, y, w, h] pixel boxes added
+    as perfect candidates (autolabelling, --save-hybrid). A (pred, feats) tuple is accepted as prediction.
+    """
+    if not 0 <= conf_thres <= 1:
+        raise ValueError(f"conf_thres must be in [0, 1], got {conf_thres}")
+    if not 0 <= iou_thres <= 1:
+        raise ValueError(f"iou_thres must be in [0, 1], got {iou_thres}")
+    if isinstance(prediction, (list, tuple)):  # eval-mode model output (pred, feats)
+        prediction = prediction[0]
+    bs = prediction.shape[0]
+    nc = prediction.shape[2] - nm - 5
+    multi_label &= nc > 1
+    obj_ok = prediction[..., 4] > conf_thres  # (B, N)
+    time_limit = 0.5 + 0.05 * bs
+    t0, warned = time.time(), False
+    output = [torch.zeros((0, 6 + nm), device=prediction.device)] * bs
+    for xi, x in enumerate(prediction):
+        x = x[obj_ok[xi]].float()  # the mask makes a copy, so in-place scoring leaves the input alone
+        if labels and len(labels[xi]):
+            x = _append_labels(x, labels[xi].to(x), nc)
+        if not x.shape[0]:
+            continue
+        x = _candidates(x, nc, conf_thres, multi_label)
+        if classes is not None:
+            x = x[(x[:, 5:6] == torch.tensor(classes, device=x.device)).any(1)]
+        if not x.shape[0]:
+            continue
+        x = x[x[:, 4].argsort(descending=True)[:MAX_NMS]]
+        offsets = x[:, 5:6] * (0 if agnostic else MAX_WH)
+        keep = nms_boxes(x[:, :4] + offsets, x[:, 4], iou_thres)[:max_det]
+        output[xi] = x[keep]
+        if not warned and time.time() - t0 > time_limit:  # YOLOv5 stops here; we warn and finish the batch
+            LOGGER.warning(f"WARNING NMS time limit {time_limit:.3f}s exceeded")
+            warned = True
+    return output

@@ -1,0 +1,194 @@
+"""The detect.py inference loop: sources -> model -> NMS -> annotated images/videos, txt/csv labels and crops."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+
+from utils.boxes import scale_boxes
+from utils.nms import non_max_suppression
+from utils.predict_io import PredictionSaver, SaveOptions
+from utils.torch_utils import time_sync
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class NMSOptions:
+    """Post-processing settings (detect.py defaults)."""
+
+    conf_thres: float = 0.25
+    iou_thres: float = 0.45
+    classes: List[int] | None = None
+    agnostic: bool = False
+    max_det: int = 1000
+
+
+@dataclass
+class Profile:
+    """Accumulated seconds for pre-process, inference and NMS, and the number of images seen."""
+
+    times: List[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    seen: int = 0
+
+    def per_image_ms(self) -> List[float]:
+        return [t / max(self.seen, 1) * 1e3 for t in self.times]
+
+
+def make_divisible(x: float, divisor: int) -> int:
+    """Smallest multiple of divisor that is >= x."""
+    return int(math.ceil(x / divisor) * divisor)
+
+
+def check_img_size(imgsz: Union[int, Sequence[int]], stride: int = 32, floor: int = 0) -> List[int]:
+    """--imgsz as [h, w] multiples of stride; a warning when it had to be rounded up."""
+    sizes = [int(imgsz)] * 2 if isinstance(imgsz, (int, float)) else [int(x) for x in imgsz]
+    if len(sizes) == 1:
+        sizes = sizes * 2
+    new = [max(make_divisible(x, stride), floor) for x in sizes]
+    if new != sizes:
+        LOGGER.warning("WARNING: --imgsz %s must be multiple of max stride %d, updating to %s", sizes, stride, new)
+    return new
+
+
+def names_dict(names: Union[Sequence[str], Dict[int, str], None], nc: int = 0) -> Dict[int, str]:
+    """Class names as {index: name}; 'classN' for a missing entry."""
+    if isinstance(names, dict):
+        out = {int(k): str(v) for k, v in names.items()}
+    else:
+        out = {i: str(n) for i, n in enumerate(names or [])}
+    for i in range(nc):
+        out.setdefault(i, f"class{i}")
+    return out
+
+
+def to_tensor(im: np.ndarray, device: torch.device, half: bool = False) -> torch.Tensor:
+    """uint8 (3,H,W) or (B,3,H,W) RGB -> float (B,3,H,W) in [0, 1] on device."""
+    t = torch.from_numpy(np.ascontiguousarray(im)).to(device)
+    t = t.half() if half else t.float()
+    t /= 255
+    return t[None] if t.ndim == 3 else t
+
+
+def _augmented(model, im: torch.Tensor) -> torch.Tensor | None:
+    """Test-time augmentation through DetectionModel.forward(augment=True), each member of an ensemble alike."""
+    net = getattr(model, "model", model)
+    members = list(net) if isinstance(net, torch.nn.ModuleList) else [net]
+    if not all(isinstance(m, torch.nn.Module) and hasattr(m, "_forward_augment") for m in members):
+        return None
+    x = im.to(next(members[0].parameters()).dtype)
+    return torch.cat([m(x, augment=True)[0] for m in members], 1)
+
+
+def infer(model, im: torch.Tensor, augment: bool = False) -> torch.Tensor:
+    """Raw predictions (B, N, 5+nc) from a backend (DetectMultiBackend) or a bare DetectionModel."""
+    if augment:
+        out = _augmented(model, im)
+        if out is not None:
+            return out.float()
+        LOGGER.warning("WARNING: --augment needs PyTorch (.pt) weights; running without it")
+    out = model(im)
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    if isinstance(out, np.ndarray):
+        out = torch.from_numpy(out)
+    return out.float()
+
+
+def load_backend(weights: Sequence[str], device: torch.device, data: str | None = None, half: bool = False):
+    """DetectMultiBackend for --weights (several = ensemble); class names from --data when the weights carry none."""
+    from utils.backends import DetectMultiBackend
+
+    w = [str(x) for x in weights] if isinstance(weights, (list, tuple)) else [str(weights)]
+    model = DetectMultiBackend(w if len(w) > 1 else w[0], device=device, fp16=half)
+    if data and not model.names:
+        from utils.data.config import check_dataset
+
+        model.names = list(check_dataset(data)["names"])
+    return model
+
+
+def postprocess(pred: torch.Tensor, nms: NMSOptions) -> List[torch.Tensor]:
+    """(B, N, 5+nc) -> per image (n, 6) [x1, y1, x2, y2, conf, cls] in letterboxed pixels."""
+    return non_max_suppression(pred, nms.conf_thres, nms.iou_thres, nms.classes, nms.agnostic, max_det=nms.max_det)
+
+
+def warmup_nms() -> None:
+    """One NMS call on a single box, so that the lazy torchvision import is not timed on the first image."""
+    non_max_suppression(torch.tensor([[[10.0, 10.0, 4.0, 4.0, 0.9, 0.9]]]))
+
+
+def summarize(det: torch.Tensor, names: Dict[int, str]) -> str:
+    """'4 persons, 1 bus, ' as YOLOv5 prints it (classes in index order); '(no detections), ' when empty."""
+    if not len(det):
+        return "(no detections), "
+    s = ""
+    for c in det[:, 5].unique():
+        n = int((det[:, 5] == c).sum())
+        s += f"{n} {names.get(int(c), int(c))}{'s' * (n > 1)}, "
+    return s
+
+
+def source_fps(dataset, cap, i: int) -> float:
+    """Frames per second for the saved video of stream/video i: the source's fps divided by --vid-stride."""
+    if dataset.mode == "stream":
+        fps = dataset.fps[i]
+    else:
+        fps = cap.get(cv2.CAP_PROP_FPS) if cap is not None else 30.0
+    fps = fps if fps and math.isfinite(fps) and fps > 0 else 30.0
+    return fps / max(getattr(dataset, "vid_stride", 1), 1)
+
+
+@torch.no_grad()
+def run_detection(
+    model,
+    dataset,
+    save_dir: Path,
+    nms: NMSOptions,
+    save: SaveOptions,
+    augment: bool = False,
+    half: bool = False,
+    progress=None,
+) -> Profile:
+    """Run model over every item of a sources.load_source dataset; print, draw and save as detect.py does."""
+    device = getattr(model, "device", torch.device("cpu"))
+    names = names_dict(getattr(model, "names", None))
+    saver = PredictionSaver(save_dir, names, save)
+    prof = Profile()
+    warmup_nms()
+    try:
+        for path, im, im0s, cap, desc in dataset:
+            t0 = time_sync()
+            x = to_tensor(im, device, half)
+            t1 = time_sync()
+            pred = infer(model, x, augment)
+            t2 = time_sync()
+            dets = postprocess(pred, nms)
+            t3 = time_sync()
+            for k, dt in enumerate((t1 - t0, t2 - t1, t3 - t2)):
+                prof.times[k] += dt
+            prof.seen += len(dets)
+            stream = dataset.mode == "stream"
+            for i, det in enumerate(dets):
+                p, im0 = (path[i], im0s[i].copy()) if stream else (path, im0s.copy())
+                frame = dataset.count if stream else getattr(dataset, "frame", 0)
+                s = f"{desc}{i}: " if stream else desc
+                s += "{:g}x{:g} ".format(*x.shape[2:])
+                if len(det):
+                    det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], im0.shape).round()
+                s += summarize(det, names)
+                fps = source_fps(dataset, cap, i)
+                saver.add(Path(p), im0, det, mode=dataset.mode, frame=frame, fps=fps, stream_index=i)
+                LOGGER.info("%s%.1fms", s, (t2 - t1) * 1e3)
+            if progress is not None:
+                progress()
+    finally:
+        saver.close()
+    return prof

@@ -1,0 +1,132 @@
+"""Training set-up helpers: hyperparameters, model from --weights/--cfg, freezing, --resume lookup, DDP context."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple, Union
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import yaml
+
+from utils.errors import UserError
+from utils.paths import DATA_DIR, ROOT, find_file
+
+LOGGER = logging.getLogger(__name__)
+
+REQUIRED_HYP = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr",
+                "box", "cls", "cls_pw", "obj", "obj_pw", "anchor_t")  # fmt: skip
+HYP_DEFAULTS = {"fl_gamma": 0.0, "label_smoothing": 0.0}
+
+
+def load_hyp(hyp: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
+    """Hyperparameters from a yaml path (or bare name in data/hyps) or a dict; UserError when keys are missing."""
+    if not isinstance(hyp, dict):
+        path = find_file(hyp, "--hyp", (DATA_DIR / "hyps",))
+        try:
+            with open(path, encoding="utf-8") as f:
+                hyp = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as e:
+            raise UserError(f"cannot read --hyp {path}: {e}") from e
+        if not isinstance(hyp, dict):
+            raise UserError(f"--hyp {path}: expected a mapping of hyperparameters")
+    missing = [k for k in REQUIRED_HYP if k not in hyp]
+    if missing:
+        raise UserError(f"--hyp lacks {', '.join(missing)}")
+    return {**HYP_DEFAULTS, **hyp}
+
+
+def scale_loss_gains(hyp: Dict[str, Any], nl: int, nc: int, imgsz: int) -> Dict[str, Any]:
+    """box *= 3/nl, cls *= nc/80 * 3/nl, obj *= (imgsz/640)^2 * 3/nl (as YOLOv5 rescales its COCO defaults)."""
+    out = dict(hyp)
+    out["box"] = hyp["box"] * 3 / nl
+    out["cls"] = hyp["cls"] * nc / 80 * 3 / nl
+    out["obj"] = hyp["obj"] * (imgsz / 640) ** 2 * 3 / nl
+    return out
+
+
+def check_img_size(imgsz: int, stride: int) -> int:
+    """Round imgsz up to a multiple of the model stride (with a warning when it changes)."""
+    new = max(int(math.ceil(imgsz / stride) * stride), stride)
+    if new != imgsz:
+        LOGGER.warning(f"WARNING: --imgsz {imgsz} must be a multiple of max stride {stride}, updating to {new}")
+    return new
+
+
+def freeze_layers(model: nn.Module, freeze: List[int]) -> List[str]:
+    """--freeze 10 freezes layers 0-9; --freeze 0 1 2 freezes those indices. Returns the frozen parameter names."""
+    prefixes = [f"model.{x}." for x in (freeze if len(freeze) > 1 else range(freeze[0] if freeze else 0))]
+    frozen = []
+    for name, p in model.named_parameters():
+        p.requires_grad = True
+        if any(name.startswith(x) for x in prefixes):
+            p.requires_grad = False
+            frozen.append(name)
+    if frozen:
+        LOGGER.info(f"freezing {len(frozen)} parameter tensors of layers {sorted({n.split('.')[1] for n in frozen})}")
+    return frozen
+
+
+def build_model(opt, nc: int, names: List[str], hyp: Dict[str, Any]) -> Tuple[nn.Module, dict | None]:
+    """DetectionModel from --cfg and/or --weights (transferred by structure). Returns (model, checkpoint or None)."""
+    from models.yolo import DetectionModel
+    from utils.checkpoint import load_checkpoint
+    from utils.paths import find_model_cfg
+    from utils.transfer import transfer_weights
+
+    cfg = str(find_model_cfg(opt.cfg)) if opt.cfg else None
+    if not opt.weights:
+        if not cfg:
+            raise UserError("give --cfg (e.g. yolov5s.yaml) and/or --weights (e.g. yolov5s.pt)")
+        model = DetectionModel(cfg, ch=3, nc=nc, anchors=hyp.get("anchors"))
+        model.names = list(names)
+        return model, None
+    weights = find_file(opt.weights, "--weights", (ROOT,))
+    ckpt = load_checkpoint(weights)
+    md = ckpt.get("ema") or ckpt["model"]
+    model = DetectionModel(cfg or md["yaml"], ch=3, nc=nc, anchors=hyp.get("anchors"))
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in md["state_dict"].items()}
+    if cfg or hyp.get("anchors"):
+        state = {k: v for k, v in state.items() if not k.endswith("anchors")}  # keep the cfg's anchors
+    transfer_weights(state, md["yaml"], model, source=str(weights))
+    model.names = list(names)
+    return model, ckpt
+
+
+def find_last_checkpoint(search_dir: Union[str, Path] = "runs") -> Path:
+    """The most recently written last.pt under search_dir (for a bare --resume)."""
+    found = sorted(Path(search_dir).glob("**/last*.pt"), key=os.path.getmtime)
+    if not found:
+        raise UserError(f"--resume: no last.pt found under {Path(search_dir).resolve()}; pass the checkpoint path")
+    return found[-1]
+
+
+def get_dist_info() -> Tuple[int, int, int]:
+    """(LOCAL_RANK, RANK, WORLD_SIZE) from the torchrun environment; (-1, -1, 1) for a single process."""
+    return (int(os.getenv("LOCAL_RANK", -1)), int(os.getenv("RANK", -1)), int(os.getenv("WORLD_SIZE", 1)))
+
+
+@contextlib.contextmanager
+def rank_zero_first(local_rank: int) -> Iterator[None]:
+    """Let rank 0 run the block (e.g. scan and cache labels) before the other ranks, which wait at a barrier."""
+    if local_rank not in (-1, 0):
+        dist.barrier()
+    yield
+    if local_rank == 0:
+        dist.barrier()
+
+
+def sync_bn(model: nn.Module, enabled: bool, device: torch.device) -> nn.Module:
+    """Convert BatchNorm to SyncBatchNorm for DDP (CUDA only; CPU gloo runs keep plain BatchNorm with a warning)."""
+    if not enabled:
+        return model
+    if device.type != "cuda":
+        LOGGER.warning("WARNING: --sync-bn needs CUDA; keeping plain BatchNorm on CPU")
+        return model
+    LOGGER.info("Using SyncBatchNorm()")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
