@@ -88,6 +88,9 @@ def main(opt: argparse.Namespace) -> Path:
         LOGGER.warning("WARNING: --half needs CUDA; running in FP32 on CPU")
     model = load_backend(opt.weights, device, data=opt.data, half=half)
     imgsz = check_img_size(opt.imgsz, stride=model.stride)
+    if getattr(model, "imgsz", None) and list(model.imgsz) != imgsz:  # a static export takes one size only
+        LOGGER.warning("WARNING: --imgsz %s differs from the exported size %s; using the latter", imgsz, model.imgsz)
+        imgsz = list(model.imgsz)
     dataset = load_source(source, imgsz, model.stride, auto=getattr(model, "pt", True), vid_stride=opt.vid_stride)
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     if hasattr(model, "warmup"):

@@ -25,16 +25,21 @@ from models.fla import FocusedLinearAttention
 
 
 class SoftmaxAttention(nn.Module):
-    """Softmax self-attention over H*W tokens, as in C3TR: q/k/v Linear + nn.MultiheadAttention. (B,C,H,W)."""
+    """Softmax self-attention over H*W tokens as in C3TR: q/k/v Linear + nn.MultiheadAttention. (B,C,H,W).
 
-    def __init__(self, dim: int, num_heads: int):
+    need_weights=True is how YOLOv5's C3TR calls it (the N x N weights are materialised); False lets PyTorch
+    use its fused scaled-dot-product kernel.
+    """
+
+    def __init__(self, dim: int, num_heads: int, need_weights: bool = True):
         super().__init__()
         self.q, self.k, self.v = (nn.Linear(dim, dim, bias=False) for _ in range(3))
         self.ma = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.need_weights = need_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = x.flatten(2).transpose(1, 2)  # (B, N, C)
-        out = self.ma(self.q(t), self.k(t), self.v(t), need_weights=False)[0]
+        out = self.ma(self.q(t), self.k(t), self.v(t), need_weights=self.need_weights)[0]
         return out.transpose(1, 2).reshape_as(x)
 
 
@@ -75,24 +80,28 @@ def build(method: str, dim: int, heads: int) -> nn.Module:
         return FocusedLinearAttention(dim, heads)
     if method == "linear":
         return FocusedLinearAttention(dim, heads, focusing_factor=1, kernel_size=0)
-    if method == "softmax":
-        return SoftmaxAttention(dim, heads)
+    if method in ("softmax", "softmax-sdpa"):
+        return SoftmaxAttention(dim, heads, need_weights=method == "softmax")
     if method == "FLA-einsum":
         return EinsumFLA(FocusedLinearAttention(dim, heads))
     raise ValueError(method)
 
 
-def time_ms(fn, runs: int) -> float:
-    """Best wall time of fn() in ms over runs after one warm-up call (min: robust on a shared machine)."""
+def time_ms(fn, runs: int) -> tuple[float, float]:
+    """Best wall time and best process CPU time (all threads) of fn() in ms, after one warm-up call.
+
+    The minimum is robust on a shared machine; CPU time is not inflated by waiting for other processes.
+    """
     fn()
-    ts = []
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        ts.append((time.perf_counter() - t0) * 1000)
-    return min(ts)
+        wall.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+    return min(wall), min(cpu)
 
 
 def peak_mb(fn, device: torch.device) -> float:
@@ -126,7 +135,8 @@ def bench(method: str, size: int, opt: argparse.Namespace, device: torch.device)
         xi = x.clone().requires_grad_(True)
         m(xi).sum().backward()
 
-    return {"fwd": time_ms(fwd, opt.runs), "fwd+bwd": time_ms(fwd_bwd, opt.runs), "mem": peak_mb(fwd_bwd, device)}
+    (f_wall, f_cpu), (fb_wall, fb_cpu) = time_ms(fwd, opt.runs), time_ms(fwd_bwd, opt.runs)
+    return {"fwd": f_wall, "fwd_cpu": f_cpu, "fwd+bwd": fb_wall, "fwd+bwd_cpu": fb_cpu, "mem": peak_mb(fwd_bwd, device)}
 
 
 def run(opt: argparse.Namespace) -> dict:
@@ -135,7 +145,7 @@ def run(opt: argparse.Namespace) -> dict:
     results = {}
     for size in opt.sizes:
         for method in opt.methods:
-            if method == "softmax" and size * size > opt.softmax_max:
+            if method.startswith("softmax") and size * size > opt.softmax_max:
                 results[method, size] = None
                 continue
             results[method, size] = bench(method, size, opt, device)
@@ -145,19 +155,20 @@ def run(opt: argparse.Namespace) -> dict:
 
 def markdown(results: dict, opt: argparse.Namespace) -> str:
     rows = [
-        f"C={opt.dim}, heads={opt.heads}, batch={opt.batch}, device={opt.device}, threads={torch.get_num_threads()}",
+        f"C={opt.dim}, heads={opt.heads}, batch={opt.batch}, device={opt.device}, threads={opt.threads}",
         "",
-        "| method | N (tokens) | forward ms | fwd+bwd ms | peak fwd+bwd MB |",
-        "|---|---|---|---|---|",
+        "| method | N (tokens) | forward ms | fwd+bwd ms | forward CPU ms | fwd+bwd CPU ms | peak fwd+bwd MB |",
+        "|---|---|---|---|---|---|---|",
     ]
     for size in opt.sizes:
         for method in opt.methods:
             r = results[method, size]
             n = f"{size}x{size} = {size * size}"
             if r is None:
-                rows.append(f"| {method} | {n} | skipped | skipped | skipped |")
+                rows.append(f"| {method} | {n} |" + " skipped |" * 5)
             else:
-                rows.append(f"| {method} | {n} | {r['fwd']:.2f} | {r['fwd+bwd']:.2f} | {r['mem']:.1f} |")
+                times = " | ".join(f"{r[k]:.2f}" for k in ("fwd", "fwd+bwd", "fwd_cpu", "fwd+bwd_cpu"))
+                rows.append(f"| {method} | {n} | {times} | {r['mem']:.1f} |")
     return "\n".join(rows)
 
 
@@ -185,7 +196,7 @@ def parse_opt(argv: list | None = None) -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--sizes", type=int, nargs="+", default=[20, 40, 80, 160], help="H = W of the feature map")
-    p.add_argument("--methods", nargs="+", default=["FLA", "softmax", "linear", "FLA-einsum"])
+    p.add_argument("--methods", nargs="+", default=["FLA", "softmax", "softmax-sdpa", "linear", "FLA-einsum"])
     p.add_argument("--softmax-max", type=int, default=80 * 80, help="skip softmax above this many tokens")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
@@ -195,8 +206,12 @@ def parse_opt(argv: list | None = None) -> argparse.Namespace:
 
 
 def main(opt: argparse.Namespace) -> str:
+    threads = torch.get_num_threads()
     torch.set_num_threads(opt.threads)
-    results = run(opt)
+    try:
+        results = run(opt)
+    finally:
+        torch.set_num_threads(threads)
     table = markdown(results, opt)
     print(table)
     if opt.plot:

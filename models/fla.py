@@ -62,27 +62,37 @@ class FocusedLinearAttention(nn.Module):
         pe = F.interpolate(pe, size=(h, w), mode="bilinear", align_corners=False)
         return pe.flatten(2).transpose(1, 2)
 
-    def _focus(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Focusing function on (B, N, C): t = (relu(t)+1e-6)/s ; t^p * ||t|| / ||t^p||, computed overflow-free."""
+    def _focus(self, t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Focusing on (B, N, C) as a product f * r: t = (relu(t)+1e-6)/s ; t^p * ||t|| / ||t^p||.
+
+        Returns f = (t/||t||)^p (B, N, C), free of overflow, and the per-token factor r = ||t|| / ||f|| (B, N, 1),
+        or r = None when focusing_factor is 1 (f = t). The caller folds r into small tensors to save a full pass.
+        """
         t = (F.relu(t) + 1e-6) / s
         if self.focusing_factor == 1:
-            return t
-        t_max = t.amax(dim=-1, keepdim=True)
-        u = t / t_max  # in (0, 1]: neither u^p nor the norms can overflow
-        up = u**self.focusing_factor
-        return up * (t_max * u.norm(dim=-1, keepdim=True) / up.norm(dim=-1, keepdim=True))
+            return t, None
+        norm = t.norm(dim=-1, keepdim=True)
+        f = (t / norm) ** self.focusing_factor
+        return f, norm / f.norm(dim=-1, keepdim=True)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """fp32 core on (B, N, C) q, k, v -> (B, N, C) before proj."""
         k = k + self.positional_encoding_at(h, w)
         s = F.softplus(self.scale.float())
-        q, k = self._focus(q, s), self._focus(k, s)
+        (q, rq), (k, rk) = self._focus(q, s), self._focus(k, s)  # focused q = q * rq, k = k * rk
         b, n, c = q.shape
         nh, d = self.num_heads, self.head_dim
         q, k, v = (x.reshape(b, n, nh, d).transpose(1, 2) for x in (q, k, v))  # (B, nh, N, d)
-        root_n = torch.ones_like(k[..., :1]).sum(dim=-2, keepdim=True).sqrt()  # (B, nh, 1, 1) = sqrt(N), traceable
-        kv = (k / root_n).transpose(-2, -1) @ (v / root_n)  # (B, nh, d, d)
-        z = 1.0 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + 1e-6)  # (B, nh, N, 1)
+        n_tok = torch.ones_like(k[:, :1, :, :1]).sum(dim=-2, keepdim=True)  # (B, 1, 1, 1) = N, traceable
+        wk = (1.0 if rk is None else rk.unsqueeze(1)) / n_tok  # (B, 1, N, 1) or (B, 1, 1, 1): rk / N
+        kv = k.transpose(-2, -1) @ (v * wk)  # (B, nh, d, d) = mean_n k_n v_n^T
+        k_mean = wk.expand(b, 1, n, 1).transpose(-2, -1) @ k  # (B, nh, 1, d) = mean_n k_n
+        den = q @ k_mean.transpose(-2, -1)  # (B, nh, N, 1)
+        if rq is None:
+            z = 1.0 / (den + 1e-6)
+        else:
+            rq = rq.unsqueeze(1)  # (B, 1, N, 1)
+            z = rq / (rq * den + 1e-6)  # focused q = q * rq, folded into the (B, nh, N, 1) normaliser
         out = (q @ kv) * z  # (B, nh, N, d)
         if self.dwc is not None:
             fm = v.transpose(-2, -1).reshape(-1, d, h, w)  # (B*nh, d, H, W)
@@ -96,7 +106,7 @@ class FocusedLinearAttention(nn.Module):
         b, c, h, w = shape
         n = h * w
         k = self.dwc.kernel_size[0] * self.dwc.kernel_size[1] if self.dwc is not None else 0
-        return int(b * (2 * n * c * self.head_dim + n * c + n * c * k))  # K^T V, Q (K^T V), Q mean(K), DWC
+        return int(b * (2 * n * c * self.head_dim + 2 * n * c + n * c * k))  # K^T V, Q (K^T V), mean(K), Q mean(K), DWC
 
 
 class FLA(nn.Module):

@@ -246,7 +246,7 @@ class DetectionModel(nn.Module):
 
     def forward(self, x: torch.Tensor, augment: bool = False, profile: bool = False, visualize: bool = False):
         """(B, ch, H, W) with H, W multiples of 32 -> Detect output (see class Detect)."""
-        if augment:
+        if not isinstance(augment, torch.Tensor) and augment:  # the ONNX tracer passes defaults as tensors
             return self._forward_augment(x)
         return self._forward_once(x)
 

@@ -136,8 +136,8 @@ def test_rect_batch_shapes(tiny):
 
 def test_single_cls_min_items_and_no_images(tiny, tmp_path):
     (tiny.parent.parent / "labels" / "train" / "im1.txt").write_text("0 0.5 0.5 0.2 0.2\n2 0.3 0.3 0.1 0.1\n")
-    ds = LoadImagesAndLabels(str(tiny), img_size=64, single_cls=True, min_items=2, nc=3)
-    assert ds.n == 1 and ds.labels[0][:, 0].tolist() == [0, 0]
+    ds = LoadImagesAndLabels(str(tiny), img_size=64, single_cls=True, min_items=2, nc=1)
+    assert ds.n == 2 and [lb[:, 0].tolist() for lb in ds.labels] == [[0, 0], [0, 0]]  # class 2 and 7 kept as 0
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="No images found"):
         LoadImagesAndLabels(str(tmp_path / "empty"))

@@ -16,6 +16,8 @@ from detect import parse_opt
 from tests.conftest import run_script
 from utils.annotate import Annotator, colors, save_one_box
 from utils.boxes import box_iou, xywh2xyxy
+from utils.predict import check_img_size, summarize
+from utils.predict_io import label_rows
 
 TINY = {
     "nc": 3,
@@ -270,3 +272,43 @@ def test_colors_and_crop(tmp_path):
     crop = save_one_box([20, 30, 40, 50], im, tmp_path / "c/x.jpg", gain=1.0, pad=0)
     assert crop.shape == (20, 20, 3) and (crop == im[30:50, 20:40]).all()
     assert (tmp_path / "c/x.jpg").is_file()
+
+
+def test_streams_file_source(tiny_weights, tmp_path, capsys, restore_logging):
+    v = write_video(tmp_path / "cam.mp4", n=6, h=48, w=64, fps=10.0)
+    (tmp_path / "list.streams").write_text(f"{v}\n")
+    run = detect_main(
+        parse_opt(
+            [
+                "--weights",
+                str(tiny_weights),
+                "--source",
+                str(tmp_path / "list.streams"),
+                "--imgsz",
+                "64",
+                "--save-txt",
+                "--project",
+                str(tmp_path),
+                "--name",
+                "s",
+            ]
+        )
+    )
+    out = capsys.readouterr().out
+    assert "0: 64x64 " in out and "Results saved to" in out
+    cap = cv2.VideoCapture(str(run / "cam.mp4"))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    assert 1 <= n <= 6 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
+    cap.release()
+    assert len(list((run / "labels").glob("cam_*.txt"))) == n
+
+
+def test_label_rows_and_img_size():
+    det = torch.tensor([[10.0, 20.0, 30.0, 60.0, 0.9, 2.0], [0.0, 0.0, 100.0, 50.0, 0.5, 0.0]])
+    rows = label_rows(det, (100, 200, 3), with_conf=True)
+    assert rows == ["0 0.25 0.25 0.5 0.5 0.5", "2 0.1 0.4 0.1 0.4 0.9"]  # ascending confidence, w=200 h=100
+    assert label_rows(det[:1], (100, 200, 3), with_conf=False) == ["2 0.1 0.4 0.1 0.4"]
+    assert check_img_size([640], 32) == [640, 640] and check_img_size([300, 500], 32) == [320, 512]
+    assert (
+        summarize(det, {0: "person", 2: "bus"}) == "1 person, 1 bus, " and summarize(det[:0], {}) == "(no detections), "
+    )

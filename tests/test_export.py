@@ -95,6 +95,7 @@ def test_export_fla_dynamic(tiny_fla):
         _close(jit(x), ref_backend(x))
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_torchscript_without_our_metadata_is_refused(tmp_path):
     f = tmp_path / "foreign.torchscript"
     torch.jit.save(torch.jit.script(torch.nn.Identity()), str(f), _extra_files={"config.txt": json.dumps({})})

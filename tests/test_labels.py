@@ -117,3 +117,15 @@ def test_verify_image_label_status(tmp_path):
     assert len(r["problems"]) == 1
     bad = verify_image_label(str(write(tmp_path / "t.jpg", "text")), str(tmp_path / "g.txt"))
     assert bad["status"] == "corrupt" and not bad["ok"] and bad["problems"][0].startswith("image skipped")
+
+
+def test_exif_rotation_swaps_reported_shape_like_cv2(tmp_path):
+    from PIL import Image
+
+    f = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(f, exif=exif.tobytes())
+    ok, shape, _ = verify_image(f)
+    assert ok and shape == (40, 20)  # (h, w) after rotation
+    assert cv2.imread(str(f)).shape[:2] == shape  # cv2 applies the orientation too, so shapes agree

@@ -279,3 +279,13 @@ def test_cli_prints_table_and_summary():
     assert re.search(r"24\s+\[17, 20, 23\]\s+1\s+229245\s+models\.yolo\.Detect", r.stdout)
     r = run_script("models/yolo.py", "--cfg", "nope.yaml")
     assert r.returncode == 2 and r.stderr.startswith("error: --cfg file not found")
+
+
+def test_test_time_augmentation():
+    model = DetectionModel(tiny("yolov5n.yaml"), verbose=False).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        pred, extra = model(x, augment=True)
+    # 378 rows per scale (the 0.83 and 0.67 images pad back to 64x96): keep all but P5 (360), all (378), P4+P5 (90)
+    assert extra is None and pred.shape == (1, 360 + 378 + 90, 8)
+    assert torch.isfinite(pred).all()

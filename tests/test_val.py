@@ -76,6 +76,8 @@ def test_evaluate_perfect_predictions(tmp_path):
     assert first["bbox"] == [11.0, 11.0, 10.0, 10.0] and first["score"] == pytest.approx(0.81)
     anno = json.loads((tmp_path / "annotations.json").read_text())
     assert len(anno["annotations"]) == 3 and anno["annotations"][0]["bbox"] == [11.0, 11.0, 10.0, 10.0]
+    assert [im["id"] for im in anno["images"]] == ["img0", "img1", "img2"]  # the image without labels too
+    assert not (tmp_path / "labels" / "img2.txt").exists()  # no predictions: no file, as YOLOv5
 
 
 def test_evaluate_low_conf_false_positives_keep_ap_but_lower_p():
@@ -86,10 +88,13 @@ def test_evaluate_low_conf_false_positives_keep_ap_but_lower_p():
     assert res.p[0] < 1.0 and res.p[1] == pytest.approx(1.0) and res.mr == pytest.approx(1.0)
 
 
-def test_evaluate_without_predictions_and_backend_output():
-    res = evaluate(OracleModel(perfect=False, tuple_out=False), make_batches(), ["a", "b"], progress=False)
+def test_evaluate_without_predictions_and_backend_output(tmp_path):
+    model = OracleModel(perfect=False, tuple_out=False)
+    res = evaluate(model, make_batches(), ["a", "b"], progress=False, save_dir=tmp_path, save_json=True)
     assert res.seen == 3 and res.nt.sum() == 3
-    assert res.map50 == 0 and res.map == 0 and res.mp == 0 and len(res.ap_class) == 0
+    assert res.map50 == 0 and res.map == 0 and res.mp == 0 and len(res.ap_class) == 0 and res.coco is None
+    assert json.loads((tmp_path / "predictions.json").read_text()) == []
+    assert len(json.loads((tmp_path / "annotations.json").read_text())["annotations"]) == 3  # missed labels count
 
 
 def test_evaluate_save_hybrid_uses_labels():
@@ -181,10 +186,8 @@ def test_val_parity_coco8(shared, official, tmp_path):
 
 @pytest.mark.slow
 def test_val_parity_bccd_320(shared, official, tmp_path):
-    bccd = shared / "data" / "bccd" / "bccd.yaml"
-    res = _val(
-        tmp_path, "--weights", str(shared / "weights" / "yolov5n-bccd.pt"), "--data", str(bccd), "--imgsz", "320"
-    )
+    weights, bccd = shared / "weights" / "yolov5n-bccd.pt", shared / "data" / "bccd" / "bccd.yaml"
+    res = _val(tmp_path, "--weights", str(weights), "--data", str(bccd), "--imgsz", "320", "--noplots")
     _check_against(res, official["yolov5n-bccd.pt on data/bccd val, imgsz 320"])
 
 
@@ -194,3 +197,19 @@ def test_val_fla_cfg_with_plain_weights_matches_plain(shared, official, tmp_path
     args = ("--weights", str(shared / "weights" / "yolov5n.pt"), "--data", str(coco8), "--imgsz", "640", "--noplots")
     res = _val(tmp_path, "--cfg", "models/yolov5n-fla.yaml", *args)
     _check_against(res, official["yolov5n.pt on data/coco8 val, imgsz 640"])
+
+
+def test_val_cli_builtin_dataset_tiny_model(tmp_path):
+    from models.yolo import DetectionModel
+    from utils.checkpoint import model_to_dict, save_checkpoint
+
+    model = DetectionModel("yolov5n.yaml", nc=4, verbose=False)
+    model.names = ["circle", "square", "triangle", "star"]
+    weights = save_checkpoint({"model": model_to_dict(model)}, tmp_path / "tiny.pt")
+    args = ("--weights", str(weights), "--imgsz", "64", "--batch-size", "16", "--workers", "0", "--device", "cpu")
+    r = run_script("val.py", *args, "--save-txt", "--project", str(tmp_path), "--name", "v", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "v" / "results.json").read_text())
+    assert res["all"]["images"] == 32 and res["all"]["instances"] > 0
+    assert 0 <= res["all"]["mAP50"] <= 1 and len(res["maps"]) == 4
+    assert (tmp_path / "v" / "confusion_matrix.png").is_file() and (tmp_path / "v" / "labels").is_dir()

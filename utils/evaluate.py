@@ -102,8 +102,8 @@ class _Outputs:
             (save_dir / "labels").mkdir(parents=True, exist_ok=True)
 
     def add(self, predn: torch.Tensor, labelsn: torch.Tensor, path: Path, shape: Sequence[int]) -> None:
-        """predn (n, 6) and labelsn (m, 5) [cls, x1, y1, x2, y2] in pixels of the original image (h0, w0)."""
-        if self.save_txt and self.save_dir is not None:
+        """Every image: predn (n, 6), labelsn (m, 5) [cls, x1, y1, x2, y2] in pixels of the original image (h0, w0)."""
+        if self.save_txt and self.save_dir is not None and len(predn):
             self._write_txt(predn, shape, self.save_dir / "labels" / f"{path.stem}.txt")
         if self.save_json:
             image_id = int(path.stem) if path.stem.isnumeric() else path.stem
@@ -137,15 +137,23 @@ def _coco_rows(xyxy: torch.Tensor, cls: torch.Tensor, score: torch.Tensor | None
     return rows
 
 
+def _augmented(model, im: torch.Tensor) -> torch.Tensor | None:
+    """Test-time augmented pred (B, N', 5+nc) via DetectionModel.forward(augment=True); None when not possible."""
+    net = model.model if getattr(model, "pt", False) else model  # DetectMultiBackend -> its model or Ensemble
+    members = list(net) if isinstance(net, torch.nn.ModuleList) else [net]
+    if not all(hasattr(m, "_forward_augment") for m in members):
+        return None
+    im = im.to(next(members[0].parameters()).dtype)
+    return torch.cat([m(im, augment=True)[0].float() for m in members], 1)
+
+
 def _forward(model, im: torch.Tensor, augment: bool, need_train_out: bool):
     """(pred (B, N, 5+nc), train_out or None) from a DetectionModel or a DetectMultiBackend."""
     if augment:
-        from utils.tta import forward_augment
-
-        net = getattr(model, "model", model) if getattr(model, "pt", False) else model
-        if hasattr(net, "stride") and hasattr(net, "model") and not isinstance(net, torch.nn.ModuleList):
-            return forward_augment(net, im), None
-        LOGGER.warning("WARNING: --augment needs a single PyTorch model; running without it")
+        pred = _augmented(model, im)
+        if pred is not None:
+            return pred, None
+        LOGGER.warning("WARNING: --augment needs PyTorch (.pt) weights; running without it")
     out = model(im)
     if isinstance(out, (list, tuple)):
         return out[0], (out[1] if need_train_out and len(out) > 1 else None)
@@ -291,15 +299,12 @@ def evaluate(
     nc = 1 if single_cls else len(names)
     save_dir = Path(save_dir) if save_dir is not None else None
     plots = plots and save_dir is not None
-    is_module = isinstance(model, torch.nn.Module) and not hasattr(model, "session") and not getattr(model, "jit", 0)
     half = half and device.type != "cpu"
-    if is_module and not hasattr(model, "fp16"):  # a bare DetectionModel: cast it ourselves
+    bare = isinstance(model, torch.nn.Module) and not hasattr(model, "fp16")  # a DetectionModel: we cast it
+    if bare:
         model.half() if half else model.float()
-    iouv = torch.linspace(0.5, 0.95, 10, device=device)
-    cm = ConfusionMatrix(nc=nc)
-    outputs = _Outputs(save_dir, save_txt, save_conf, save_json)
-    loss = torch.zeros(3, device=device)
-    dt, seen, stats, shape = [0.0, 0.0, 0.0], 0, [], None
+    st = _State(torch.linspace(0.5, 0.95, 10, device=device), ConfusionMatrix(nc=nc), torch.zeros(3, device=device),
+                _Outputs(save_dir, save_txt, save_conf, save_json))  # fmt: skip
     batches = dataloader
     if progress:
         from tqdm import tqdm
@@ -308,56 +313,52 @@ def evaluate(
     for batch_i, (im, targets, paths, shapes) in enumerate(batches):
         t0 = time_sync()
         im = im.to(device, non_blocking=True)
-        targets = targets.to(device)
         im = (im.half() if half else im.float()) / 255
-        nb, _, height, width = im.shape
-        shape = shape or tuple(im.shape)
+        targets = targets.to(device)
+        st.shape = st.shape or tuple(im.shape)
         t1 = time_sync()
         preds, train_out = _forward(model, im, augment, training)
         t2 = time_sync()
         if training and train_out is not None:
-            loss += compute_loss(train_out, targets)[1]
-        targets[:, 2:] *= torch.tensor((width, height, width, height), device=device)
-        lb = [targets[targets[:, 0] == i, 1:] for i in range(nb)] if save_hybrid else []
-        preds = non_max_suppression(
-            preds, conf_thres, iou_thres, labels=lb, multi_label=True, agnostic=single_cls, max_det=max_det
-        )
-        t3 = time_sync()
-        dt = [dt[0] + t1 - t0, dt[1] + t2 - t1, dt[2] + t3 - t2]
+            st.loss += compute_loss(train_out, targets)[1]
+        targets[:, 2:] *= torch.tensor(im.shape[2:], device=device)[[1, 0, 1, 0]]  # normalised -> pixels
+        lb = [targets[targets[:, 0] == i, 1:] for i in range(im.shape[0])] if save_hybrid else []
+        preds = non_max_suppression(preds, conf_thres, iou_thres, labels=lb, multi_label=True, agnostic=single_cls,
+                                    max_det=max_det)  # fmt: skip
+        st.dt = [a + b for a, b in zip(st.dt, (t1 - t0, t2 - t1, time_sync() - t2))]
         for si, pred in enumerate(preds):
-            seen += 1
-            stat = _image_stats(pred, targets[targets[:, 0] == si, 1:], im, si, shapes[si], iouv, cm, outputs,
-                                Path(paths[si]), single_cls)  # fmt: skip
-            if stat is not None:
-                stats.append(stat)
+            st.add_image(pred, targets[targets[:, 0] == si, 1:], im.shape[2:], shapes[si], Path(paths[si]), single_cls)
         if plots and batch_i < 3:
             _plot_batch(batch_i, im, targets, preds, paths, save_dir, names)
-    res = _summarise(stats, nc, names, plots, save_dir)
-    res.seen, res.names = seen, names
-    res.speeds = tuple(t / max(seen, 1) * 1e3 for t in dt)
-    res.losses = tuple((loss.cpu() / max(len(dataloader), 1)).tolist())
+    if bare:
+        model.float()
+    res = _summarise(st.stats, nc, names, plots, save_dir)
+    res.seen, res.names = st.seen, names
+    res.speeds = tuple(t / max(st.seen, 1) * 1e3 for t in st.dt)
+    res.losses = tuple((st.loss.cpu() / max(len(dataloader), 1)).tolist())
     _print_table(res, nc, per_class=verbose or (nc < 50 and not training), header=not (progress and _tty()))
     if not training:
-        bs = batch_size or getattr(dataloader, "batch_size", None) or (shape[0] if shape else 1)
-        size = imgsz or (max(shape[2:]) if shape else 0)
-        speed_shape = (bs, 3, size, size)
-        LOGGER.info(
-            f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {speed_shape}" % res.speeds
-        )
+        bs = batch_size or getattr(dataloader, "batch_size", None) or (st.shape[0] if st.shape else 1)
+        size = imgsz or (max(st.shape[2:]) if st.shape else 0)
+        LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(bs, 3, size, size)}"
+                    % res.speeds)  # fmt: skip
+    if save_dir is not None:
+        _save_outputs(res, st, save_dir, names, plots, json_name)
+    return res
+
+
+def _save_outputs(res: EvalResult, st: _State, save_dir: Path, names: Dict[int, str], plots: bool, json_name: str):
+    """Confusion matrix plot, COCO json (+ score, which replaces mAP as in YOLOv5), results.json, label count."""
     if plots:
-        cm.plot(save_dir=save_dir, names=[names.get(i, str(i)) for i in range(nc)])
-    if save_json and save_dir is not None:
-        res.coco = _write_json(outputs, save_dir, json_name, names)
+        st.cm.plot(save_dir=save_dir, names=[names.get(i, str(i)) for i in range(st.cm.nc)])
+    if st.outputs.save_json:
+        res.coco = _write_json(st.outputs, save_dir, json_name, names)
         if res.coco:
             res.map, res.map50 = res.coco["mAP50-95"], res.coco["mAP50"]
-    if save_dir is not None:
-        (save_dir / "results.json").write_text(json.dumps(res.to_dict(), indent=2))
-    if save_txt and save_dir is not None:
+    (save_dir / "results.json").write_text(json.dumps(res.to_dict(), indent=2))
+    if st.outputs.save_txt:
         n = len(list((save_dir / "labels").glob("*.txt")))
         LOGGER.info("%d labels saved to %s", n, save_dir / "labels")
-    if is_module and not hasattr(model, "fp16"):
-        model.float()
-    return res
 
 
 def _tty() -> bool:
@@ -367,20 +368,28 @@ def _tty() -> bool:
         return False
 
 
-def _image_stats(pred, labels, im, si, shapes, iouv, cm, outputs: _Outputs, path: Path, single_cls: bool):
-    """(correct, conf, cls, target_cls) of one image, or None when it has neither predictions nor labels."""
-    nl, npr = labels.shape[0], pred.shape[0]
-    if single_cls:  # the dataloader already does this for its labels; hand-made batches may not
-        labels[:, 0] = 0
-    if npr == 0:
-        if nl:
-            cm.process_batch(None, labels[:, 0])
-            empty = torch.zeros((0,), device=pred.device)
-            return torch.zeros((0, len(iouv)), dtype=torch.bool, device=pred.device), empty, empty, labels[:, 0]
-        return None
-    if single_cls:
-        pred[:, 5] = 0
-    correct, predn, labelsn = _match_image(pred, labels, im[si].shape[1:], shapes[0], shapes[1], iouv)
-    cm.process_batch(predn, labelsn)
-    outputs.add(predn, labelsn, path, shapes[0])
-    return correct, pred[:, 4], pred[:, 5], labels[:, 0]
+@dataclass
+class _State:
+    """What the loop accumulates: per-image stats, the confusion matrix, losses, timings and side outputs."""
+
+    iouv: torch.Tensor
+    cm: ConfusionMatrix
+    loss: torch.Tensor
+    outputs: _Outputs
+    stats: list = field(default_factory=list)
+    dt: List[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    seen: int = 0
+    shape: Tuple[int, ...] | None = None
+
+    def add_image(self, pred: torch.Tensor, labels: torch.Tensor, im_shape, shapes, path: Path, single_cls: bool):
+        """One image: pred (n, 6) and labels (m, 5) [cls, x, y, w, h] in letterboxed pixels; shapes from the loader."""
+        self.seen += 1
+        if single_cls:  # the dataloader already does this for its labels; hand-made batches may not
+            pred[:, 5] = 0
+            labels[:, 0] = 0
+        correct, predn, labelsn = _match_image(pred, labels, im_shape, shapes[0], shapes[1], self.iouv)
+        self.outputs.add(predn, labelsn, path, shapes[0])
+        if pred.shape[0] == 0 and labels.shape[0] == 0:
+            return
+        self.cm.process_batch(predn if len(pred) else None, labelsn if len(pred) else labels[:, 0])
+        self.stats.append((correct, pred[:, 4], pred[:, 5], labels[:, 0]))

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from utils.boxes import scale_boxes
+from utils.errors import UserError
 from utils.nms import non_max_suppression
 from utils.predict_io import PredictionSaver, SaveOptions
 from utils.torch_utils import time_sync
@@ -168,6 +169,9 @@ def run_detection(
             t0 = time_sync()
             x = to_tensor(im, device, half)
             t1 = time_sync()
+            problem = model.check_input(tuple(x.shape)) if hasattr(model, "check_input") else None
+            if problem:
+                raise UserError(f"cannot run this model on the source: {problem}")
             pred = infer(model, x, augment)
             t2 = time_sync()
             dets = postprocess(pred, nms)

@@ -104,14 +104,19 @@ class LoadImagesAndLabels(Dataset):
         self.im_files = list_image_files(path)
         self.label_files = img2label_paths(self.im_files)
         source = Path(path[0] if isinstance(path, (list, tuple)) else path)
+        nc = None if single_cls else nc  # single_cls: every class becomes 0, so none is out of range
         entries = scan_dataset(source, self.im_files, self.label_files, nc, prefix, rank)
-        self._summarise(source, entries, nc)
+        self._summarise(source, entries)
         self._keep([i for i, f in enumerate(self.im_files) if entries[f]["ok"]], entries)
         if single_cls:
             for lb in self.labels:
                 lb[:, 0] = 0
         if min_items:
+            n0 = len(self.im_files)
             self._keep([i for i, lb in enumerate(self.labels) if len(lb) >= min_items])
+            LOGGER.info(f"{prefix}{n0 - len(self.im_files)}/{n0} images filtered out (fewer than {min_items} labels)")
+            if not self.im_files:
+                raise DataError(f"{prefix}no images left in {source} with at least {min_items} labels")
         self.n = len(self.im_files)
         self.batch = np.floor(np.arange(self.n) / batch_size).astype(int)
         self.indices = list(range(self.n))
@@ -127,7 +132,7 @@ class LoadImagesAndLabels(Dataset):
         self._build_transforms()
 
     # ---- scanning ----------------------------------------------------------------------------------------------
-    def _summarise(self, source: Path, entries: Dict, nc) -> None:
+    def _summarise(self, source: Path, entries: Dict) -> None:
         """Log one summary line and the per-file problems; keep them in self.problems."""
         status = [e["status"] for e in entries.values()]
         nf, nm, ne, nb = (status.count(s) for s in ("found", "missing", "empty", "corrupt"))
