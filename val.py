@@ -102,7 +102,7 @@ def run(opt: argparse.Namespace, weights, imgsz: int | None = None, save_dir: Pa
     model.warmup(imgsz=(1 if model.pt else batch_size, 3, imgsz, imgsz))
     loader = create_dataloader(
         data[split], imgsz, batch_size, model.stride, opt.single_cls, pad=pad, rect=rect, workers=opt.workers,
-        prefix=f"{split}: ",
+        prefix=f"{split}: ", nc=int(data["nc"]),
     )[0]  # fmt: skip
     stem = Path(weights[0] if isinstance(weights, (list, tuple)) else weights).stem
     return evaluate(
@@ -135,6 +135,8 @@ def main(opt: argparse.Namespace):
     from utils.paths import increment_path
 
     setup_logging()
+    if opt.batch_size < 1:
+        raise UserError(f"--batch-size must be positive (got {opt.batch_size})")
     if opt.conf_thres > 0.001 and opt.task in ("train", "val", "test"):
         LOGGER.warning("WARNING: confidence threshold %g > 0.001 produces invalid results", opt.conf_thres)
     if opt.save_hybrid:

@@ -63,10 +63,10 @@ class FocusedLinearAttention(nn.Module):
         return pe.flatten(2).transpose(1, 2)
 
     def _focus(self, t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Focusing on (B, N, C) as a product f * r: t = (relu(t)+1e-6)/s ; t^p * ||t|| / ||t^p||.
+        """Focusing on (B, N, C): x = (relu(t) + 1e-6) / s ; x^p * ||x|| / ||x^p||, returned as a product f * r.
 
-        Returns f = (t/||t||)^p (B, N, C), free of overflow, and the per-token factor r = ||t|| / ||f|| (B, N, 1),
-        or r = None when focusing_factor is 1 (f = t). The caller folds r into small tensors to save a full pass.
+        f = (x/||x||)^p (B, N, C) cannot overflow; r = ||x|| / ||f|| (B, N, 1) is the per-token factor, None when
+        focusing_factor is 1 (then f = x). The caller folds r into small tensors, saving a full pass over tokens.
         """
         t = (F.relu(t) + 1e-6) / s
         if self.focusing_factor == 1:
@@ -87,18 +87,20 @@ class FocusedLinearAttention(nn.Module):
         wk = (1.0 if rk is None else rk.unsqueeze(1)) / n_tok  # (B, 1, N, 1) or (B, 1, 1, 1): rk / N
         kv = k.transpose(-2, -1) @ (v * wk)  # (B, nh, d, d) = mean_n k_n v_n^T
         k_mean = wk.expand(b, 1, n, 1).transpose(-2, -1) @ k  # (B, nh, 1, d) = mean_n k_n
-        den = q @ k_mean.transpose(-2, -1)  # (B, nh, N, 1)
+        qkv = q @ torch.cat((kv, k_mean.transpose(-2, -1)), dim=-1)  # (B, nh, N, d+1): one pass over q
+        num, den = qkv[..., :d], qkv[..., d:]  # Q (K^T V) (B, nh, N, d) and Q mean(K)^T (B, nh, N, 1)
         if rq is None:
             z = 1.0 / (den + 1e-6)
         else:
             rq = rq.unsqueeze(1)  # (B, 1, N, 1)
             z = rq / (rq * den + 1e-6)  # focused q = q * rq, folded into the (B, nh, N, 1) normaliser
-        out = (q @ kv) * z  # (B, nh, N, d)
-        if self.dwc is not None:
+        if self.dwc is None:
+            out = num * z  # (B, nh, N, d)
+        else:
             fm = v.transpose(-2, -1).reshape(-1, d, h, w)  # (B*nh, d, H, W)
             dw = self.dwc.weight.float(), None if self.dwc.bias is None else self.dwc.bias.float()
             fm = F.conv2d(fm, dw[0], dw[1], padding=self.dwc.padding, groups=self.dwc.groups)
-            out = out + fm.reshape(b, nh, d, n).transpose(-2, -1)
+            out = torch.addcmul(fm.reshape(b, nh, d, n).transpose(-2, -1), num, z)  # DWC(V) + Q (K^T V) * z
         return out.transpose(1, 2).reshape(b, n, c)  # merge heads
 
     def extra_macs(self, shape: tuple) -> int:

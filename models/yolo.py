@@ -68,7 +68,7 @@ class Detect(nn.Module):
 
     def _grids(self, i: int, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell offsets (1, 1, ny, nx, 2) minus 0.5 and anchor sizes in pixels (1, na, 1, 1, 2) for level i."""
-        tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
         g = self.grid[i]
         if tracing or g.shape[2:4] != p.shape[2:4] or g.device != p.device or g.dtype != p.dtype:
             ny, nx = p.shape[2], p.shape[3]
@@ -166,8 +166,8 @@ def load_model_yaml(cfg: str | Path) -> tuple[dict, str]:
     path = find_model_cfg(cfg)
     try:
         d = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UserError(f"--cfg {path}: not valid YAML: {e}") from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"--cfg {path}: not a valid YAML text file: {e}") from e
     if not isinstance(d, dict):
         raise UserError(f"--cfg {path}: expected a mapping with nc, anchors, backbone, head")
     return d, path.name
@@ -245,7 +245,10 @@ class DetectionModel(nn.Module):
         self.model[-1].stride.copy_(torch.as_tensor(value, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor, augment: bool = False, profile: bool = False, visualize: bool = False):
-        """(B, ch, H, W) with H, W multiples of 32 -> Detect output (see class Detect)."""
+        """(B, ch, H, W) with H, W multiples of 32 -> Detect output (see class Detect); augment = TTA.
+
+        profile and visualize are accepted for YOLOv5 compatibility (use `models/yolo.py --profile`).
+        """
         if not isinstance(augment, torch.Tensor) and augment:  # the ONNX tracer passes defaults as tensors
             return self._forward_augment(x)
         return self._forward_once(x)

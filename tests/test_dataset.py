@@ -195,3 +195,18 @@ def test_dataloader_coco8(shared):
     train, _ = create_dataloader(data["train"], 128, 4, 32, augment=True, workers=0, nc=80)
     assert next(iter(train))[0].shape == (4, 3, 128, 128)
     assert tree_hash(root) == before  # a shared (read-only) dataset is never written to
+
+
+def test_collate_fn4_tiles_keep_boxes_on_pixels(monkeypatch):
+    items = []
+    for k in range(4):  # a white square at a different place in each 32x32 image
+        im = torch.zeros(3, 32, 32, dtype=torch.uint8)
+        x1, y1 = 4 + 4 * k, 8
+        im[:, y1 : y1 + 8, x1 : x1 + 8] = 255
+        items.append((im, torch.tensor([[0.0, k, (x1 + 4) / 32, (y1 + 4) / 32, 0.25, 0.25]]), f"p{k}", None))
+    monkeypatch.setattr(dataset_mod.random, "random", lambda: 0.9)  # take the 2x2 tile branch
+    ims, targets, paths, _ = LoadImagesAndLabels.collate_fn4(items)
+    assert ims.shape == (1, 3, 64, 64) and paths == ("p0",)
+    for _, cls, x, y, w, h in targets.tolist():
+        x1, y1 = round((x - w / 2) * 64), round((y - h / 2) * 64)
+        assert w * 64 == 8 and (ims[0, 0, y1 : y1 + 8, x1 : x1 + 8] == 255).all(), cls

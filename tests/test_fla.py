@@ -73,8 +73,7 @@ def test_plain_linear_attention_has_no_dwc_and_no_focusing():
     m = FocusedLinearAttention(16, 2, focusing_factor=1, kernel_size=0)
     assert m.dwc is None
     t = torch.rand(1, 5, 16) - 0.5
-    s = torch.full((1, 1, 16), 2.0)
-    f, r = m._focus(t, s)
+    f, r = m._focus(t, torch.full((1, 1, 16), 2.0))
     assert r is None and torch.allclose(f, (torch.relu(t) + 1e-6) / 2.0)
 
 
@@ -96,11 +95,11 @@ def test_focusing_is_scale_safe_for_large_activations():
         y = m(x)
     assert torch.isfinite(y).all()
     t = torch.tensor([[[3.0, 1.0, 0.5]]])
-    s = torch.ones(1, 1, 3)
+    one = torch.ones(1, 1, 3)
     direct = (t + 1e-6) ** 3 * (t + 1e-6).norm(dim=-1, keepdim=True) / ((t + 1e-6) ** 3).norm(dim=-1, keepdim=True)
-    f, r = m._focus(t, s)
+    f, r = m._focus(t, one)
     assert torch.allclose(f * r, direct)
-    f, r = m._focus(t * 1e15, s)  # direct powers would overflow fp32 (1e45)
+    f, r = m._focus(t * 1e15, one)  # direct powers would overflow fp32 (1e45)
     assert torch.isfinite(f).all() and torch.isfinite(r).all()
     assert torch.allclose(f * r / 1e15, direct)
 

@@ -180,7 +180,9 @@ def run_export(
     model = prepare_for_export(load_model(weights, device=dev, fuse=True), dynamic=dynamic)
     gs = int(max(model.stride))
     if h % gs or w % gs:
-        raise UserError(f"--imgsz {h} {w} must be a multiple of the max stride {gs}")
+        from utils.predict import check_img_size  # late: only the rare path needs it
+
+        h, w = check_img_size((h, w), stride=gs)
     im = torch.zeros(batch_size, 3, h, w, device=dev)
     if half:
         model, im = model.half(), im.half()

@@ -13,7 +13,7 @@ from utils.flops import layer_ops, model_gflops
 
 LOGGER = logging.getLogger(__name__)
 
-_ACTIVATIONS = (nn.SiLU, nn.ReLU, nn.LeakyReLU, nn.Hardswish, nn.GELU, nn.Sigmoid, nn.Identity)
+_ACTIVATIONS = (nn.SiLU, nn.ReLU, nn.LeakyReLU, nn.Hardswish, nn.GELU, nn.Sigmoid)  # YOLOv5's shareable defaults
 
 
 def count_layers(model: nn.Module) -> int:

@@ -71,4 +71,3 @@ def resample_images(t) -> None:
         return
     ds.indices = random.choices(range(ds.n), weights=iw, k=ds.n)
     LOGGER.debug("image weights: resampled %d indices", ds.n)
-

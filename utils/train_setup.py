@@ -130,3 +130,12 @@ def sync_bn(model: nn.Module, enabled: bool, device: torch.device) -> nn.Module:
         return model
     LOGGER.info("Using SyncBatchNorm()")
     return nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
+
+
+def broadcast_flag(flag: bool, rank: int) -> bool:
+    """Share rank 0's decision (early stop) with every rank."""
+    if rank == -1:
+        return flag
+    box = [flag]
+    dist.broadcast_object_list(box, 0)
+    return bool(box[0])

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import load_checkpoint, model_to_dict
+from utils.checkpoint import load_checkpoint, model_to_dict, save_checkpoint
 from utils.errors import UserError
 from utils.torch_utils import de_parallel
 
@@ -139,3 +139,14 @@ def load_resume(opt: Namespace) -> Dict[str, Any]:
     if hyp_file.is_file():
         opt.hyp = str(hyp_file)
     return ckpt
+
+
+def strip_checkpoint(path: Path) -> Path:
+    """Rewrite a checkpoint as its EMA in fp16 without optimizer or resume state (as YOLOv5's strip_optimizer)."""
+    ckpt = load_checkpoint(path)
+    md = ckpt.get("ema") or ckpt["model"]
+    md = {**md, "state_dict": {k: v.half() if v.is_floating_point() and not k.endswith("anchors") else v
+                               for k, v in md["state_dict"].items()}}  # fmt: skip
+    ckpt.update(model=md, ema=md, optimizer=None, scaler=None, rng={}, epoch=-1)
+    ckpt.pop("train_state", None)
+    return save_checkpoint(ckpt, path)

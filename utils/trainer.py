@@ -36,6 +36,7 @@ from utils.results_log import ResultsLogger
 from utils.torch_utils import de_parallel, init_seeds, select_device
 from utils.train_data import resample_images
 from utils.train_setup import (
+    broadcast_flag,
     build_model,
     check_img_size,
     freeze_layers,
@@ -45,7 +46,7 @@ from utils.train_setup import (
     scale_loss_gains,
     sync_bn,
 )
-from utils.train_state import build_checkpoint, load_resume, restore_training
+from utils.train_state import build_checkpoint, load_resume, restore_training, strip_checkpoint
 
 LOGGER = logging.getLogger(__name__)
 MAX_NONFINITE = 10  # consecutive non-finite losses before training stops
@@ -257,7 +258,7 @@ class Trainer:
                 self.scheduler.step()
                 stop = self.end_epoch(epoch, mloss, lrs)
                 self.epoch_done = epoch
-                if _broadcast_flag(stop, self.rank):
+                if broadcast_flag(stop, self.rank):
                     break
         except KeyboardInterrupt:
             self.on_interrupt()
@@ -361,7 +362,7 @@ class Trainer:
         LOGGER.info(f"\n{self.epoch_done - self.start_epoch + 1} epochs completed in {hours:.3f} hours.")
         for f in (self.last, self.best):
             if f.exists():
-                _strip(f)
+                strip_checkpoint(f)
         if self.best.exists():
             LOGGER.info(f"\nValidating {self.best}...")
             self.validate(plots=self.plots, model=load_model(self.best, self.device, fuse=True), verbose=True)
@@ -378,29 +379,7 @@ class Trainer:
             dist.destroy_process_group()
 
 
-def _strip(path: Path) -> Path:
-    """Rewrite a checkpoint as its EMA in fp16 without optimizer or resume state (as YOLOv5's strip_optimizer)."""
-    from utils.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    md = ckpt.get("ema") or ckpt["model"]
-    md = {**md, "state_dict": {k: v.half() if v.is_floating_point() and not k.endswith("anchors") else v
-                               for k, v in md["state_dict"].items()}}  # fmt: skip
-    ckpt.update(model=md, ema=md, optimizer=None, scaler=None, rng={}, epoch=-1)
-    ckpt.pop("train_state", None)
-    return save_checkpoint(ckpt, path)
-
-
 def _save_yaml(path: Path, data: Dict[str, Any]) -> None:
     clean = {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
     with open(path, "w") as f:
         yaml.safe_dump(clean, f, sort_keys=False)
-
-
-def _broadcast_flag(flag: bool, rank: int) -> bool:
-    """Share rank 0's decision (early stop) with every rank."""
-    if rank == -1:
-        return flag
-    box = [flag]
-    dist.broadcast_object_list(box, 0)
-    return bool(box[0])

@@ -56,8 +56,9 @@ def _to_json(entry: Dict) -> Dict:
     return {
         "shape": [int(v) for v in entry["shape"]],
         "status": entry["status"],
-        "labels": np.asarray(entry["labels"]).round(6).tolist(),
-        "segments": [np.asarray(s).round(6).tolist() for s in entry["segments"]],
+        # float32 -> Python float is exact and JSON keeps a float's repr, so a cached scan equals a fresh one
+        "labels": np.asarray(entry["labels"], dtype=np.float32).tolist(),
+        "segments": [np.asarray(s, dtype=np.float32).tolist() for s in entry["segments"]],
         "problems": list(entry["problems"]),
     }
 
