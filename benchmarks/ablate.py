@@ -49,10 +49,33 @@ def run_one(cfg: str, seed: int, run_dir: Path, opt: argparse.Namespace) -> Dict
     if last.is_file():
         cmd = [sys.executable, str(ROOT / "train.py"), "--resume", str(last)]
     else:
-        cmd = [sys.executable, str(ROOT / "train.py"), "--cfg", cfg, "--data", opt.data, "--weights", opt.weights,
-               "--epochs", str(opt.epochs), "--imgsz", str(opt.imgsz), "--batch-size", str(opt.batch_size),
-               "--seed", str(seed), "--workers", str(opt.workers), "--project", str(run_dir.parent),
-               "--name", run_dir.name, "--exist-ok", "--noplots", *opt.train_args]
+        cmd = [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--cfg",
+            cfg,
+            "--data",
+            opt.data,
+            "--weights",
+            opt.weights,
+            "--epochs",
+            str(opt.epochs),
+            "--imgsz",
+            str(opt.imgsz),
+            "--batch-size",
+            str(opt.batch_size),
+            "--seed",
+            str(seed),
+            "--workers",
+            str(opt.workers),
+            "--project",
+            str(run_dir.parent),
+            "--name",
+            run_dir.name,
+            "--exist-ok",
+            "--noplots",
+            *opt.train_args,
+        ]
         if opt.hyp:
             cmd += ["--hyp", opt.hyp]
     t0 = time.time()
@@ -64,8 +87,12 @@ def run_one(cfg: str, seed: int, run_dir: Path, opt: argparse.Namespace) -> Dict
         raise SystemExit(f"error: training {cfg} seed {seed} failed (exit {proc.returncode}); see {log}")
     rows = read_results(run_dir / "results.csv")
     best = best_row(rows)
-    result = {"mAP50": best["metrics/mAP_0.5"], "mAP50-95": best["metrics/mAP_0.5:0.95"],
-              "best_epoch": int(best["epoch"]), "train_hours": (time.time() - t0) / 3600}
+    result = {
+        "mAP50": best["metrics/mAP_0.5"],
+        "mAP50-95": best["metrics/mAP_0.5:0.95"],
+        "best_epoch": int(best["epoch"]),
+        "train_hours": (time.time() - t0) / 3600,
+    }
     done.write_text(json.dumps(result, indent=2))
     return result
 
@@ -112,15 +139,20 @@ def summarise(results: Dict[str, List[Dict[str, float]]], costs: Dict[str, Dict[
 
 def markdown(rows: List[dict], opt: argparse.Namespace) -> str:
     """The study table as Markdown."""
-    head = (f"Dataset `{opt.data}`, {opt.epochs} epochs at {opt.imgsz}, weights `{opt.weights or 'scratch'}`, "
-            f"seeds {' '.join(map(str, opt.seeds))}; mean ± std over seeds; latency: CPU, 2 threads, batch 1, fused.\n\n")
-    lines = ["| config | params | GFLOPs | latency ms | train h | mAP50 | mAP50-95 | Δ mAP50-95 | Δ latency |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    head = (
+        f"Dataset `{opt.data}`, {opt.epochs} epochs at {opt.imgsz}, weights `{opt.weights or 'scratch'}`, "
+        f"seeds {' '.join(map(str, opt.seeds))}; mean ± std over seeds; latency: CPU, 2 threads, batch 1, fused.\n\n"
+    )
+    lines = [
+        "| config | params | GFLOPs | latency ms | train h | mAP50 | mAP50-95 | Δ mAP50-95 | Δ latency |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| `{r['cfg']}` | {r['params']:,} | {r['gflops']:.1f} | {r['latency_ms']:.1f} | {r['train_hours']:.3f} "
             f"| {r['mAP50']:.3f} ± {r['mAP50_std']:.3f} | {r['mAP50-95']:.3f} ± {r['mAP50-95_std']:.3f} "
-            f"| {100 * r['d_mAP50-95']:+.1f} pt | {r['d_latency_pct']:+.1f}% |")
+            f"| {100 * r['d_mAP50-95']:+.1f} pt | {r['d_latency_pct']:+.1f}% |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -171,11 +203,18 @@ def main(opt: argparse.Namespace) -> None:
     for k, (cfg, seed) in enumerate(plan, 1):
         run_dir = out / f"{Path(cfg).stem}_s{seed}"
         fresh = not (run_dir / "study_run.json").is_file()
-        eta = (time.time() - t0) / trained * sum(
-            1 for c, s in plan[k - 1:] if not (out / f"{Path(c).stem}_s{s}" / "study_run.json").is_file()
-        ) if trained else float("nan")
-        print(f"[run {k}/{len(plan)}] {cfg} seed {seed} {'training' if fresh else 'reused'}"
-              f"{f', study ETA {eta / 60:.0f} min' if eta == eta else ''}", flush=True)
+        eta = (
+            (time.time() - t0)
+            / trained
+            * sum(1 for c, s in plan[k - 1 :] if not (out / f"{Path(c).stem}_s{s}" / "study_run.json").is_file())
+            if trained
+            else float("nan")
+        )
+        print(
+            f"[run {k}/{len(plan)}] {cfg} seed {seed} {'training' if fresh else 'reused'}"
+            f"{f', study ETA {eta / 60:.0f} min' if eta == eta else ''}",
+            flush=True,
+        )
         results[cfg].append(run_one(cfg, seed, run_dir, opt))
         trained += fresh
     costs = {cfg: model_costs(cfg, nc, opt.imgsz) for cfg in opt.cfgs}

@@ -11,16 +11,23 @@ sys.path.insert(0, str(ROOT))
 
 from models.yolo import DetectionModel  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
+from utils.model_info import count_layers  # noqa: E402
 
 START, END = "<!-- ZOO -->", "<!-- /ZOO -->"
 
 
+def _order(cfg: Path) -> tuple:
+    """Stock configs first, then variants; sizes in n, s, m, l, x order."""
+    size, _, variant = cfg.stem[len("yolov5") :].partition("-")
+    return (bool(variant), variant, "nsmlx".find(size))
+
+
 def zoo_table(imgsz: int = 640) -> str:
     """Markdown table of layers, parameters and GFLOPs (at imgsz, 80 classes) for each models/*.yaml."""
-    rows = ["| config | layers | parameters | GFLOPs @%d |" % imgsz, "|---|---:|---:|---:|"]
-    for cfg in sorted((ROOT / "models").glob("yolov5*.yaml"), key=lambda p: (len(p.stem.split("-")), p.stem)):
+    rows = [f"| config | layers | parameters | GFLOPs @{imgsz} |", "|---|---:|---:|---:|"]
+    for cfg in sorted((ROOT / "models").glob("yolov5*.yaml"), key=_order):
         model = DetectionModel(cfg, verbose=False)
-        n_layers = sum(1 for m in model.modules() if not list(m.children()))
+        n_layers = count_layers(model)
         n_params = sum(p.numel() for p in model.parameters())
         rows.append(f"| `{cfg.name}` | {n_layers} | {n_params:,} | {model_gflops(model, imgsz):.1f} |")
     return "\n".join(rows)

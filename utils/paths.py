@@ -25,7 +25,17 @@ def increment_path(path: Union[str, Path], exist_ok: bool = False, sep: str = ""
                 path = candidate
                 break
     if mkdir:
+        ensure_dir(path)
+    return path
+
+
+def ensure_dir(path: Union[str, Path]) -> Path:
+    """mkdir -p path; UserError (one line) when it cannot be made, e.g. a parent is a file or the disk is read-only."""
+    path = Path(path)
+    try:
         path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create output folder {path}: {e.strerror or e} (choose another --project)") from e
     return path
 
 

@@ -31,7 +31,7 @@ from utils.optim import (
     scaled_weight_decay,
     warmup_iterations,
 )
-from utils.paths import increment_path
+from utils.paths import ensure_dir, increment_path
 from utils.results_log import ResultsLogger
 from utils.torch_utils import de_parallel, init_seeds, select_device
 from utils.train_data import resample_images
@@ -193,7 +193,7 @@ class Trainer:
         self.last, self.best = self.wdir / "last.pt", self.wdir / "best.pt"
         self.plots = not opt.evolve and not opt.noplots and self.rank in (-1, 0)
         if self.rank in (-1, 0):
-            self.wdir.mkdir(parents=True, exist_ok=True)
+            ensure_dir(self.wdir)
             _save_yaml(self.save_dir / "hyp.yaml", self.hyp)
             _save_yaml(self.save_dir / "opt.yaml", vars(opt))
             self.results = ResultsLogger(self.save_dir)
