@@ -280,6 +280,7 @@ class Trainer:
         if fit > self.best_fitness or epoch == 0:
             self.best_fitness, self.best_epoch = max(fit, self.best_fitness), epoch
         self.results.log_epoch(epoch, [*mloss.tolist(), *values, *lrs])
+        self.epoch_done = epoch  # a Ctrl-C from here on saves this epoch as done, not the one before
         if not self.opt.nosave or final:
             self.save(epoch, is_best=self.best_epoch == epoch)
         patience = self.opt.patience or float("inf")
