@@ -151,8 +151,10 @@ def test_sigkill_at_any_moment_leaves_a_resumable_last_pt(world, tmp_path):
 def test_ctrl_c_saves_state_and_run_resumes(world, tmp_path):
     epochs, last = 12, tmp_path / "run/weights/last.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    # a shell's background job starts with SIGINT ignored (and so would the child): restore the default first
     proc = subprocess.Popen(_train_cmd(world, tmp_path, epochs), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         assert _wait_for(proc, last, 0), "last.pt never written"
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
