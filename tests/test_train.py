@@ -152,3 +152,22 @@ def test_ddp_gloo_two_processes(tmp_path, tiny_data):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]  # one run folder, written by rank 0
     assert (tmp_path / "ddp/weights/last.pt").is_file() and (tmp_path / "ddp/results.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--multi-scale", "--cos-lr", "--optimizer", "AdamW"),
+        ("--image-weights", "--label-smoothing", "0.1", "--freeze", "3"),
+        ("--quad", "--cache", "ram", "--single-cls"),
+        ("--rect", "--cache", "disk", "--optimizer", "Adam", "--save-period", "1"),
+    ],
+)
+def test_recipe_flags_train_end_to_end(tmp_path, tiny_data, flags):
+    """Each group of YOLOv5 recipe flags runs a real epoch and writes a loadable checkpoint."""
+    r = _train(tmp_path, "flags", tiny_data, "--epochs", "1", "--batch-size", "4", "--noplots", *flags)
+    ckpt = torch.load(tmp_path / "flags/weights/last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["format"].startswith("yolov5-fla/") and ckpt["model"]["state_dict"]
+    assert "Traceback" not in r.stderr
+    if "--save-period" in flags:
+        assert (tmp_path / "flags/weights/epoch0.pt").is_file()
