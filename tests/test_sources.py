@@ -130,7 +130,7 @@ def test_streams_file_reads_local_video_in_thread(tmp_path):
     ds = load_source(lst, img_size=64)
     assert isinstance(ds, LoadStreams) and ds.mode == "stream" and ds.bs == 2
     batches = list(ds)
-    assert 1 <= len(batches) <= 6
+    assert len(batches) >= 1  # a consumer faster than the reader threads sees the latest frame again (as YOLOv5)
     paths, im, im0, cap, desc = batches[0]
     assert paths == [str(v1), str(v2)] and cap is None and desc == ""
     assert im.shape == (2, 3, 64, 64)  # shapes differ -> both padded to the full square
