@@ -15,12 +15,12 @@ if __package__ in (None, ""):  # run as `python models/yolo.py`: make the reposi
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 
 from models.common import Conv
 from models.registry import resolve
 from utils.errors import UserError, run_cli
 from utils.paths import find_model_cfg
+from utils.yaml_io import read_yaml_mapping
 
 LOGGER = logging.getLogger(__name__)
 
@@ -164,13 +164,7 @@ def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 def load_model_yaml(cfg: str | Path) -> tuple[dict, str]:
     """Read a model yaml (by path or bare name from models/) with safe_load. Returns (dict, file name)."""
     path = find_model_cfg(cfg)
-    try:
-        d = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"--cfg {path}: not a valid YAML text file: {e}") from e
-    if not isinstance(d, dict):
-        raise UserError(f"--cfg {path}: expected a mapping with nc, anchors, backbone, head")
-    return d, path.name
+    return read_yaml_mapping(path, "--cfg", "nc, anchors, backbone, head"), path.name
 
 
 class DetectionModel(nn.Module):

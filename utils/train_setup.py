@@ -12,10 +12,10 @@ from typing import Any, Dict, Iterator, List, Tuple, Union
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import yaml
 
 from utils.errors import UserError
 from utils.paths import DATA_DIR, ROOT, find_file
+from utils.yaml_io import read_yaml_mapping
 
 LOGGER = logging.getLogger(__name__)
 
@@ -27,14 +27,7 @@ HYP_DEFAULTS = {"fl_gamma": 0.0, "label_smoothing": 0.0}
 def load_hyp(hyp: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
     """Hyperparameters from a yaml path (or bare name in data/hyps) or a dict; UserError when keys are missing."""
     if not isinstance(hyp, dict):
-        path = find_file(hyp, "--hyp", (DATA_DIR / "hyps",))
-        try:
-            with open(path, encoding="utf-8") as f:
-                hyp = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError) as e:
-            raise UserError(f"cannot read --hyp {path}: {e}") from e
-        if not isinstance(hyp, dict):
-            raise UserError(f"--hyp {path}: expected a mapping of hyperparameters")
+        hyp = read_yaml_mapping(find_file(hyp, "--hyp", (DATA_DIR / "hyps",)), "--hyp", "hyperparameters")
     missing = [k for k in REQUIRED_HYP if k not in hyp]
     if missing:
         raise UserError(f"--hyp lacks {', '.join(missing)}")

@@ -6,10 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
-import yaml
-
 from utils.errors import UserError
 from utils.paths import DATA_DIR
+from utils.yaml_io import read_yaml_mapping
 
 LOGGER = logging.getLogger(__name__)
 BUILTIN = "builtin"
@@ -76,13 +75,7 @@ def check_dataset(data: Union[str, Path, Dict, None] = None) -> Dict[str, Any]:
     else:
         yaml_file = find_data_yaml(data).resolve()
         where, base = str(yaml_file), yaml_file.parent
-        try:
-            with open(yaml_file, encoding="utf-8") as f:
-                cfg = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError) as e:
-            raise UserError(f"cannot read dataset yaml {yaml_file}: {e}") from e
-        if not isinstance(cfg, dict):
-            raise UserError(f"{where}: expected a mapping with train/val/names, got {type(cfg).__name__}")
+        cfg = read_yaml_mapping(yaml_file, "dataset yaml", "train/val/names")
     if cfg.get("download"):
         LOGGER.warning(f"WARNING: {where}: the 'download' entry is ignored; it will never be executed (nothing runs)")
     missing = [k for k in ("train", "val") if not cfg.get(k)]
