@@ -197,7 +197,7 @@ def main(opt: argparse.Namespace) -> None:
     nc = check_dataset(opt.data)["nc"]
     out = Path(opt.project) / opt.name
     out.mkdir(parents=True, exist_ok=True)
-    plan = [(cfg, seed) for cfg in opt.cfgs for seed in opt.seeds]
+    plan = [(cfg, seed) for seed in opt.seeds for cfg in opt.cfgs]  # seed-major: a cut-short study covers every cfg
     results: Dict[str, List[Dict[str, float]]] = {cfg: [] for cfg in opt.cfgs}
     t0, trained = time.time(), 0
     for k, (cfg, seed) in enumerate(plan, 1):
