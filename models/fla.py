@@ -16,30 +16,35 @@ def _pair(v: int | tuple | list) -> tuple[int, int]:
 class FocusedLinearAttention(nn.Module):
     """Focused linear attention over the H*W tokens of a feature map. (B, C, H, W) -> (B, C, H, W).
 
-    Parameters follow the reference code: q Linear(C, C), kv Linear(C, 2C), proj Linear(C, C), dwc depthwise
-    Conv2d(d, d, k) shared by the heads (d = C / num_heads), scale (1, 1, C), positional_encoding (1, H0*W0, C)
+    Parameters follow the reference code: q Linear(C, A), kv Linear(C, 2A), proj Linear(A, C), dwc depthwise
+    Conv2d(d, d, k) shared by the heads (d = A / num_heads), scale (1, 1, A), positional_encoding (1, H0*W0, A)
     stored on the base grid H0 x W0 and resized bilinearly to H x W on every call (exact at the base size).
-    focusing_factor=1 and kernel_size=0 give plain linear attention (no focusing power, no DWC).
+    A = attn_dim (default C, as the paper) is the width the attention runs at: A < C is a cheaper attention.
+    focusing_factor=1 and kernel_size=0 give plain linear attention (no focusing power, no DWC);
+    pos_enc=False drops the positional encoding.
     The attention core runs in fp32 with autocast off; the result is cast back to the input dtype.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, focusing_factor: float = 3, kernel_size: int = 5,
-                 base_size: int | tuple = (20, 20), qkv_bias: bool = True):  # fmt: skip
+                 base_size: int | tuple = (20, 20), qkv_bias: bool = True, attn_dim: int | None = None,
+                 pos_enc: bool = True):  # fmt: skip
         super().__init__()
-        if num_heads < 1 or dim % num_heads:
-            raise ValueError(f"num_heads={num_heads} must divide the channels dim={dim}")
+        a = dim if attn_dim is None else int(attn_dim)
+        if num_heads < 1 or a < 1 or a % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide the attention width {a}")
         if kernel_size < 0 or (kernel_size and kernel_size % 2 == 0):
             raise ValueError(f"kernel_size={kernel_size} must be 0 (no DWC) or odd")
-        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.dim, self.attn_dim, self.num_heads, self.head_dim = dim, a, num_heads, a // num_heads
         self.focusing_factor = focusing_factor
         self.base_size = _pair(base_size)
-        self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.q = nn.Linear(dim, a, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * a, bias=qkv_bias)
+        self.proj = nn.Linear(a, dim)
         d = self.head_dim
         self.dwc = nn.Conv2d(d, d, kernel_size, padding=kernel_size // 2, groups=d) if kernel_size else None
-        self.scale = nn.Parameter(torch.zeros(1, 1, dim))
-        self.positional_encoding = nn.Parameter(torch.zeros(1, self.base_size[0] * self.base_size[1], dim))
+        self.scale = nn.Parameter(torch.zeros(1, 1, a))
+        n0 = self.base_size[0] * self.base_size[1]
+        self.positional_encoding = nn.Parameter(torch.zeros(1, n0, a)) if pos_enc else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -58,7 +63,7 @@ class FocusedLinearAttention(nn.Module):
     def positional_encoding_at(self, h: int, w: int) -> torch.Tensor:
         """The positional encoding resized to h x w: (1, h*w, C) fp32."""
         h0, w0 = self.base_size
-        pe = self.positional_encoding.float().reshape(1, h0, w0, self.dim).permute(0, 3, 1, 2)
+        pe = self.positional_encoding.float().reshape(1, h0, w0, self.attn_dim).permute(0, 3, 1, 2)
         pe = F.interpolate(pe, size=(h, w), mode="bilinear", align_corners=False)
         return pe.flatten(2).transpose(1, 2)
 
@@ -77,7 +82,8 @@ class FocusedLinearAttention(nn.Module):
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """fp32 core on (B, N, C) q, k, v -> (B, N, C) before proj."""
-        k = k + self.positional_encoding_at(h, w)
+        if self.positional_encoding is not None:
+            k = k + self.positional_encoding_at(h, w)
         s = F.softplus(self.scale.float())
         (q, rq), (k, rk) = self._focus(q, s), self._focus(k, s)  # focused q = q * rq, k = k * rk
         b, n, c = q.shape
@@ -105,8 +111,8 @@ class FocusedLinearAttention(nn.Module):
 
     def extra_macs(self, shape: tuple) -> int:
         """Multiply-accumulates of the attention matmuls (missed by module hooks) for an input (B, C, H, W)."""
-        b, c, h, w = shape
-        n = h * w
+        b, _, h, w = shape
+        n, c = h * w, self.attn_dim
         k = self.dwc.kernel_size[0] * self.dwc.kernel_size[1] if self.dwc is not None else 0
         return int(b * (2 * n * c * self.head_dim + 2 * n * c + n * c * k))  # K^T V, Q (K^T V), mean(K), Q mean(K), DWC
 
@@ -115,16 +121,25 @@ class FLA(nn.Module):
     """Residual FLA on a feature map: y = x + FLA(LayerNorm(x)). (B, C, H, W) -> (B, C, H, W), channels unchanged.
 
     The output projection starts at zero (zero_init), so y == x at initialisation: inserting FLA into a
-    pretrained network changes nothing at step 0. Yaml: [-1, 1, FLA, [heads, focusing_factor, kernel_size]].
+    pretrained network changes nothing at step 0. ratio < 1 runs the attention at round(C * ratio) channels
+    (a multiple of the heads): q/kv/proj cost scales with it. pos_enc=False drops the positional encoding.
+    Yaml: [-1, 1, FLA, [heads, focusing_factor, kernel_size]], other options by name as a trailing mapping,
+    e.g. [-1, 1, FLA, [8, {ratio: 0.5, zero_init: false}]].
     """
 
     channel_rule = "same_c1"
 
     def __init__(self, c1: int, num_heads: int = 8, focusing_factor: float = 3, kernel_size: int = 5,
-                 base_size: int | tuple = 20, zero_init: bool = True):  # fmt: skip
+                 base_size: int | tuple = 20, zero_init: bool = True, ratio: float = 1.0,
+                 pos_enc: bool = True):  # fmt: skip
         super().__init__()
+        if not 0 < ratio <= 1:
+            raise ValueError(f"ratio={ratio} must be in (0, 1]")
+        a = max(num_heads, round(c1 * ratio / num_heads) * num_heads) if num_heads >= 1 else c1
         self.norm = nn.LayerNorm(c1)
-        self.attn = FocusedLinearAttention(c1, num_heads, focusing_factor, kernel_size, base_size)
+        self.attn = FocusedLinearAttention(
+            c1, num_heads, focusing_factor, kernel_size, base_size, attn_dim=a, pos_enc=pos_enc
+        )
         if zero_init:
             nn.init.zeros_(self.attn.proj.weight)
             nn.init.zeros_(self.attn.proj.bias)

@@ -106,6 +106,17 @@ def _check_row(i: int, row) -> tuple:
     return f, n, name, args
 
 
+def _split_kwargs(i: int, args: list) -> tuple[list, dict]:
+    """A trailing mapping in yaml args names options: [8, {ratio: 0.5}] -> ([8], {'ratio': 0.5})."""
+    if not args or not isinstance(args[-1], dict):
+        return args, {}
+    kwargs = args[-1]
+    bad = [k for k in kwargs if not isinstance(k, str) or not k.isidentifier() or k.startswith("_")]
+    if bad:
+        raise UserError(f"layer {i}: option names must be plain identifiers, got {bad!r}")
+    return args[:-1], dict(kwargs)
+
+
 def parse_model(d: dict, ch: int | list, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
     """Build the layers of a model dict. Returns (nn.Sequential of layers with .i .f .type .np, sorted save list)."""
     for key in ("backbone", "head"):
@@ -117,18 +128,20 @@ def parse_model(d: dict, ch: int | list, verbose: bool = True) -> tuple[nn.Seque
     layers, save, table = [], [], []
     for i, row in enumerate(rows):
         f, n, name, args = _check_row(i, row)
+        args, kwargs = _split_kwargs(i, args)
         entry = resolve(name, i)
         n_ = max(round(n * gd), 1) if n > 1 else n
         ch_in = [ch[j] for j in (f if isinstance(f, list) else [f])]
         try:
             cargs, c2, copies = entry.rule(ch_in, _substitute(args, d), n_, gw)
-            mods = [entry.cls(*cargs) for _ in range(copies)]
+            mods = [entry.cls(*cargs, **kwargs) for _ in range(copies)]
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
-            raise UserError(f"layer {i}: bad arguments {args!r} for {name}: {e}") from e
+            shown = [*args, kwargs] if kwargs else args
+            raise UserError(f"layer {i}: bad arguments {shown!r} for {name}: {e}") from e
         m_ = nn.Sequential(*mods) if copies > 1 else mods[0]
         m_.i, m_.f, m_.type = i, f, f"{entry.cls.__module__}.{entry.cls.__name__}"
         m_.np = sum(p.numel() for p in m_.parameters())
-        table.append((i, f, n_, m_.np, m_.type, cargs))
+        table.append((i, f, n_, m_.np, m_.type, [*cargs, kwargs] if kwargs else cargs))
         save.extend(j % i for j in (f if isinstance(f, list) else [f]) if j != -1)
         layers.append(m_)
         if i == 0:

@@ -14,13 +14,14 @@ from models.fla import C3FLA, FLA, FLABlock, FocusedLinearAttention
 def reference_fla(m: FocusedLinearAttention, x: torch.Tensor) -> torch.Tensor:
     """docs/fla.md steps 1-7 written plainly (einsum, direct powers, pos. encoding used as stored). (B,C,H,W) fp32."""
     b, c, h, w = x.shape
-    n, nh = h * w, m.num_heads
-    d = c // nh
+    n, nh, a = h * w, m.num_heads, m.attn_dim
+    d = a // nh
     t = x.flatten(2).transpose(1, 2)  # (B, N, C)
     q = t @ m.q.weight.T + m.q.bias
     kv = t @ m.kv.weight.T + m.kv.bias
-    k, v = kv[..., :c], kv[..., c:]
-    k = k + m.positional_encoding  # only valid at the base size
+    k, v = kv[..., :a], kv[..., a:]
+    if m.positional_encoding is not None:
+        k = k + m.positional_encoding  # only valid at the base size
     s = F.softplus(m.scale)
     p = m.focusing_factor
 
@@ -38,7 +39,7 @@ def reference_fla(m: FocusedLinearAttention, x: torch.Tensor) -> torch.Tensor:
         fm = v.permute(0, 2, 3, 1).reshape(b * nh, d, h, w)
         fm = m.dwc(fm).reshape(b, nh, d, n).permute(0, 3, 1, 2)
         out = out + fm
-    out = out.reshape(b, n, c) @ m.proj.weight.T + m.proj.bias
+    out = out.reshape(b, n, a) @ m.proj.weight.T + m.proj.bias
     return out.transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -51,10 +52,13 @@ def _randomised(m: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return m
 
 
-@pytest.mark.parametrize("focusing,kernel", [(3, 5), (1, 0), (2, 3)])
-def test_equals_reference_at_base_size(focusing, kernel):
+@pytest.mark.parametrize(
+    "focusing,kernel,attn_dim,pos_enc", [(3, 5, None, True), (1, 0, None, True), (2, 3, None, True), (3, 5, 16, False)]
+)
+def test_equals_reference_at_base_size(focusing, kernel, attn_dim, pos_enc):
     torch.manual_seed(0)
-    m = _randomised(FocusedLinearAttention(32, 4, focusing, kernel, base_size=(6, 5))).eval()
+    fla = FocusedLinearAttention(32, 4, focusing, kernel, base_size=(6, 5), attn_dim=attn_dim, pos_enc=pos_enc)
+    m = _randomised(fla).eval()
     x = torch.randn(2, 32, 6, 5)
     with torch.no_grad():
         ours, ref = m(x), reference_fla(m, x)
@@ -136,6 +140,22 @@ def test_fla_token_is_identity_at_init_and_trains():
     assert m.attn.proj.weight.grad.abs().sum() > 0
 
 
+def test_fla_options_ratio_pos_enc_zero_init():
+    m = FLA(256, 8, ratio=0.5, pos_enc=False)
+    assert m.attn.attn_dim == 128 and m.attn.head_dim == 16 and m.attn.positional_encoding is None
+    assert m.attn.q.weight.shape == (128, 256) and m.attn.kv.weight.shape == (256, 256)
+    assert m.attn.proj.weight.shape == (256, 128)
+    x = torch.randn(1, 256, 5, 7)
+    assert torch.equal(m(x), x)  # still the identity at init
+    assert FLA(24, 8, ratio=0.25).attn.attn_dim == 8  # rounded to a multiple of the heads, at least one per head
+    assert not torch.equal(FLA(32, 4, zero_init=False)(x[:, :32]), x[:, :32])
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="ratio"):
+            FLA(32, 4, ratio=bad)
+    with pytest.raises(ValueError, match="must divide"):
+        FocusedLinearAttention(32, 4, attn_dim=10)
+
+
 def test_c3fla_shapes_and_heads_check():
     m = C3FLA(32, 64, n=2, num_heads=4)
     assert m(torch.randn(1, 32, 8, 6)).shape == (1, 64, 8, 6)
@@ -149,6 +169,8 @@ def test_extra_macs_counts_linear_cost():
     a, b = m.extra_macs((1, 64, 20, 20)), m.extra_macs((1, 64, 40, 40))
     assert b == 4 * a
     assert a == 400 * (2 * 64 * 8 + 2 * 64 + 64 * 25)
+    half = FocusedLinearAttention(64, 8, kernel_size=5, attn_dim=32)
+    assert half.extra_macs((1, 64, 20, 20)) == 400 * (2 * 32 * 4 + 2 * 32 + 32 * 25)
 
 
 @pytest.mark.parametrize("module", ["attention", "block"])

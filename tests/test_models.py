@@ -200,6 +200,9 @@ def _with_row(index: int, row: list) -> dict:
         ([7, 1, "Conv", [64]], r"layer 3: 'from' 7 points outside"),
         ([-1, 0, "Conv", [64]], r"layer 3: 'number' must be a positive int"),
         ([-1, 1, "Conv"], r"layer 3: expected \[from, number, module, args\]"),
+        ([-1, 1, "FLA", [4, {"ratoi": 0.5}]], r"layer 3: bad arguments .*unexpected keyword argument 'ratoi'"),
+        ([-1, 1, "FLA", [4, {"__class__": 1}]], r"layer 3: option names must be plain identifiers"),
+        ([-1, 1, "FLA", [4, {"ratio": 2}]], r"layer 3: bad arguments .*ratio=2 must be in"),
     ],
 )
 def test_registry_errors(row, pattern):
@@ -229,6 +232,28 @@ def test_registry_names_and_custom_block():
     d["head"] = [[f if not isinstance(f, list) else [j + (j >= 10) for j in f], n, m, a] for f, n, m, a in d["head"]]
     model = DetectionModel(d, verbose=False)
     assert isinstance(model.model[10], Scale) and model.model[10].k == 3.0
+
+
+def test_yaml_options_by_name():
+    """A trailing mapping in a row's args passes options by name; the yaml text form parses with safe_load."""
+    row = yaml.safe_load("[-1, 1, FLA, [4, {ratio: 0.5, pos_enc: false}]]")
+    model = DetectionModel(_with_row(3, row), verbose=False)
+    attn = model.model[3].attn
+    assert attn.attn_dim == 16 and attn.num_heads == 4 and attn.positional_encoding is None
+
+
+STUDY = sorted(p.name for p in (MODELS_DIR / "study").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", STUDY)
+def test_study_configs_build_by_bare_name(name):
+    """models/study/ holds the FLA design-study variants; --cfg finds them by bare name."""
+    assert len(STUDY) >= 7
+    model = DetectionModel(name.removesuffix(".yaml"), nc=3, verbose=False)
+    assert type(model.model[9]).__name__ == "FLA" and model.yaml_file == name
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 64, 64))[0].shape == (1, 3 * (64 + 16 + 4), 8)
 
 
 def test_parse_model_returns_layers_and_save():

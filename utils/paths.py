@@ -80,8 +80,8 @@ def find_file(name: Union[str, Path], kind: str, search: tuple = ()) -> Path:
 
 
 def find_model_cfg(name: Union[str, Path]) -> Path:
-    """A model yaml by path, or by bare name from models/ (e.g. 'yolov5s-fla.yaml' or 'yolov5s-fla')."""
+    """A model yaml by path, or by bare name from models/ or models/study/ (e.g. 'yolov5s-fla' or 'yolov5n-fla-r50')."""
     p = Path(name)
     if not p.suffix:
         p = p.with_suffix(".yaml")
-    return find_file(p, "--cfg", (MODELS_DIR, MODELS_DIR / "hub"))
+    return find_file(p, "--cfg", (MODELS_DIR, MODELS_DIR / "study", MODELS_DIR / "hub"))
