@@ -97,31 +97,54 @@ def run_one(cfg: str, seed: int, run_dir: Path, opt: argparse.Namespace) -> Dict
     return result
 
 
-def model_costs(cfg: str, nc: int, imgsz: int, runs: int = 30) -> Dict[str, float]:
-    """Parameters, GFLOPs (at imgsz) and median CPU latency (2 threads, fused, batch 1) of a config."""
+def model_costs(cfgs: List[str], nc: int, imgsz: int, runs: int = 100) -> Dict[str, Dict[str, float]]:
+    """Parameters, GFLOPs (at imgsz) and median CPU latency (2 threads, fused, batch 1) of each config.
+
+    The models are timed interleaved (benchmarks/latency.py), so machine load drifts hit every config alike.
+    """
     import torch
 
+    from benchmarks.latency import time_interleaved
     from models.yolo import DetectionModel
     from utils.flops import model_gflops
 
     torch.set_num_threads(2)
-    model = DetectionModel(cfg, nc=nc, verbose=False).eval()
-    params = sum(p.numel() for p in model.parameters())
-    gflops = model_gflops(model, imgsz)
-    model.fuse()
     x = torch.zeros(1, 3, imgsz, imgsz)
-    times = []
+    costs, fns = {}, {}
+    for cfg in cfgs:
+        model = DetectionModel(cfg, nc=nc, verbose=False).eval()
+        costs[cfg] = {"params": sum(p.numel() for p in model.parameters()), "gflops": model_gflops(model, imgsz)}
+        fns[cfg] = lambda m=model.fuse(): m(x)
     with torch.inference_mode():
-        for i in range(runs + 5):
-            t = time.perf_counter()
-            model(x)
-            if i >= 5:
-                times.append((time.perf_counter() - t) * 1000)
-    return {"params": params, "gflops": gflops, "latency_ms": statistics.median(times)}
+        times = time_interleaved(fns, runs, warmup=5)
+    for cfg in cfgs:
+        costs[cfg]["latency_ms"] = statistics.median(times[cfg])
+    return costs
+
+
+# Two-sided 95% critical values of Student's t by degrees of freedom (standard table); 1.96 beyond 30.
+_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 12: 2.18,
+        15: 2.13, 20: 2.09, 30: 2.04}  # fmt: skip
+
+
+def welch(a: List[float], b: List[float]) -> tuple:
+    """Welch's t statistic of mean(a) - mean(b) and whether it is significant at 95% (two-sided).
+
+    Returns (t, significant); (nan, False) when either side has fewer than 2 values or both have no spread.
+    """
+    if len(a) < 2 or len(b) < 2:
+        return float("nan"), False
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return float("nan"), False
+    t = (statistics.mean(a) - statistics.mean(b)) / (va + vb) ** 0.5
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    crit = next((v for k, v in sorted(_T95.items()) if df <= k), 1.96)  # rounding df down: conservative
+    return t, abs(t) > crit
 
 
 def summarise(results: Dict[str, List[Dict[str, float]]], costs: Dict[str, Dict[str, float]], base: str) -> List[dict]:
-    """Mean / std over seeds per config and the difference of the mean to the baseline."""
+    """Mean / std over seeds per config, the difference of the mean to the baseline and whether it is real."""
     rows = []
     for cfg, runs in results.items():
         row = {"cfg": cfg, "seeds": len(runs), **costs[cfg]}
@@ -131,27 +154,41 @@ def summarise(results: Dict[str, List[Dict[str, float]]], costs: Dict[str, Dict[
             row[key + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
         rows.append(row)
     ref = next(r for r in rows if r["cfg"] == base)
+    base_vals = [r["mAP50-95"] for r in results[base]]
     for r in rows:
         r["d_mAP50-95"] = r["mAP50-95"] - ref["mAP50-95"]
         r["d_latency_pct"] = 100 * (r["latency_ms"] / ref["latency_ms"] - 1)
+        r["t"], r["significant"] = welch([x["mAP50-95"] for x in results[r["cfg"]]], base_vals)
     return rows
+
+
+def verdict(r: dict) -> str:
+    """'gain' / 'loss' when Welch's t-test says the mAP50-95 difference is real at 95%, else 'noise'."""
+    if r["t"] != r["t"]:
+        return "n/a"
+    return ("gain" if r["t"] > 0 else "loss") if r["significant"] else "noise"
 
 
 def markdown(rows: List[dict], opt: argparse.Namespace) -> str:
     """The study table as Markdown."""
     head = (
         f"Dataset `{opt.data}`, {opt.epochs} epochs at {opt.imgsz}, weights `{opt.weights or 'scratch'}`, "
-        f"seeds {' '.join(map(str, opt.seeds))}; mean ± std over seeds; latency: CPU, 2 threads, batch 1, fused.\n\n"
+        f"seeds {' '.join(map(str, opt.seeds))} ('seeds': finished runs used); mean ± std over seeds; "
+        "latency: CPU, 2 threads, batch 1, fused, "
+        f"configs timed interleaved; t: Welch's t of the mAP50-95 difference to `{rows[0]['cfg']}`, "
+        "'noise' unless significant at 95%.\n\n"
     )
     lines = [
-        "| config | params | GFLOPs | latency ms | train h | mAP50 | mAP50-95 | Δ mAP50-95 | Δ latency |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| config | seeds | params | GFLOPs | latency ms | train h | mAP50 | mAP50-95 | Δ mAP50-95 | t | Δ latency |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
+        t = "" if r is rows[0] else f"{r['t']:+.1f} {verdict(r)}" if r["t"] == r["t"] else "n/a"
         lines.append(
-            f"| `{r['cfg']}` | {r['params']:,} | {r['gflops']:.1f} | {r['latency_ms']:.1f} | {r['train_hours']:.3f} "
-            f"| {r['mAP50']:.3f} ± {r['mAP50_std']:.3f} | {r['mAP50-95']:.3f} ± {r['mAP50-95_std']:.3f} "
-            f"| {100 * r['d_mAP50-95']:+.1f} pt | {r['d_latency_pct']:+.1f}% |"
+            f"| `{r['cfg']}` | {r['seeds']} | {r['params']:,} | {r['gflops']:.1f} | {r['latency_ms']:.1f} "
+            f"| {r['train_hours']:.3f} | {r['mAP50']:.3f} ± {r['mAP50_std']:.3f} "
+            f"| {r['mAP50-95']:.3f} ± {r['mAP50-95_std']:.3f} | {100 * r['d_mAP50-95']:+.1f} pt | {t} "
+            f"| {r['d_latency_pct']:+.1f}% |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -163,9 +200,15 @@ def plot(rows: List[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5), tight_layout=True)
+    fig, ax = plt.subplots(figsize=(8, 5.5), tight_layout=True)
+    base = rows[0]
+    lo, hi = base["mAP50-95"] - base["mAP50-95_std"], base["mAP50-95"] + base["mAP50-95_std"]
+    ax.axhspan(lo, hi, color="grey", alpha=0.15, label=f"{base['cfg']} mean ± std")
+    ax.axhline(base["mAP50-95"] + 0.01, color="green", ls=":", lw=1, label="baseline + 1.0 pt")
+    ax.axvline(base["latency_ms"] * 1.05, color="red", ls=":", lw=1, label="baseline latency + 5%")
     for r in rows:
-        ax.errorbar(r["latency_ms"], r["mAP50-95"], yerr=r["mAP50-95_std"], fmt="o", capsize=4, label=r["cfg"])
+        label = f"{r['cfg']} ({r['seeds']} seeds)"
+        ax.errorbar(r["latency_ms"], r["mAP50-95"], yerr=r["mAP50-95_std"], fmt="o", capsize=4, label=label)
     ax.set_xlabel("CPU latency (ms, batch 1)")
     ax.set_ylabel("mAP50-95 (mean ± std over seeds)")
     ax.grid(alpha=0.3)
@@ -187,44 +230,54 @@ def parse_opt(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--hyp", default="")
     p.add_argument("--project", default="runs/study")
     p.add_argument("--name", default="exp")
+    p.add_argument("--latency-runs", type=int, default=100, help="timed calls per config (interleaved)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: tabulate the finished runs of each cfg")
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra train.py flags, last")
     return p.parse_args(argv)
 
 
-def main(opt: argparse.Namespace) -> None:
-    from utils.data.config import check_dataset
+def finished(out: Path, cfg: str, seed: int) -> bool:
+    return (out / f"{Path(cfg).stem}_s{seed}" / "study_run.json").is_file()
 
-    nc = check_dataset(opt.data)["nc"]
-    out = Path(opt.project) / opt.name
-    out.mkdir(parents=True, exist_ok=True)
-    plan = [(cfg, seed) for seed in opt.seeds for cfg in opt.cfgs]  # seed-major: a cut-short study covers every cfg
-    results: Dict[str, List[Dict[str, float]]] = {cfg: [] for cfg in opt.cfgs}
-    t0, trained = time.time(), 0
-    for k, (cfg, seed) in enumerate(plan, 1):
-        run_dir = out / f"{Path(cfg).stem}_s{seed}"
-        fresh = not (run_dir / "study_run.json").is_file()
-        eta = (
-            (time.time() - t0)
-            / trained
-            * sum(1 for c, s in plan[k - 1 :] if not (out / f"{Path(c).stem}_s{s}" / "study_run.json").is_file())
-            if trained
-            else float("nan")
-        )
-        print(
-            f"[run {k}/{len(plan)}] {cfg} seed {seed} {'training' if fresh else 'reused'}"
-            f"{f', study ETA {eta / 60:.0f} min' if eta == eta else ''}",
-            flush=True,
-        )
-        results[cfg].append(run_one(cfg, seed, run_dir, opt))
-        trained += fresh
-    costs = {cfg: model_costs(cfg, nc, opt.imgsz) for cfg in opt.cfgs}
-    rows = summarise(results, costs, opt.cfgs[0])
-    (out / "study.json").write_text(json.dumps({"opt": vars(opt), "rows": rows, "runs": results}, indent=2))
-    table = markdown(rows, opt)
-    (out / "study.md").write_text(table)
-    plot(rows, out / "study.png")
-    print(table)
-    print(f"Study saved to {out}")
+
+def main(opt: argparse.Namespace) -> None:
+    from models.yolo import load_model_yaml
+    from utils.data.config import check_dataset
+    from utils.errors import UserError, run_cli
+
+    @run_cli
+    def _run() -> None:
+        nc = check_dataset(opt.data)["nc"]
+        for cfg in opt.cfgs:
+            load_model_yaml(cfg)  # a missing or malformed yaml stops the study before any training
+        out = Path(opt.project) / opt.name
+        out.mkdir(parents=True, exist_ok=True)
+        plan = [(cfg, seed) for seed in opt.seeds for cfg in opt.cfgs]  # seed-major: a cut-short study covers all
+        if opt.report_only:
+            plan = [(c, s) for c, s in plan if finished(out, c, s)]
+            missing = [c for c in opt.cfgs if not any(c == pc for pc, _ in plan)]
+            if missing:
+                raise UserError(f"--report-only: no finished run in {out} for {', '.join(missing)}")
+        results: Dict[str, List[Dict[str, float]]] = {cfg: [] for cfg in opt.cfgs}
+        t0, trained = time.time(), 0
+        for k, (cfg, seed) in enumerate(plan, 1):
+            fresh = not finished(out, cfg, seed)
+            todo = sum(1 for c, s in plan[k - 1 :] if not finished(out, c, s))
+            eta = f", study ETA {(time.time() - t0) / trained * todo / 60:.0f} min" if trained and fresh else ""
+            print(f"[run {k}/{len(plan)}] {cfg} seed {seed} {'training' if fresh else 'reused'}{eta}", flush=True)
+            results[cfg].append(run_one(cfg, seed, out / f"{Path(cfg).stem}_s{seed}", opt))
+            trained += fresh
+        print(f"Timing {len(opt.cfgs)} configs interleaved ({opt.latency_runs} calls each)...", flush=True)
+        costs = model_costs(opt.cfgs, nc, opt.imgsz, opt.latency_runs)
+        rows = summarise(results, costs, opt.cfgs[0])
+        (out / "study.json").write_text(json.dumps({"opt": vars(opt), "rows": rows, "runs": results}, indent=2))
+        table = markdown(rows, opt)
+        (out / "study.md").write_text(table)
+        plot(rows, out / "study.png")
+        print(table)
+        print(f"Study saved to {out}")
+
+    _run()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Per-image CPU latency of fused models, PyTorch vs ONNX Runtime: median and p90 as a Markdown table.
 
+Models are timed interleaved (one call of each in turn, the starting model rotating every round), so a machine
+that speeds up or slows down during the benchmark affects every model alike: timing models one after another
+on a small shared CPU favours whichever runs last by up to 10-20%.
+
 Example:
     python benchmarks/latency.py --cfgs yolov5s.yaml yolov5s-fla.yaml --imgsz 640 --threads 2 --runs 50
 Weights are random (latency does not depend on them); pass --weights to time trained checkpoints instead.
@@ -26,15 +30,18 @@ sys.path.insert(0, str(ROOT))
 LOGGER = logging.getLogger("latency")
 
 
-def time_runs(fn: Callable[[], object], runs: int, warmup: int) -> List[float]:
-    """Milliseconds of each of `runs` calls of fn after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
+def time_interleaved(fns: Dict[str, Callable[[], object]], runs: int, warmup: int) -> Dict[str, List[float]]:
+    """Milliseconds of `runs` calls of each fn, called in turn (start rotating per round) after `warmup` each."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    keys = list(fns)
+    out: Dict[str, List[float]] = {k: [] for k in keys}
+    for r in range(runs):
+        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            t0 = time.perf_counter()
+            fns[k]()
+            out[k].append((time.perf_counter() - t0) * 1e3)
     return out
 
 
@@ -55,13 +62,8 @@ def build_model(cfg: str | None, weights: str | None) -> nn.Module:
     return model.fuse() if hasattr(model, "fuse") else model
 
 
-def time_pytorch(model: nn.Module, im: torch.Tensor, runs: int, warmup: int) -> List[float]:
-    with torch.inference_mode():
-        return time_runs(lambda: model(im), runs, warmup)
-
-
-def time_onnx(model: nn.Module, im: torch.Tensor, threads: int, runs: int, warmup: int, folder: Path) -> List[float]:
-    """Export with utils.export (static shape) and time an ONNX Runtime CPU session with `threads` threads."""
+def onnx_session(model: nn.Module, im: torch.Tensor, threads: int, folder: Path) -> Callable[[], object]:
+    """Export with utils.export (static shape); returns a call of an ONNX Runtime CPU session with `threads`."""
     import onnxruntime as ort
 
     from utils.export import export_metadata, export_onnx, prepare_for_export
@@ -74,38 +76,54 @@ def time_onnx(model: nn.Module, im: torch.Tensor, threads: int, runs: int, warmu
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(file), so, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: im.numpy()}
-    return time_runs(lambda: sess.run(None, feed), runs, warmup)
+    return lambda: sess.run(None, feed)
+
+
+def _error(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
 
 
 def benchmark(
     names: List[str], weights: bool, imgsz: int, threads: int, runs: int, warmup: int, onnx: bool = True
 ) -> List[Dict[str, object]]:
-    """One row per (model, backend): model, params, backend, median_ms, p90_ms (or an 'error')."""
+    """One row per (model, backend): model, params, backend, median_ms, p90_ms (or an 'error'); timed interleaved."""
     torch.set_num_threads(threads)
     im = torch.zeros(1, 3, imgsz, imgsz)
-    rows: List[Dict[str, object]] = []
+    rows: Dict[tuple, Dict[str, object]] = {}
+    fns: Dict[tuple, Callable[[], object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             model = build_model(None if weights else name, name if weights else None)
             params = sum(p.numel() for p in model.parameters())
-            backends = {"PyTorch": lambda m=model: time_pytorch(m, im, runs, warmup)}
-            if onnx:
-                backends["ONNX Runtime"] = lambda m=model: time_onnx(m, im, threads, runs, warmup, Path(tmp))
-            for backend, fn in backends.items():
-                row: Dict[str, object] = {"model": Path(name).stem, "params": params, "backend": backend}
+            for backend in ("PyTorch", "ONNX Runtime") if onnx else ("PyTorch",):
+                key = (name, backend)
+                rows[key] = {"model": Path(name).stem, "params": params, "backend": backend}
                 try:
-                    ms = fn()
-                    row.update(median_ms=statistics.median(ms), p90_ms=percentile(ms, 90))
-                except Exception as e:  # an export or runtime failure is a result to report, not a crash
-                    row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
-                rows.append(row)
-                LOGGER.info("%s", row)
-    return rows
+                    if backend == "PyTorch":
+                        fns[key] = lambda m=model: m(im)
+                    else:
+                        fns[key] = onnx_session(model, im, threads, Path(tmp))
+                except Exception as e:  # an export failure is a result to report, not a crash
+                    rows[key]["error"] = _error(e)
+        try:
+            with torch.inference_mode():
+                times = time_interleaved(fns, runs, warmup)
+        except Exception as e:  # a runtime failure: report it on every row still waiting for figures
+            times = {}
+            for key in fns:
+                rows[key]["error"] = _error(e)
+    for key, ms in times.items():
+        rows[key].update(median_ms=statistics.median(ms), p90_ms=percentile(ms, 90))
+        LOGGER.info("%s", rows[key])
+    return list(rows.values())
 
 
 def markdown(rows: List[Dict[str, object]], imgsz: int, threads: int, runs: int) -> str:
     """The rows as a Markdown table."""
-    head = f"CPU latency per image, batch 1, {imgsz}x{imgsz}, {threads} threads, fused, {runs} timed runs\n\n"
+    head = (
+        f"CPU latency per image, batch 1, {imgsz}x{imgsz}, {threads} threads, fused, {runs} timed runs each, "
+        "models interleaved\n\n"
+    )
     lines = ["| model | params | backend | median ms | p90 ms |", "|---|---:|---|---:|---:|"]
     for r in rows:
         if "error" in r:

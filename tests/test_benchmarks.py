@@ -1,0 +1,99 @@
+"""Benchmark tools: interleaved timing, the study's statistics, and both CLIs end to end on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from benchmarks.ablate import summarise, verdict, welch
+from benchmarks.latency import time_interleaved
+from tests.conftest import run_script
+from tests.test_train import make_dataset
+
+
+def test_time_interleaved_rotates_the_order():
+    calls = []
+    fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    times = time_interleaved(fns, runs=3, warmup=1)
+    assert calls[:3] == ["a", "b", "c"]  # warmup, once each
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # each round starts one later
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(t >= 0 for v in times.values() for t in v)
+
+
+def test_welch_by_hand():
+    # a = [1, 3]: mean 2, var 2; b = [0, 2]: mean 1, var 2 -> t = 1 / sqrt(2/2 + 2/2), df = 2 -> critical 4.30
+    t, sig = welch([1.0, 3.0], [0.0, 2.0])
+    assert t == pytest.approx(1 / math.sqrt(2)) and not sig
+    t, sig = welch([0.50, 0.51, 0.49, 0.50], [0.40, 0.41, 0.39, 0.40])
+    assert t > 10 and sig
+    t, sig = welch([0.40, 0.41, 0.39], [0.50, 0.51, 0.49])
+    assert t < -10 and sig
+    assert math.isnan(welch([0.5], [0.4, 0.5])[0])  # one seed: no verdict
+    assert math.isnan(welch([0.5, 0.5], [0.5, 0.5])[0])  # no spread at all
+
+
+def test_summarise_deltas_and_verdicts():
+    runs = {
+        "base.yaml": [{"mAP50": 0.7, "mAP50-95": v, "train_hours": 0.1} for v in (0.40, 0.41, 0.39)],
+        "same.yaml": [{"mAP50": 0.7, "mAP50-95": v, "train_hours": 0.1} for v in (0.42, 0.38, 0.40)],
+        "better.yaml": [{"mAP50": 0.8, "mAP50-95": v, "train_hours": 0.2} for v in (0.45, 0.46, 0.44)],
+    }
+    costs = {k: {"params": 1, "gflops": 1.0, "latency_ms": ms} for k, ms in zip(runs, (10.0, 10.0, 10.5))}
+    rows = {r["cfg"]: r for r in summarise(runs, costs, "base.yaml")}
+    assert rows["better.yaml"]["d_mAP50-95"] == pytest.approx(0.05)
+    assert rows["better.yaml"]["d_latency_pct"] == pytest.approx(5.0)
+    assert rows["better.yaml"]["mAP50-95_std"] == pytest.approx(0.01)
+    assert verdict(rows["better.yaml"]) == "gain" and verdict(rows["same.yaml"]) == "noise"
+    assert rows["same.yaml"]["seeds"] == 3
+
+
+def test_latency_cli_table():
+    r = run_script("benchmarks/latency.py", "--cfgs", "yolov5n.yaml", "yolov5n-fla.yaml", "--imgsz", "64",
+                   "--runs", "3", "--warmup", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "models interleaved" in r.stdout
+    for model in ("yolov5n", "yolov5n-fla"):
+        for backend in ("PyTorch", "ONNX Runtime"):
+            assert re.search(rf"\| {model} \| [\d,]+ \| {backend} \| \d+\.\d \| \d+\.\d \|", r.stdout), r.stdout
+
+
+@pytest.mark.slow
+def test_ablate_cli_trains_reuses_and_reports(tmp_path):
+    data = make_dataset(tmp_path / "data", n_train=4, n_val=2)
+    common = ("--data", data, "--project", tmp_path, "--name", "study", "--epochs", "1", "--imgsz", "64",
+              "--batch-size", "4", "--workers", "0", "--latency-runs", "3")  # fmt: skip
+    cfgs = ("--cfgs", "yolov5n.yaml", "yolov5n-fla-r25", "--seeds", "0", "1")
+    r = run_script("benchmarks/ablate.py", *common, *cfgs)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "[run 1/4] yolov5n.yaml seed 0 training" in r.stdout
+    assert "[run 4/4] yolov5n-fla-r25 seed 1 training" in r.stdout
+    assert "study ETA" in r.stdout
+    out = tmp_path / "study"
+    for f in ("study.md", "study.json", "study.png"):
+        assert (out / f).stat().st_size > 0
+    assert sorted(p.name for p in out.glob("*_s[01]")) == [
+        "yolov5n-fla-r25_s0", "yolov5n-fla-r25_s1", "yolov5n_s0", "yolov5n_s1"
+    ]  # fmt: skip
+    study = json.loads((out / "study.json").read_text())
+    rows = {r["cfg"]: r for r in study["rows"]}
+    assert rows["yolov5n.yaml"]["seeds"] == 2 and rows["yolov5n.yaml"]["d_mAP50-95"] == 0
+    assert rows["yolov5n-fla-r25"]["params"] > rows["yolov5n.yaml"]["params"]
+    assert rows["yolov5n-fla-r25"]["latency_ms"] > 0
+    table = (out / "study.md").read_text()
+    assert "| `yolov5n-fla-r25` | 2 |" in table and "Δ mAP50-95" in table
+
+    # restarted: every run reused, nothing trained; report-only with a seed never run uses the finished ones
+    r = run_script("benchmarks/ablate.py", *common, *cfgs)
+    assert r.returncode == 0 and r.stdout.count("reused") == 4 and "training" not in r.stdout
+    r = run_script("benchmarks/ablate.py", *common, "--cfgs", "yolov5n.yaml", "--seeds", "0", "7", "--report-only")
+    assert r.returncode == 0 and "| `yolov5n.yaml` | 1 |" in r.stdout
+
+    # nothing finished for a config, or a config that does not exist: one line, no traceback
+    r = run_script("benchmarks/ablate.py", *common, "--cfgs", "yolov5n-fla.yaml", "--report-only")
+    assert r.returncode == 2 and "error: --report-only: no finished run" in r.stderr and "Traceback" not in r.stderr
+    r = run_script("benchmarks/ablate.py", *common, "--cfgs", "nope.yaml")
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
