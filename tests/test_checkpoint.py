@@ -191,6 +191,15 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp file left behind
 
 
+def test_save_removes_temp_files_of_dead_processes(tmp_path):
+    dead, live = tmp_path / ".last.pt.999999999.tmp", tmp_path / ".last.pt.1.tmp"  # no such pid / init
+    other = tmp_path / ".best.pt.999999999.tmp"
+    for f in (dead, live, other):
+        f.write_bytes(b"partial")
+    save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    assert not dead.exists() and live.exists() and other.exists()
+
+
 def test_save_into_unwritable_place(tmp_path):
     blocker = tmp_path / "file.txt"  # a file where a folder should be: fails for root too
     blocker.write_text("x")

@@ -146,6 +146,7 @@ def test_sigkill_at_any_moment_leaves_a_resumable_last_pt(world, tmp_path):
     assert _loadable_epoch(last) == (epochs - 1 if done else -1)  # a finished run's last.pt is stripped (epoch -1)
     rows = (tmp_path / "run/results.csv").read_text().splitlines()[1:]
     assert [int(row.split(",")[0]) for row in rows] == list(range(epochs))  # each epoch logged once
+    assert not list(last.parent.glob(".*.tmp"))  # temp files of the killed saves were cleaned up
 
 
 def test_ctrl_c_saves_state_and_run_resumes(world, tmp_path):

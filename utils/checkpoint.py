@@ -90,6 +90,24 @@ def to_weights_only(obj: Any, where: str = "ckpt") -> Any:
     raise TypeError(f"{where}: {type(obj).__name__} cannot be stored in a weights_only checkpoint")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but is not ours, or cannot tell: keep its file
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete `.<name>.<pid>.tmp` files of `path` left by a process killed mid-save (its pid no longer runs)."""
+    for f in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = f.name[len(path.name) + 2 : -4]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            f.unlink(missing_ok=True)
+
+
 def save_checkpoint(ckpt: dict, path: Union[str, Path]) -> Path:
     """Write ckpt atomically (temp file in the same folder, fsync, os.replace); UserError leaves the old file intact."""
     path = Path(path)
@@ -102,6 +120,7 @@ def save_checkpoint(ckpt: dict, path: Union[str, Path]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _remove_stale_temps(path)
     except (OSError, RuntimeError) as e:
         try:
             tmp.unlink(missing_ok=True)
