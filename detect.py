@@ -39,7 +39,13 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--classes", nargs="+", type=int, help="filter by class: --classes 0, or --classes 0 2 3")
     g.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
     g.add_argument("--augment", action="store_true", help="augmented inference (flips and scales)")
-    g.add_argument("--visualize", action="store_true", help="accepted for compatibility; feature maps are not saved")
+    g.add_argument(
+        "--visualize",
+        action="store_true",
+        help="save feature maps: per image a folder <run>/<image stem>/ with stage{i}_{Module}_features.png (first 32 "
+        "channels of each layer's output, grayscale, 8 per row; Detect excluded) and the same channels as .npy; "
+        "videos and streams: first frame only (<stem>_<frame>/); .pt weights only",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--view-img", action="store_true", help="show results (needs a display)")
     g.add_argument("--save-txt", action="store_true", help="save results to *.txt")
@@ -79,8 +85,6 @@ def main(opt: argparse.Namespace) -> Path:
     from utils.torch_utils import select_device
 
     setup_logging()
-    if opt.visualize:
-        LOGGER.warning("WARNING: --visualize is not supported; ignored")
     source = opt.source or default_source()
     device = select_device(opt.device)
     half = opt.half and device.type != "cpu"
@@ -107,7 +111,7 @@ def main(opt: argparse.Namespace) -> Path:
         hide_labels=opt.hide_labels,
         hide_conf=opt.hide_conf,
     )
-    prof = run_detection(model, dataset, save_dir, nms, save, augment=opt.augment, half=half)
+    prof = run_detection(model, dataset, save_dir, nms, save, augment=opt.augment, half=half, visualize=opt.visualize)
     pre, inf, post = prof.per_image_ms()
     LOGGER.info(
         "Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape %s", pre, inf, post, (1, 3, *imgsz)

@@ -254,7 +254,8 @@ class DetectionModel(nn.Module):
     def forward(self, x: torch.Tensor, augment: bool = False, profile: bool = False, visualize: bool = False):
         """(B, ch, H, W) with H, W multiples of 32 -> Detect output (see class Detect); augment = TTA.
 
-        profile and visualize are accepted for YOLOv5 compatibility (use `models/yolo.py --profile`).
+        profile and visualize are accepted for YOLOv5 compatibility (use `models/yolo.py --profile` and
+        `detect.py --visualize`, which saves feature maps through forward hooks: utils/feature_maps.py).
         """
         if not isinstance(augment, torch.Tensor) and augment:  # the ONNX tracer passes defaults as tensors
             return self._forward_augment(x)

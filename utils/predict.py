@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import torch
 
 from utils.boxes import scale_boxes
 from utils.errors import UserError
+from utils.feature_maps import FeatureMapWriter, find_detection_model
 from utils.nms import non_max_suppression
 from utils.predict_io import PredictionSaver, SaveOptions
 from utils.torch_utils import time_sync
@@ -147,6 +149,25 @@ def source_fps(dataset, cap, i: int) -> float:
     return fps / max(getattr(dataset, "vid_stride", 1), 1)
 
 
+def feature_writer(model, save_dir: Path) -> FeatureMapWriter | None:
+    """Hooks for --visualize on a PyTorch model; None (after one warning) for ONNX / TorchScript backends."""
+    net = find_detection_model(model)
+    if net is None:
+        LOGGER.warning("WARNING: --visualize needs PyTorch (.pt) weights; feature maps are not saved")
+        return None
+    return FeatureMapWriter(net, save_dir)
+
+
+def visualize_names(dataset, path) -> List[str] | None:
+    """Feature-map folder names for one dataset item: the image stem; '<stem>_<frame>' for the first frame of each
+    video (and the first batch of streams) only, None for later frames."""
+    if dataset.mode == "image":
+        return [Path(path).stem]
+    if dataset.mode == "video":
+        return [f"{Path(path).stem}_{dataset.frame}"] if dataset.frame == 1 else None
+    return [f"{Path(p).stem}_{dataset.count}" for p in path] if dataset.count == 0 else None
+
+
 @torch.no_grad()
 def run_detection(
     model,
@@ -157,14 +178,19 @@ def run_detection(
     augment: bool = False,
     half: bool = False,
     progress=None,
+    visualize: bool = False,
 ) -> Profile:
-    """Run model over every item of a sources.load_source dataset; print, draw and save as detect.py does."""
+    """Run model over every item of a sources.load_source dataset; print, draw and save as detect.py does.
+
+    visualize: save each stage's feature maps per image under save_dir (see utils.feature_maps; .pt only).
+    """
     device = getattr(model, "device", torch.device("cpu"))
     names = names_dict(getattr(model, "names", None))
     saver = PredictionSaver(save_dir, names, save)
     prof = Profile()
     warmup_nms()
-    try:
+    viz = feature_writer(model, save_dir) if visualize else None
+    with contextlib.closing(saver), viz or contextlib.nullcontext():
         for path, im, im0s, cap, desc in dataset:
             t0 = time_sync()
             x = to_tensor(im, device, half)
@@ -172,6 +198,8 @@ def run_detection(
             problem = model.check_input(tuple(x.shape)) if hasattr(model, "check_input") else None
             if problem:
                 raise UserError(f"cannot run this model on the source: {problem}")
+            if viz is not None:
+                viz.target(visualize_names(dataset, path))
             pred = infer(model, x, augment)
             t2 = time_sync()
             dets = postprocess(pred, nms)
@@ -193,6 +221,4 @@ def run_detection(
                 LOGGER.info("%s%.1fms", s, (t2 - t1) * 1e3)
             if progress is not None:
                 progress()
-    finally:
-        saver.close()
     return prof
