@@ -197,7 +197,7 @@ def test_save_removes_temp_files_of_dead_processes(tmp_path):
     for f in (dead, live, other):
         f.write_bytes(b"partial")
     save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
-    assert not dead.exists() and live.exists() and other.exists()
+    assert not dead.exists() and not other.exists() and live.exists()
 
 
 def test_save_into_unwritable_place(tmp_path):

@@ -7,6 +7,7 @@ import copy
 import logging
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Union
 
@@ -101,10 +102,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_stale_temps(path: Path) -> None:
-    """Delete `.<name>.<pid>.tmp` files of `path` left by a process killed mid-save (its pid no longer runs)."""
-    for f in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = f.name[len(path.name) + 2 : -4]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+    """Delete the `.<name>.<pid>.tmp` files in path's folder left by a process killed mid-save (pid not running)."""
+    for f in path.parent.glob(".*.tmp"):
+        m = re.fullmatch(r"\.(.+)\.(\d+)\.tmp", f.name)
+        if m and int(m.group(2)) != os.getpid() and not _pid_alive(int(m.group(2))):
             f.unlink(missing_ok=True)
 
 
