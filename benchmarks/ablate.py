@@ -200,19 +200,21 @@ def plot(rows: List[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5), tight_layout=True)
+    fig, ax = plt.subplots(figsize=(10, 5.5), tight_layout=True)
+    colors = plt.get_cmap("tab20").colors
     base = rows[0]
     lo, hi = base["mAP50-95"] - base["mAP50-95_std"], base["mAP50-95"] + base["mAP50-95_std"]
     ax.axhspan(lo, hi, color="grey", alpha=0.15, label=f"{base['cfg']} mean ± std")
     ax.axhline(base["mAP50-95"] + 0.01, color="green", ls=":", lw=1, label="baseline + 1.0 pt")
     ax.axvline(base["latency_ms"] * 1.05, color="red", ls=":", lw=1, label="baseline latency + 5%")
-    for r in rows:
+    for k, r in enumerate(rows):
         label = f"{r['cfg']} ({r['seeds']} seeds)"
-        ax.errorbar(r["latency_ms"], r["mAP50-95"], yerr=r["mAP50-95_std"], fmt="o", capsize=4, label=label)
+        style = dict(fmt="osD^v<>"[k // 2 % 7], color=colors[k % 20], capsize=4, label=label)
+        ax.errorbar(r["latency_ms"], r["mAP50-95"], yerr=r["mAP50-95_std"], **style)
     ax.set_xlabel("CPU latency (ms, batch 1)")
     ax.set_ylabel("mAP50-95 (mean ± std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.savefig(path, dpi=150)
     plt.close(fig)
 
