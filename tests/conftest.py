@@ -18,7 +18,7 @@ def shared() -> Path:
     """Path to ../shared; the test is skipped when it is absent (a user's checkout has none)."""
     if not (SHARED / "README.md").is_file():
         pytest.skip("../shared is absent")
-    return SHARED
+    return SHARED.resolve()  # scripts print resolved paths; ../shared may be a symlink
 
 
 @pytest.fixture(autouse=True)
