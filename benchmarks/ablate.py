@@ -183,7 +183,8 @@ def markdown(rows: List[dict], opt: argparse.Namespace) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
-        t = "" if r is rows[0] else f"{r['t']:+.1f} {verdict(r)}" if r["t"] == r["t"] else "n/a"
+        v = verdict(r)
+        t = "" if r is rows[0] else v if v == "n/a" else f"{r['t']:+.1f} {v}"
         lines.append(
             f"| `{r['cfg']}` | {r['seeds']} | {r['params']:,} | {r['gflops']:.1f} | {r['latency_ms']:.1f} "
             f"| {r['train_hours']:.3f} | {r['mAP50']:.3f} ± {r['mAP50_std']:.3f} "
