@@ -79,9 +79,9 @@ def default_source() -> str:
 def main(opt: argparse.Namespace) -> Path:
     """Detect on opt.source; returns the run folder."""
     from utils.data.sources import load_source
+    from utils.deploy.predict import NMSOptions, check_img_size, load_backend, run_detection
+    from utils.deploy.predict_io import SaveOptions
     from utils.paths import increment_path
-    from utils.predict import NMSOptions, check_img_size, load_backend, run_detection
-    from utils.predict_io import SaveOptions
     from utils.torch_utils import select_device
 
     setup_logging()

@@ -28,7 +28,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
 @run_cli
 def main(opt: argparse.Namespace) -> dict:
     """Export opt.weights in each requested format; returns {format: path}."""
-    from utils.export import run_export
+    from utils.deploy.export import run_export
 
     setup_logging()
     return run_export(

@@ -57,9 +57,9 @@ def parse_opt(argv=None) -> argparse.Namespace:
 
 @run_cli
 def main(opt: argparse.Namespace) -> None:
-    """Check the options that need no set-up, then hand over to utils.trainer.train."""
-    from utils.train_setup import get_dist_info
-    from utils.trainer import train
+    """Check the options that need no set-up, then hand over to utils.train.trainer.train."""
+    from utils.train.setup import get_dist_info
+    from utils.train.trainer import train
 
     setup_logging(rank=get_dist_info()[1])
     if opt.evolve:

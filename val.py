@@ -53,7 +53,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
 
 def _loader_settings(model, opt: argparse.Namespace, speed: bool):
     """(imgsz, batch_size, rect, pad) for this backend: rect batches for PyTorch, the export size for static files."""
-    from utils.predict import check_img_size
+    from utils.deploy.predict import check_img_size
 
     imgsz, batch_size = opt.imgsz, opt.batch_size
     pad, rect = (0.0, False) if speed else (0.5, bool(getattr(model, "pt", True)))
@@ -76,11 +76,11 @@ def _loader_settings(model, opt: argparse.Namespace, speed: bool):
 
 def run(opt: argparse.Namespace, weights, imgsz: int | None = None, save_dir: Path | None = None, plots: bool = True):
     """Validate one weights entry (a path or a list = ensemble) on opt.task's split -> EvalResult."""
-    from utils.backends import DetectMultiBackend
     from utils.data.config import check_dataset
     from utils.data.loader import create_dataloader
-    from utils.evaluate import evaluate
+    from utils.deploy.backends import DetectMultiBackend
     from utils.torch_utils import select_device
+    from utils.val.evaluate import evaluate
 
     device = select_device(opt.device, opt.batch_size)
     half = opt.half and device.type != "cpu"

@@ -52,7 +52,7 @@ def percentile(xs: List[float], q: float) -> float:
 
 def build_model(cfg: str | None, weights: str | None) -> nn.Module:
     """A fused eval-mode DetectionModel from a yaml (random weights) or a checkpoint."""
-    from utils.checkpoint import load_model
+    from models.load import load_model
 
     if weights:
         return load_model(weights, device="cpu", fuse=True)
@@ -63,10 +63,10 @@ def build_model(cfg: str | None, weights: str | None) -> nn.Module:
 
 
 def onnx_session(model: nn.Module, im: torch.Tensor, threads: int, folder: Path) -> Callable[[], object]:
-    """Export with utils.export (static shape); returns a call of an ONNX Runtime CPU session with `threads`."""
+    """Export with utils.deploy.export (static shape); returns a call of an ONNX Runtime CPU session with `threads`."""
     import onnxruntime as ort
 
-    from utils.export import export_metadata, export_onnx, prepare_for_export
+    from utils.deploy.export import export_metadata, export_onnx, prepare_for_export
 
     model = prepare_for_export(model)
     file = folder / f"model_{id(model)}.onnx"

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 
 from train import parse_opt  # noqa: E402
 from utils.log import setup_logging  # noqa: E402
-from utils.trainer import Trainer, train_one_epoch  # noqa: E402
+from utils.train.trainer import Trainer, train_one_epoch  # noqa: E402
 
 LOGGER = logging.getLogger("train_speed")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bccd" / "bccd.yaml"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from models.registry import register
+
 
 def autopad(k: int | tuple, p: int | tuple | None = None, d: int = 1) -> int | list:
     """'Same' padding for kernel k and dilation d (k // 2 for odd kernels) unless p is given."""
@@ -15,6 +17,7 @@ def autopad(k: int | tuple, p: int | tuple | None = None, d: int = 1) -> int | l
     return p
 
 
+@register
 class Conv(nn.Module):
     """Conv2d(bias=False) -> BatchNorm2d(eps 1e-3, momentum 0.03) -> SiLU. (B, c1, H, W) -> (B, c2, H/s, W/s).
 
@@ -39,6 +42,7 @@ class Conv(nn.Module):
         return self.act(self.conv(x))
 
 
+@register
 class DWConv(Conv):
     """Depth-wise convolution: groups = gcd(c1, c2)."""
 
@@ -52,6 +56,7 @@ def _gcd(a: int, b: int) -> int:
     return a
 
 
+@register
 class Focus(nn.Module):
     """Space-to-depth (B, c1, H, W) -> (B, 4*c1, H/2, W/2), then Conv. Used by YOLOv5 v1-v5 stems."""
 
@@ -65,6 +70,7 @@ class Focus(nn.Module):
         return self.conv(torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1))
 
 
+@register
 class Bottleneck(nn.Module):
     """cv1 1x1 -> cv2 3x3, plus the input when shortcut and c1 == c2."""
 
@@ -82,6 +88,7 @@ class Bottleneck(nn.Module):
         return x + y if self.add else y
 
 
+@register
 class C3(nn.Module):
     """CSP bottleneck with 3 convs: cat(m(cv1(x)), cv2(x)) -> cv3. (B, c1, H, W) -> (B, c2, H, W)."""
 
@@ -99,6 +106,7 @@ class C3(nn.Module):
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
 
 
+@register
 class SPP(nn.Module):
     """Spatial pyramid pooling (YOLOv3-SPP): cv1 -> cat(x, maxpool k for k in ks) -> cv2."""
 
@@ -116,6 +124,7 @@ class SPP(nn.Module):
         return self.cv2(torch.cat([x] + [m(x) for m in self.m], 1))
 
 
+@register
 class SPPF(nn.Module):
     """Fast SPP: cv1 (to c1//2) -> three chained MaxPool(k) -> cat of 4 -> cv2. Equals SPP(k=(5, 9, 13)) for k=5."""
 
@@ -135,6 +144,7 @@ class SPPF(nn.Module):
         return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
 
 
+@register
 class Concat(nn.Module):
     """Concatenate a list of tensors along `dimension` (channels by default)."""
 
@@ -165,6 +175,7 @@ class TransformerLayer(nn.Module):
         return self.fc2(self.fc1(x)) + x
 
 
+@register
 class TransformerBlock(nn.Module):
     """Optional Conv to c2, learned position embedding (Linear), TransformerLayers. (B,c1,H,W) -> (B,c2,H,W)."""
 
@@ -186,6 +197,7 @@ class TransformerBlock(nn.Module):
         return p.permute(1, 2, 0).reshape(b, self.c2, h, w)
 
 
+@register
 class C3TR(C3):
     """C3 whose bottlenecks are one softmax TransformerBlock (4 heads, n layers)."""
 

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.common import C3
+from models.registry import register
 
 
 def _pair(v: int | tuple | list) -> tuple[int, int]:
@@ -117,6 +118,7 @@ class FocusedLinearAttention(nn.Module):
         return int(b * (2 * n * c * self.head_dim + 2 * n * c + n * c * k))  # K^T V, Q (K^T V), mean(K), Q mean(K), DWC
 
 
+@register
 class FLA(nn.Module):
     """Residual FLA on a feature map: y = x + FLA(LayerNorm(x)). (B, C, H, W) -> (B, C, H, W), channels unchanged.
 
@@ -154,6 +156,7 @@ class FLA(nn.Module):
         return t.transpose(1, 2).reshape_as(x)
 
 
+@register
 class FLABlock(nn.Module):
     """Transformer block with FLA: t += FLA(LN(t)); t += MLP(LN(t)). (B, C, H, W) -> (B, C, H, W)."""
 
@@ -179,6 +182,7 @@ class FLABlock(nn.Module):
         return t.transpose(1, 2).reshape_as(x)
 
 
+@register
 class C3FLA(C3):
     """C3 whose bottlenecks are n FLABlocks on the hidden c_ = c2/2 channels. Yaml: [-1, 3, C3FLA, [c2, heads]]."""
 

@@ -76,43 +76,38 @@ class Entry:
 
 
 REGISTRY: dict[str, Entry] = {}
-_DEFAULTS_LOADED: list[bool] = []  # non-empty once the built-in blocks are registered
 
 
-def register(cls: type, names: tuple = (), rule: str | None = None) -> type:
-    """Register cls under its class name and any extra names; rule defaults to the class's `channel_rule`."""
-    rule = rule or getattr(cls, "channel_rule", None)
-    if rule not in RULES:
-        raise ValueError(f"{cls.__name__}: unknown channel rule {rule!r}; known: {sorted(RULES)}")
-    for name in names or (cls.__name__,):
-        REGISTRY[name] = Entry(cls, RULES[rule])
-    return cls
+def register(cls: type | None = None, *, names: tuple = (), rule: str | None = None):
+    """Register a block under its class name (or `names`); rule defaults to the class's `channel_rule`.
+
+    Used as a decorator where a block is defined (`@register` or `@register(names=(...), rule="same")`), so this
+    module knows no concrete block; `register(MyBlock)` works as a plain call too.
+    """
+
+    def add(c: type) -> type:
+        r = rule or getattr(c, "channel_rule", None)
+        if r not in RULES:
+            raise ValueError(f"{c.__name__}: unknown channel rule {r!r}; known: {sorted(RULES)}")
+        for name in names or (c.__name__,):
+            REGISTRY[name] = Entry(c, RULES[r])
+        return c
+
+    return add if cls is None else add(cls)
 
 
-def _register_defaults() -> None:
-    """Fill REGISTRY with the built-in blocks (lazily, on first resolve, so importing does nothing)."""
-    from models import common, fla, yolo
-
-    _DEFAULTS_LOADED.append(True)
-    for cls in (common.Conv, common.DWConv, common.Focus, common.Bottleneck, common.C3, common.SPP, common.SPPF):
-        register(cls)
-    for cls in (common.Concat, common.TransformerBlock, common.C3TR, fla.FLA, fla.FLABlock, fla.C3FLA, yolo.Detect):
-        register(cls)
-    register(nn.Upsample, ("nn.Upsample", "Upsample"), rule="same")
-    register(nn.BatchNorm2d, ("nn.BatchNorm2d", "BatchNorm2d"), rule="same_c1")
+# torch.nn layers a yaml may name, by an explicit list (never an attribute lookup on a yaml string).
+register(nn.Upsample, names=("nn.Upsample", "Upsample"), rule="same")
+register(nn.BatchNorm2d, names=("nn.BatchNorm2d", "BatchNorm2d"), rule="same_c1")
 
 
 def known_names() -> list[str]:
     """All registered yaml module names, sorted."""
-    if not _DEFAULTS_LOADED:
-        _register_defaults()
     return sorted(REGISTRY)
 
 
 def resolve(name: str, index: int | None = None) -> Entry:
     """The registry entry for a yaml module name; UserError naming the layer and the known names otherwise."""
-    if not _DEFAULTS_LOADED:
-        _register_defaults()
     if not isinstance(name, str) or name not in REGISTRY:
         where = f"layer {index}: " if index is not None else ""
         raise UserError(f"{where}unknown module {name!r}; known modules: {', '.join(known_names())}")

@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import models.fla  # noqa: F401  (registers the FLA blocks)
 from models.common import Conv
-from models.registry import resolve
+from models.registry import register, resolve
 from utils.errors import UserError, run_cli
 from utils.paths import find_model_cfg
 from utils.yaml_io import read_yaml_mapping
@@ -25,6 +26,7 @@ from utils.yaml_io import read_yaml_mapping
 LOGGER = logging.getLogger(__name__)
 
 
+@register
 class Detect(nn.Module):
     """YOLOv5 head: one 1x1 Conv2d per level to na*(5+nc) outputs.
 
@@ -255,7 +257,7 @@ class DetectionModel(nn.Module):
         """(B, ch, H, W) with H, W multiples of 32 -> Detect output (see class Detect); augment = TTA.
 
         profile and visualize are accepted for YOLOv5 compatibility (use `models/yolo.py --profile` and
-        `detect.py --visualize`, which saves feature maps through forward hooks: utils/feature_maps.py).
+        `detect.py --visualize`, which saves feature maps through forward hooks: utils/deploy/feature_maps.py).
         """
         if not isinstance(augment, torch.Tensor) and augment:  # the ONNX tracer passes defaults as tensors
             return self._forward_augment(x)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from utils.autoanchor import anchor_metric, check_anchor_order, check_anchors, kmean_anchors, label_wh
+from utils.train.autoanchor import anchor_metric, check_anchor_order, check_anchors, kmean_anchors, label_wh
 
 DEFAULT_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
 STRIDES = torch.tensor([8.0, 16.0, 32.0])

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.checkpoint import load_checkpoint, load_model, model_to_dict, save_checkpoint
+from models.load import load_model
+from utils.checkpoint import load_checkpoint, model_to_dict, save_checkpoint
 from utils.errors import UnsafeCheckpointError, UserError
 from utils.safe_pickle import Stub, load_official
 

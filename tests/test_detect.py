@@ -14,10 +14,10 @@ import torch
 from detect import main as detect_main
 from detect import parse_opt
 from tests.conftest import run_script
-from utils.annotate import Annotator, colors, save_one_box
 from utils.boxes import box_iou, xywh2xyxy
-from utils.predict import check_img_size, summarize
-from utils.predict_io import label_rows
+from utils.deploy.annotate import Annotator, colors, save_one_box
+from utils.deploy.predict import check_img_size, summarize
+from utils.deploy.predict_io import label_rows
 
 TINY = {
     "nc": 3,

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from utils.ema import ModelEMA
 from utils.errors import UserError
-from utils.optim import (
+from utils.train.ema import ModelEMA
+from utils.train.optim import (
     LRLambda,
     accumulate_steps,
     apply_warmup,

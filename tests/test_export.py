@@ -10,10 +10,10 @@ import torch
 
 from models.yolo import DetectionModel
 from tests.conftest import run_script
-from utils.backends import DetectMultiBackend
 from utils.checkpoint import model_to_dict, save_checkpoint
+from utils.deploy.backends import DetectMultiBackend
+from utils.deploy.export import run_export
 from utils.errors import UserError
-from utils.export import run_export
 
 
 def _close(y: torch.Tensor, ref: torch.Tensor) -> None:

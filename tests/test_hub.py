@@ -1,4 +1,4 @@
-"""Python API (utils.hub): inputs as path / numpy / PIL / list, Detections views, tables, render, save, parity."""
+"""Python API (utils.deploy.hub): path, numpy, PIL and list inputs, Detections views, tables, render, save, parity."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from tests.test_detect import tiny_weights  # noqa: F401  (session fixture shared with the detect tests)
+from utils.deploy.hub import Detections, load
 from utils.errors import UserError
-from utils.hub import Detections, load
 
 
 @pytest.fixture(scope="module")

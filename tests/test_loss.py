@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.loss import ComputeLoss, FocalLoss, build_targets, smooth_bce_targets
+from utils.train.loss import ComputeLoss, FocalLoss, build_targets, smooth_bce_targets
 
 HYP = dict(box=0.05, cls=0.5, obj=1.0, cls_pw=1.0, obj_pw=1.0, anchor_t=4.0, fl_gamma=0.0)
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.metrics import ConfusionMatrix, ap_per_class, compute_ap, fitness, match_predictions, smooth
+from utils.val.metrics import ConfusionMatrix, ap_per_class, compute_ap, fitness, match_predictions, smooth
+from utils.val.plots import plot_confusion_matrix
 
 IOUV = torch.linspace(0.5, 0.95, 10)
 
@@ -153,5 +154,5 @@ def test_confusion_matrix_counts():
 def test_confusion_matrix_plot(tmp_path):
     cm = ConfusionMatrix(nc=2)
     cm.matrix[0, 0], cm.matrix[1, 2] = 3, 1
-    f = cm.plot(save_dir=tmp_path, names=["a", "b"])
+    f = plot_confusion_matrix(cm.matrix, tmp_path, names=["a", "b"])
     assert f.name == "confusion_matrix.png" and f.stat().st_size > 1000

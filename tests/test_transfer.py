@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from models.load import model_from_dict
 from models.yolo import DetectionModel
-from utils.checkpoint import load_checkpoint, model_from_dict
+from utils.checkpoint import load_checkpoint
 from utils.transfer import align_layers, layer_signatures, remap_state_dict, transfer_weights
 
 CONV, C3, SPPF, DET = ("Conv", "[64]"), ("C3", "[64]"), ("SPPF", "[64, 5]"), ("Detect", "['nc', 'anchors']")
@@ -68,7 +69,7 @@ def test_other_nc_keeps_new_detect_convs(official_n, caplog):
 
 
 def test_load_model_with_cfg_transfers(shared):
-    from utils.checkpoint import load_model
+    from models.load import load_model
 
     model = load_model(shared / "weights" / "yolov5n.pt", fuse=False, cfg="yolov5n-fla.yaml")
     assert not model.training and len(model.names) == 80 and model.names[0] == "person"

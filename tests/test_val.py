@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 
 from tests.conftest import run_script
-from utils.evaluate import EvalResult, evaluate
-from utils.plots import output_to_target, plot_images, plot_labels, plot_results
+from utils.val.evaluate import EvalResult, evaluate
+from utils.val.plots import output_to_target, plot_images, plot_labels, plot_results
 
 SIZE = 64
 # per image: rows [cls, x, y, w, h] in pixels of a 64x64 image

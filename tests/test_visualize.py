@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import run_script
 from tests.test_detect import TINY, write_video
-from utils.feature_maps import feature_grid
+from utils.deploy.feature_maps import feature_grid
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def tiny_pt(tmp_path_factory) -> Path:
 
 def drawable_stages(weights: Path, imgsz: int) -> dict:
     """{stage index: output (C, H, W) shape} for the layers before Detect whose output is 4-D."""
-    from utils.checkpoint import load_model
+    from models.load import load_model
 
     model = load_model(weights, device=torch.device("cpu"), fuse=True).eval()
     shapes = {}
@@ -92,7 +92,7 @@ def test_visualize_video_first_frame_only(tiny_pt, tmp_path):
 
 
 def test_visualize_onnx_warns_and_runs(tiny_pt, tmp_path):
-    from utils.export import run_export
+    from utils.deploy.export import run_export
 
     onnx = run_export(tiny_pt, imgsz=[64], include=["onnx"])["onnx"]
     im = tmp_path / "a.jpg"

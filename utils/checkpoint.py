@@ -148,39 +148,3 @@ def model_to_dict(model: nn.Module, half: bool = True) -> dict:
         "names": [str(n) for n in getattr(model, "names", [])],
         "stride": [float(s) for s in stride.tolist()] if isinstance(stride, torch.Tensor) else list(stride or []),
     }
-
-
-def model_from_dict(md: dict, cfg: Union[str, dict, None] = None, source: str = "") -> nn.Module:
-    """Build a float32 DetectionModel from a checkpoint model dict; with cfg, build cfg and transfer by structure."""
-    from models.yolo import DetectionModel  # local: keeps this module importable without the model code
-    from utils.transfer import transfer_weights
-
-    names = list(md.get("names") or [])
-    state = {k: v.float() if v.is_floating_point() else v for k, v in md["state_dict"].items()}
-    if cfg is not None:
-        model = DetectionModel(cfg, nc=len(names) or None, verbose=False)
-        transfer_weights(state, md["yaml"], model, source=source)
-    else:
-        model = DetectionModel(copy.deepcopy(md["yaml"]), verbose=False)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            bad = (missing or unexpected)[:3]
-            raise UserError(
-                f"{source or 'checkpoint'}: weights do not fit the model built from its own yaml "
-                f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {bad})"
-            )
-    nc = model.yaml.get("nc", len(names)) if isinstance(model.yaml, dict) else len(names)
-    model.names = names if len(names) == nc else [f"class{i}" for i in range(nc)]
-    return model.float()
-
-
-def load_model(
-    weights: Union[str, Path], device: Union[str, torch.device] = "cpu", fuse: bool = True, cfg=None
-) -> nn.Module:
-    """A DetectionModel in eval mode (float32) from a checkpoint (EMA when present), optionally BN-fused."""
-    ckpt = load_checkpoint(weights)
-    md = ckpt.get("ema") or ckpt["model"]
-    model = model_from_dict(md, cfg=cfg, source=str(weights))
-    if fuse and hasattr(model, "fuse"):
-        model = model.fuse()
-    return model.to(device).eval()

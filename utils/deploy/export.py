@@ -12,7 +12,7 @@ from typing import Dict, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from utils.backends import EXPORT_FORMAT, DetectMultiBackend
+from utils.deploy.backends import EXPORT_FORMAT, DetectMultiBackend
 from utils.errors import UserError
 from utils.torch_utils import select_device
 
@@ -164,7 +164,7 @@ def run_export(
     include: Sequence[str] = ("torchscript",),
 ) -> Dict[str, Path]:
     """Export weights to each format in include, next to the weights file; returns {format: path}."""
-    from utils.checkpoint import load_model
+    from models.load import load_model
 
     t0 = time.time()
     weights = Path(weights)
@@ -180,7 +180,7 @@ def run_export(
     model = prepare_for_export(load_model(weights, device=dev, fuse=True), dynamic=dynamic)
     gs = int(max(model.stride))
     if h % gs or w % gs:
-        from utils.predict import check_img_size  # late: only the rare path needs it
+        from utils.deploy.predict import check_img_size  # late: only the rare path needs it
 
         h, w = check_img_size((h, w), stride=gs)
     im = torch.zeros(batch_size, 3, h, w, device=dev)

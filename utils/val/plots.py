@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 import torch
 
-from utils.annotate import Annotator, colors
 from utils.boxes import xywh2xyxy, xyxy2xywh
+from utils.deploy.annotate import Annotator, colors
+from utils.val.metrics import Curves, smooth
 
 LOGGER = logging.getLogger(__name__)
 
@@ -146,8 +147,6 @@ def plot_mc_curve(
     ylabel: str = "Metric",
 ) -> Path:
     """A metric (c, 1000) against confidence per class plus the mean; the best mean is in the legend."""
-    from utils.metrics import smooth
-
     plt = _plt()
     fig, ax = plt.subplots(1, 1, figsize=(9, 6), tight_layout=True)
     for i, y in enumerate(py):
@@ -246,3 +245,20 @@ def plot_labels(labels: np.ndarray, names: Names = (), save_dir: PathLike = ".")
         a.set(xlabel=xl, ylabel=yl, xlim=(0, 1), ylim=(0, 1))
     save_path = Path(save_dir) / "labels.jpg"
     return _save(fig, save_path, dpi=200)
+
+
+def plot_curves(curves: Curves, save_dir: PathLike, names: Names, prefix: str = "") -> None:
+    """PR_curve.png, F1_curve.png, P_curve.png and R_curve.png in save_dir from ap_per_class's Curves."""
+    by_row = dict(enumerate(_name(names, int(c)) for c in curves.classes))
+    save_dir = Path(save_dir)
+    plot_pr_curve(curves.px, curves.py, curves.ap, save_dir / f"{prefix}PR_curve.png", by_row)
+    plot_mc_curve(curves.px, curves.f1, save_dir / f"{prefix}F1_curve.png", by_row, ylabel="F1")
+    plot_mc_curve(curves.px, curves.p, save_dir / f"{prefix}P_curve.png", by_row, ylabel="Precision")
+    plot_mc_curve(curves.px, curves.r, save_dir / f"{prefix}R_curve.png", by_row, ylabel="Recall")
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray, save_dir: PathLike, names: Sequence[str] = (), normalize: bool = True
+) -> Path:
+    """confusion_matrix.png in save_dir from a ConfusionMatrix's (nc+1, nc+1) counts; returns its path."""
+    return plot_confusion(matrix, Path(save_dir) / "confusion_matrix.png", list(names), normalize)

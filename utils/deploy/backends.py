@@ -97,7 +97,7 @@ class DetectMultiBackend(nn.Module):
         self.nc = len(self.names)
 
     def _init_pt(self, files: List[Path], cfg, fuse: bool) -> None:
-        from utils.checkpoint import load_model  # local: model code is only needed for .pt
+        from models.load import load_model  # local: model code is only needed for .pt
 
         models = [load_model(f, device=self.device, fuse=fuse, cfg=cfg) for f in files]
         for m in models:

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import torch
 
-from utils.annotate import Annotator, colors, save_one_box
 from utils.boxes import xyxy2xywh
+from utils.deploy.annotate import Annotator, colors, save_one_box
 from utils.paths import increment_path
 
 LOGGER = logging.getLogger(__name__)

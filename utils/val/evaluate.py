@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
-from utils.metrics import ConfusionMatrix, ap_per_class, fitness, match_predictions
 from utils.nms import non_max_suppression
 from utils.torch_utils import time_sync
+from utils.val.metrics import ConfusionMatrix, ap_per_class, fitness, match_predictions
 
 LOGGER = logging.getLogger(__name__)
 
@@ -182,10 +182,12 @@ def _summarise(stats: list, nc: int, names: Dict[int, str], plots: bool, save_di
     correct, conf, pred_cls, target_cls = (torch.cat(x, 0).cpu().numpy() for x in zip(*stats))
     res.nt = np.bincount(target_cls.astype(int), minlength=nc)
     if correct.any():
-        _, _, p, r, f1, ap, ap_class = ap_per_class(
-            correct, conf, pred_cls, target_cls, plot=plots and save_dir is not None, save_dir=save_dir or ".",
-            names=names,
-        )  # fmt: skip
+        draw = plots and save_dir is not None
+        _, _, p, r, f1, ap, ap_class, *curves = ap_per_class(correct, conf, pred_cls, target_cls, curves=draw)
+        if draw:
+            from utils.val.plots import plot_curves  # late: plotting pulls in matplotlib
+
+            plot_curves(curves[0], save_dir, names)
         res.p, res.r, res.f1, res.ap50, res.ap, res.ap_class = p, r, f1, ap[:, 0], ap.mean(1), ap_class
         res.mp, res.mr, res.map50, res.map = (float(x.mean()) for x in (p, r, ap[:, 0], ap.mean(1)))
     res.maps = np.zeros(nc) + res.map
@@ -247,7 +249,7 @@ def _write_json(out: _Outputs, save_dir: Path, json_name: str, names: Dict[int, 
 
 
 def _plot_batch(i: int, im, targets, preds, paths, save_dir: Path, names) -> None:
-    from utils.plots import output_to_target, plot_images
+    from utils.val.plots import output_to_target, plot_images
 
     plot_images(im, targets, paths, save_dir / f"val_batch{i}_labels.jpg", names)
     plot_images(im, output_to_target(preds), paths, save_dir / f"val_batch{i}_pred.jpg", names)
@@ -350,7 +352,9 @@ def evaluate(
 def _save_outputs(res: EvalResult, st: _State, save_dir: Path, names: Dict[int, str], plots: bool, json_name: str):
     """Confusion matrix plot, COCO json (+ score, which replaces mAP as in YOLOv5), results.json, label count."""
     if plots:
-        st.cm.plot(save_dir=save_dir, names=[names.get(i, str(i)) for i in range(st.cm.nc)])
+        from utils.val.plots import plot_confusion_matrix  # late: plotting pulls in matplotlib
+
+        plot_confusion_matrix(st.cm.matrix, save_dir, [names.get(i, str(i)) for i in range(st.cm.nc)])
     if st.outputs.save_json:
         res.coco = _write_json(st.outputs, save_dir, json_name, names)
         if res.coco:

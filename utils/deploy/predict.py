@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from utils.boxes import scale_boxes
+from utils.deploy.feature_maps import FeatureMapWriter, find_detection_model
+from utils.deploy.predict_io import PredictionSaver, SaveOptions
 from utils.errors import UserError
-from utils.feature_maps import FeatureMapWriter, find_detection_model
 from utils.nms import non_max_suppression
-from utils.predict_io import PredictionSaver, SaveOptions
 from utils.torch_utils import time_sync
 
 LOGGER = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def infer(model, im: torch.Tensor, augment: bool = False) -> torch.Tensor:
 
 def load_backend(weights: Sequence[str], device: torch.device, data: str | None = None, half: bool = False):
     """DetectMultiBackend for --weights (several = ensemble); class names from --data when the weights carry none."""
-    from utils.backends import DetectMultiBackend
+    from utils.deploy.backends import DetectMultiBackend
 
     w = [str(x) for x in weights] if isinstance(weights, (list, tuple)) else [str(weights)]
     model = DetectMultiBackend(w if len(w) > 1 else w[0], device=device, fp16=half)
@@ -182,7 +182,7 @@ def run_detection(
 ) -> Profile:
     """Run model over every item of a sources.load_source dataset; print, draw and save as detect.py does.
 
-    visualize: save each stage's feature maps per image under save_dir (see utils.feature_maps; .pt only).
+    visualize: save each stage's feature maps per image under save_dir (see utils.deploy.feature_maps; .pt only).
     """
     device = getattr(model, "device", torch.device("cpu"))
     names = names_dict(getattr(model, "names", None))

@@ -15,12 +15,12 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from utils.annotate import Annotator, colors
 from utils.boxes import scale_boxes, xyxy2xywh
 from utils.data.sources import read_image
+from utils.deploy.annotate import Annotator, colors
+from utils.deploy.predict import NMSOptions, infer, make_divisible, names_dict, postprocess, summarize, warmup_nms
 from utils.errors import UserError
 from utils.paths import increment_path
-from utils.predict import NMSOptions, infer, make_divisible, names_dict, postprocess, summarize, warmup_nms
 from utils.torch_utils import time_sync
 
 LOGGER = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def load(
     """
     if isinstance(weights, nn.Module):
         return Detector(weights.eval(), size)
-    from utils.backends import DetectMultiBackend
+    from utils.deploy.backends import DetectMultiBackend
     from utils.torch_utils import select_device
 
     w = [str(x) for x in weights] if isinstance(weights, (list, tuple)) else str(weights)

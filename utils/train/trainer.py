@@ -19,10 +19,13 @@ import yaml
 from tqdm import tqdm
 
 from utils.checkpoint import save_checkpoint
-from utils.ema import ModelEMA
 from utils.errors import UserError
-from utils.loss import ComputeLoss
-from utils.optim import (
+from utils.paths import ensure_dir, increment_path
+from utils.torch_utils import de_parallel, init_seeds, select_device
+from utils.train.data import resample_images
+from utils.train.ema import ModelEMA
+from utils.train.loss import ComputeLoss
+from utils.train.optim import (
     accumulate_steps,
     apply_warmup,
     build_optimizer,
@@ -31,11 +34,8 @@ from utils.optim import (
     scaled_weight_decay,
     warmup_iterations,
 )
-from utils.paths import ensure_dir, increment_path
-from utils.results_log import ResultsLogger
-from utils.torch_utils import de_parallel, init_seeds, select_device
-from utils.train_data import resample_images
-from utils.train_setup import (
+from utils.train.results_log import ResultsLogger
+from utils.train.setup import (
     broadcast_flag,
     build_model,
     check_img_size,
@@ -46,7 +46,7 @@ from utils.train_setup import (
     scale_loss_gains,
     sync_bn,
 )
-from utils.train_state import build_checkpoint, load_resume, restore_training, strip_checkpoint
+from utils.train.state import build_checkpoint, load_resume, restore_training, strip_checkpoint
 
 LOGGER = logging.getLogger(__name__)
 MAX_NONFINITE = 10  # consecutive non-finite losses before training stops
@@ -228,7 +228,7 @@ class Trainer:
         self.epochs = opt.epochs
 
     def _init_loaders(self) -> None:
-        from utils.train_data import build_loaders
+        from utils.train.data import build_loaders
 
         build_loaders(self)
         self.nb = len(self.train_loader)
@@ -294,7 +294,7 @@ class Trainer:
 
     def validate(self, plots: bool, model=None, verbose: bool = False):
         """Evaluate the EMA (or a given model) on the val loader -> EvalResult."""
-        from utils.evaluate import evaluate
+        from utils.val.evaluate import evaluate
 
         return evaluate(
             model if model is not None else self.ema.ema,
@@ -334,7 +334,7 @@ class Trainer:
         return str(timedelta(seconds=int(left)))
 
     def plot_batch(self, imgs: torch.Tensor, targets: torch.Tensor, paths, ni: int) -> None:
-        from utils.plots import plot_images
+        from utils.val.plots import plot_images
 
         plot_images(imgs, targets, paths, self.save_dir / f"train_batch{ni}.jpg", self.names)
 
@@ -357,7 +357,7 @@ class Trainer:
 
     def finish(self) -> None:
         """Strip last/best to fp16 EMA weights, validate best.pt with plots, draw results.png."""
-        from utils.checkpoint import load_model
+        from models.load import load_model
 
         hours = (time.time() - self.t0) / 3600
         LOGGER.info(f"\n{self.epoch_done - self.start_epoch + 1} epochs completed in {hours:.3f} hours.")
@@ -368,7 +368,7 @@ class Trainer:
             LOGGER.info(f"\nValidating {self.best}...")
             self.validate(plots=self.plots, model=load_model(self.best, self.device, fuse=True), verbose=True)
         if self.plots and self.results is not None and self.results.csv.exists():
-            from utils.plots import plot_results
+            from utils.val.plots import plot_results
 
             plot_results(self.results.csv)
         LOGGER.info(f"Results saved to {self.save_dir}")

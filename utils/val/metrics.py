@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Mapping, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -79,10 +79,18 @@ def compute_ap(recall: np.ndarray, precision: np.ndarray) -> Tuple[float, np.nda
     return ap, mpre, mrec
 
 
-def _names_of(names: Union[Mapping[int, str], Sequence[str]], classes: np.ndarray) -> dict:
-    """{plot index: name} for the classes present, as the curves are drawn."""
-    names = dict(enumerate(names)) if not isinstance(names, Mapping) else names
-    return dict(enumerate(names.get(int(c), str(int(c))) for c in classes))
+@dataclass
+class Curves:
+    """What the PR / F1 / P / R plots draw: px (1000,) the x grid; py c arrays (1000,) of precision over recall at
+    IoU 0.5; ap (c, t); f1, p, r (c, 1000) over confidence; classes (c,) the class index of each row."""
+
+    px: np.ndarray
+    py: list
+    ap: np.ndarray
+    f1: np.ndarray
+    p: np.ndarray
+    r: np.ndarray
+    classes: np.ndarray
 
 
 def ap_per_class(
@@ -90,17 +98,15 @@ def ap_per_class(
     conf: np.ndarray,
     pred_cls: np.ndarray,
     target_cls: np.ndarray,
-    plot: bool = False,
-    save_dir: Union[str, Path] = ".",
-    names: Union[Mapping[int, str], Sequence[str]] = (),
     eps: float = 1e-16,
-    prefix: str = "",
-) -> Tuple[np.ndarray, ...]:
+    curves: bool = False,
+) -> Tuple:
     """Per-class P, R, F1 and AP at each IoU threshold, as YOLOv5.
 
     tp (n, t) bool, conf (n,), pred_cls (n,), target_cls (m,) -> tp (c,), fp (c,), p (c,), r (c,), f1 (c,),
     ap (c, t), classes (c,) for the c classes present in target_cls. P, R, F1 are read at the confidence that
-    maximises the smoothed mean F1 over classes. plot writes PR/F1/P/R curves into save_dir.
+    maximises the smoothed mean F1 over classes. With curves, an eighth item is the `Curves` to draw (this
+    module never draws: `utils.val.plots.plot_curves` does).
     """
     order = np.argsort(-conf, kind="stable")
     tp, conf, pred_cls = tp[order], conf[order], pred_cls[order]
@@ -121,22 +127,16 @@ def ap_per_class(
         p[ci] = np.interp(-px, -conf[i], precision[:, 0], left=1)
         for j in range(tp.shape[1]):
             ap[ci, j], mpre, mrec = compute_ap(recall[:, j], precision[:, j])
-            if plot and j == 0:
+            if curves and j == 0:
                 py.append(np.interp(px, mrec, mpre))  # precision at mAP@0.5
     f1 = 2 * p * r / (p + r + eps)
-    if plot:
-        from utils.plots import plot_mc_curve, plot_pr_curve
-
-        plot_names, save_dir = _names_of(names, classes), Path(save_dir)
-        plot_pr_curve(px, py, ap, save_dir / f"{prefix}PR_curve.png", plot_names)
-        plot_mc_curve(px, f1, save_dir / f"{prefix}F1_curve.png", plot_names, ylabel="F1")
-        plot_mc_curve(px, p, save_dir / f"{prefix}P_curve.png", plot_names, ylabel="Precision")
-        plot_mc_curve(px, r, save_dir / f"{prefix}R_curve.png", plot_names, ylabel="Recall")
+    drawn = Curves(px, py, ap.copy(), f1, p, r, classes.astype(int)) if curves else None
     i = smooth(f1.mean(0), 0.1).argmax() if nc else 0
     p, r, f1 = p[:, i], r[:, i], f1[:, i]
     tp = (r * nt).round()
     fp = (tp / (p + eps) - tp).round()
-    return tp, fp, p, r, f1, ap, classes.astype(int)
+    out = (tp, fp, p, r, f1, ap, classes.astype(int))
+    return (*out, drawn) if curves else out
 
 
 class ConfusionMatrix:
@@ -178,9 +178,3 @@ class ConfusionMatrix:
         tp = self.matrix.diagonal()
         fp = self.matrix.sum(1) - tp
         return tp[:-1], fp[:-1]
-
-    def plot(self, save_dir: Union[str, Path] = ".", names: Sequence[str] = (), normalize: bool = True) -> Path:
-        """Write confusion_matrix.png into save_dir (columns normalised to 1 when normalize); returns its path."""
-        from utils.plots import plot_confusion
-
-        return plot_confusion(self.matrix, Path(save_dir) / "confusion_matrix.png", list(names), normalize)

@@ -121,7 +121,7 @@ def restore_training(t, ckpt: Dict[str, Any]) -> int:
 
 def load_resume(opt: Namespace) -> Dict[str, Any]:
     """Read the --resume checkpoint and replace opt's fields with the ones of the interrupted run."""
-    from utils.train_setup import find_last_checkpoint
+    from utils.train.setup import find_last_checkpoint
 
     path = Path(opt.resume) if isinstance(opt.resume, str) and opt.resume else find_last_checkpoint(opt.project)
     ckpt = load_checkpoint(path)

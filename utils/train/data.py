@@ -7,9 +7,9 @@ import random
 
 import numpy as np
 
-from utils.autoanchor import check_anchors
 from utils.errors import UserError
-from utils.train_setup import rank_zero_first
+from utils.train.autoanchor import check_anchors
+from utils.train.setup import rank_zero_first
 
 LOGGER = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def build_loaders(t) -> None:
     if not opt.noautoanchor:
         check_anchors(t.dataset, t.model, thr=t.hyp["anchor_t"], imgsz=t.imgsz)
     if t.plots:
-        from utils.plots import plot_labels
+        from utils.val.plots import plot_labels
 
         labels = np.concatenate([np.asarray(lb).reshape(-1, 5) for lb in t.dataset.labels], 0)
         plot_labels(labels, t.names, t.save_dir)

@@ -1,0 +1,1 @@
+"""Deployment: prediction loop and writers, backends, hub API, annotation, feature maps, export."""

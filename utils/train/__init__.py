@@ -1,0 +1,1 @@
+"""Training engine: trainer, its setup, state, data, loss, optimiser, EMA, anchors, results log."""

@@ -1,0 +1,1 @@
+"""Validation: the evaluation loop, metrics (pure) and plots."""
