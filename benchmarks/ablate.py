@@ -1,12 +1,17 @@
-"""FLA study: train several configs x seeds on one dataset with the same recipe, then tabulate and plot.
+"""FLA study: train several configs x seeds on one or more datasets with the same recipe, then tabulate and plot.
 
 Each run is `train.py` in a subprocess (so a study measures exactly what users run). Finished runs are reused
 when the study is restarted, interrupted ones are resumed from their last.pt. Writes, in the study folder:
-`study.md` (Markdown table), `study.json` (every figure) and `study.png` (mAP50-95 vs CPU latency).
+`study.md` (Markdown table), `study.json` (every figure) and `study.png` (mAP50-95 vs CPU latency). With
+`--datasets A.yaml B.yaml`, each dataset gets its own subfolder and table, and `study.md` / `pooled.json` in the
+study folder add one line per config across the datasets (mean of the per-dataset differences and its spread).
 
 Example (the study published in the README):
     python benchmarks/ablate.py --data ../shared/data/bccd/bccd.yaml --weights ../shared/weights/yolov5n.pt \
         --cfgs yolov5n.yaml yolov5n-fla.yaml --seeds 0 1 2 3 4 --epochs 20 --imgsz 320
+Two datasets, one command:
+    python benchmarks/ablate.py --datasets ../shared/data/bccd/bccd.yaml ../shared/data/raccoon/raccoon.yaml \
+        --weights ../shared/weights/yolov5n.pt --cfgs yolov5n.yaml yolov5n-fla.yaml --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ def best_row(rows: List[Dict[str, float]]) -> Dict[str, float]:
     return max(rows, key=lambda r: 0.1 * r["metrics/mAP_0.5"] + 0.9 * r["metrics/mAP_0.5:0.95"])
 
 
-def run_one(cfg: str, seed: int, run_dir: Path, opt: argparse.Namespace) -> Dict[str, float]:
+def run_one(cfg: str, seed: int, run_dir: Path, opt: argparse.Namespace, data: str) -> Dict[str, float]:
     """Train one (cfg, seed) unless a finished run exists; returns its best-epoch metrics and wall time."""
     done = run_dir / "study_run.json"
     if done.is_file():
@@ -55,7 +60,7 @@ def run_one(cfg: str, seed: int, run_dir: Path, opt: argparse.Namespace) -> Dict
             "--cfg",
             cfg,
             "--data",
-            opt.data,
+            data,
             "--weights",
             opt.weights,
             "--epochs",
@@ -169,10 +174,10 @@ def verdict(r: dict) -> str:
     return ("gain" if r["t"] > 0 else "loss") if r["significant"] else "noise"
 
 
-def markdown(rows: List[dict], opt: argparse.Namespace) -> str:
+def markdown(rows: List[dict], opt: argparse.Namespace, data: str) -> str:
     """The study table as Markdown."""
     head = (
-        f"Dataset `{opt.data}`, {opt.epochs} epochs at {opt.imgsz}, weights `{opt.weights or 'scratch'}`, "
+        f"Dataset `{data}`, {opt.epochs} epochs at {opt.imgsz}, weights `{opt.weights or 'scratch'}`, "
         f"seeds {' '.join(map(str, opt.seeds))} ('seeds': finished runs used); mean ± std over seeds; "
         "latency: CPU, 2 threads, batch 1, fused, "
         f"configs timed interleaved; t: Welch's t of the mAP50-95 difference to `{rows[0]['cfg']}`, "
@@ -190,6 +195,56 @@ def markdown(rows: List[dict], opt: argparse.Namespace) -> str:
             f"| {r['train_hours']:.3f} | {r['mAP50']:.3f} ± {r['mAP50_std']:.3f} "
             f"| {r['mAP50-95']:.3f} ± {r['mAP50-95_std']:.3f} | {100 * r['d_mAP50-95']:+.1f} pt | {t} "
             f"| {r['d_latency_pct']:+.1f}% |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def pooled(per_dataset: Dict[str, Dict[str, List[Dict[str, float]]]], base: str) -> List[dict]:
+    """One row per non-baseline config across datasets: the mean of the per-dataset mAP50-95 differences to the
+    baseline and its spread (the standard error of that mean, from each dataset's Welch standard error).
+
+    verdict: 'helps' only when the config gains on every dataset and the pooled difference clears 1.96 spreads;
+    'hurts' when it loses on every dataset and clears them; otherwise 'no clear effect'.
+    """
+    cfgs = [c for c in next(iter(per_dataset.values())) if c != base]
+    rows = []
+    for cfg in cfgs:
+        diffs, variances = [], []
+        for results in per_dataset.values():
+            a = [r["mAP50-95"] for r in results[cfg]]
+            b = [r["mAP50-95"] for r in results[base]]
+            diffs.append(statistics.mean(a) - statistics.mean(b))
+            va = statistics.variance(a) / len(a) if len(a) > 1 else 0.0
+            vb = statistics.variance(b) / len(b) if len(b) > 1 else 0.0
+            variances.append(va + vb)
+        mean = statistics.mean(diffs)
+        spread = sum(variances) ** 0.5 / len(diffs)
+        clears = spread > 0 and abs(mean) > 1.96 * spread
+        if clears and all(d > 0 for d in diffs):
+            v = "helps"
+        elif clears and all(d < 0 for d in diffs):
+            v = "hurts"
+        else:
+            v = "no clear effect"
+        rows.append({"cfg": cfg, "diffs": diffs, "pooled": mean, "spread": spread, "verdict": v})
+    return rows
+
+
+def pooled_markdown(rows: List[dict], datasets: List[str], base: str) -> str:
+    """The across-datasets lines as Markdown."""
+    names = [Path(d).stem for d in datasets]
+    head = (
+        f"Across datasets ({', '.join(names)}): Δ mAP50-95 to `{base}` per dataset, their mean and its spread "
+        "(standard error); 'helps' only if it gains on every dataset and the mean clears 1.96 spreads.\n\n"
+    )
+    lines = [
+        "| config | " + " | ".join(f"Δ {n}" for n in names) + " | pooled Δ | spread | verdict |",
+        "|---|" + "---:|" * len(names) + "---:|---:|---|",
+    ]
+    for r in rows:
+        per = " | ".join(f"{100 * d:+.1f} pt" for d in r["diffs"])
+        lines.append(
+            f"| `{r['cfg']}` | {per} | {100 * r['pooled']:+.1f} pt | {100 * r['spread']:.1f} pt | {r['verdict']} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -222,7 +277,9 @@ def plot(rows: List[dict], path: Path) -> None:
 
 def parse_opt(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset yaml")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="dataset yaml (one dataset; runs go straight into the study folder)")
+    src.add_argument("--datasets", nargs="+", help="several dataset yamls: one table each plus the pooled lines")
     p.add_argument("--weights", default="", help="initial weights for every run ('' = scratch)")
     p.add_argument("--cfgs", nargs="+", required=True, help="model yamls; the first is the baseline")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -243,6 +300,40 @@ def finished(out: Path, cfg: str, seed: int) -> bool:
     return (out / f"{Path(cfg).stem}_s{seed}" / "study_run.json").is_file()
 
 
+def study_dataset(data: str, nc: int, out: Path, opt: argparse.Namespace) -> Dict[str, List[Dict[str, float]]]:
+    """Train (or reuse) every (cfg, seed) of one dataset, then write its study.md / .json / .png into out."""
+    from utils.errors import UserError
+
+    out.mkdir(parents=True, exist_ok=True)
+    plan = [(cfg, seed) for seed in opt.seeds for cfg in opt.cfgs]  # seed-major: a cut-short study covers all
+    if opt.report_only:
+        plan = [(c, s) for c, s in plan if finished(out, c, s)]
+        missing = [c for c in opt.cfgs if not any(c == pc for pc, _ in plan)]
+        if missing:
+            raise UserError(f"--report-only: no finished run in {out} for {', '.join(missing)}")
+    results: Dict[str, List[Dict[str, float]]] = {cfg: [] for cfg in opt.cfgs}
+    t0, trained = time.time(), 0
+    for k, (cfg, seed) in enumerate(plan, 1):
+        fresh = not finished(out, cfg, seed)
+        todo = sum(1 for c, s in plan[k - 1 :] if not finished(out, c, s))
+        eta = f", study ETA {(time.time() - t0) / trained * todo / 60:.0f} min" if trained and fresh else ""
+        tag = f"{Path(data).stem}: " if opt.datasets else ""
+        print(f"[{tag}run {k}/{len(plan)}] {cfg} seed {seed} {'training' if fresh else 'reused'}{eta}", flush=True)
+        results[cfg].append(run_one(cfg, seed, out / f"{Path(cfg).stem}_s{seed}", opt, data))
+        trained += fresh
+    print(f"Timing {len(opt.cfgs)} configs interleaved ({opt.latency_runs} calls each)...", flush=True)
+    costs = model_costs(opt.cfgs, nc, opt.imgsz, opt.latency_runs)
+    rows = summarise(results, costs, opt.cfgs[0])
+    (out / "study.json").write_text(
+        json.dumps({"opt": vars(opt), "data": data, "rows": rows, "runs": results}, indent=2)
+    )
+    table = markdown(rows, opt, data)
+    (out / "study.md").write_text(table)
+    plot(rows, out / "study.png")
+    print(table)
+    return results
+
+
 def main(opt: argparse.Namespace) -> None:
     from models.yolo import load_model_yaml
     from utils.data.config import check_dataset
@@ -250,34 +341,25 @@ def main(opt: argparse.Namespace) -> None:
 
     @run_cli
     def _run() -> None:
-        nc = check_dataset(opt.data)["nc"]
+        datasets = opt.datasets or [opt.data]
+        stems = [Path(d).stem for d in datasets]
+        if len(set(stems)) != len(stems):
+            raise UserError(f"--datasets: two yamls share a name ({', '.join(stems)}); each needs its own folder")
+        ncs = [check_dataset(d)["nc"] for d in datasets]  # every dataset is checked before any training
         for cfg in opt.cfgs:
             load_model_yaml(cfg)  # a missing or malformed yaml stops the study before any training
         out = Path(opt.project) / opt.name
-        out.mkdir(parents=True, exist_ok=True)
-        plan = [(cfg, seed) for seed in opt.seeds for cfg in opt.cfgs]  # seed-major: a cut-short study covers all
-        if opt.report_only:
-            plan = [(c, s) for c, s in plan if finished(out, c, s)]
-            missing = [c for c in opt.cfgs if not any(c == pc for pc, _ in plan)]
-            if missing:
-                raise UserError(f"--report-only: no finished run in {out} for {', '.join(missing)}")
-        results: Dict[str, List[Dict[str, float]]] = {cfg: [] for cfg in opt.cfgs}
-        t0, trained = time.time(), 0
-        for k, (cfg, seed) in enumerate(plan, 1):
-            fresh = not finished(out, cfg, seed)
-            todo = sum(1 for c, s in plan[k - 1 :] if not finished(out, c, s))
-            eta = f", study ETA {(time.time() - t0) / trained * todo / 60:.0f} min" if trained and fresh else ""
-            print(f"[run {k}/{len(plan)}] {cfg} seed {seed} {'training' if fresh else 'reused'}{eta}", flush=True)
-            results[cfg].append(run_one(cfg, seed, out / f"{Path(cfg).stem}_s{seed}", opt))
-            trained += fresh
-        print(f"Timing {len(opt.cfgs)} configs interleaved ({opt.latency_runs} calls each)...", flush=True)
-        costs = model_costs(opt.cfgs, nc, opt.imgsz, opt.latency_runs)
-        rows = summarise(results, costs, opt.cfgs[0])
-        (out / "study.json").write_text(json.dumps({"opt": vars(opt), "rows": rows, "runs": results}, indent=2))
-        table = markdown(rows, opt)
-        (out / "study.md").write_text(table)
-        plot(rows, out / "study.png")
-        print(table)
+        per_dataset = {}
+        for data, nc in zip(datasets, ncs):
+            sub = out / Path(data).stem if opt.datasets else out
+            per_dataset[data] = study_dataset(data, nc, sub, opt)
+        if opt.datasets:
+            rows = pooled(per_dataset, opt.cfgs[0])
+            (out / "pooled.json").write_text(json.dumps({"datasets": datasets, "rows": rows}, indent=2))
+            tables = [(out / Path(d).stem / "study.md").read_text() for d in datasets]
+            text = "\n".join(tables) + "\n" + pooled_markdown(rows, datasets, opt.cfgs[0])
+            (out / "study.md").write_text(text)
+            print(pooled_markdown(rows, datasets, opt.cfgs[0]))
         print(f"Study saved to {out}")
 
     _run()

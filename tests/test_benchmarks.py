@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
-from benchmarks.ablate import summarise, verdict, welch
+from benchmarks.ablate import pooled, pooled_markdown, summarise, verdict, welch
 from benchmarks.latency import time_interleaved
 from tests.conftest import run_script
 from tests.test_train import make_dataset
@@ -97,3 +98,48 @@ def test_ablate_cli_trains_reuses_and_reports(tmp_path):
     assert r.returncode == 2 and "error: --report-only: no finished run" in r.stderr and "Traceback" not in r.stderr
     r = run_script("benchmarks/ablate.py", *common, "--cfgs", "nope.yaml")
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def _runs(vals):
+    return [{"mAP50-95": v} for v in vals]
+
+
+def test_pooled_mean_spread_and_verdicts():
+    base = [0.40, 0.42, 0.44]  # mean 0.42, variance 4e-4
+    per = {
+        "a.yaml": {"b": _runs(base), "up": _runs([0.45, 0.47, 0.49]), "mixed": _runs([0.50, 0.52, 0.54])},
+        "c.yaml": {"b": _runs(base), "up": _runs([0.44, 0.46, 0.48]), "mixed": _runs([0.30, 0.32, 0.34])},
+    }
+    rows = {r["cfg"]: r for r in pooled(per, "b")}
+    up, mixed = rows["up"], rows["mixed"]
+    assert up["diffs"] == pytest.approx([0.05, 0.04]) and up["pooled"] == pytest.approx(0.045)
+    # each dataset's standard error^2 = 4e-4/3 + 4e-4/3; pooled spread = sqrt(sum) / 2
+    assert up["spread"] == pytest.approx(math.sqrt(4 * 4e-4 / 3) / 2)
+    assert up["verdict"] == "helps"  # gains on both, 0.045 > 1.96 * 0.0115
+    assert mixed["diffs"] == pytest.approx([0.10, -0.10]) and mixed["verdict"] == "no clear effect"
+    table = pooled_markdown(list(rows.values()), ["x/a.yaml", "y/c.yaml"], "b")
+    assert "| `up` | +5.0 pt | +4.0 pt | +4.5 pt | 1.2 pt | helps |" in table and "Δ a | Δ c" in table
+
+
+@pytest.mark.slow
+def test_ablate_cli_two_datasets_one_command(tmp_path):
+    d1 = make_dataset(tmp_path / "one", n_train=4, n_val=2)
+    same_name = make_dataset(tmp_path / "two", n_train=4, n_val=2)
+    common = ("--project", tmp_path, "--name", "study", "--epochs", "1", "--imgsz", "64", "--batch-size", "4",
+              "--workers", "0", "--latency-runs", "2", "--cfgs", "yolov5n.yaml", "yolov5n-fla-r25",
+              "--seeds", "0", "1")  # fmt: skip
+    r = run_script("benchmarks/ablate.py", "--datasets", d1, same_name, *common)
+    assert r.returncode == 2 and "share a name" in r.stderr and "Traceback" not in r.stderr
+    d2 = same_name.rename(same_name.with_name("tiny2.yaml"))
+    r = run_script("benchmarks/ablate.py", "--datasets", d1, d2, *common)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "study"
+    names = [Path(d).stem for d in (d1, d2)]
+    for n in names:
+        assert (out / n / "study.md").is_file() and len(list((out / n).glob("*_s[01]"))) == 4
+    text = (out / "study.md").read_text()
+    assert text.count("| `yolov5n-fla-r25` | 2 |") == 2 and "Across datasets" in text
+    row = json.loads((out / "pooled.json").read_text())["rows"][0]
+    assert row["cfg"] == "yolov5n-fla-r25" and len(row["diffs"]) == 2 and row["spread"] >= 0
+    r = run_script("benchmarks/ablate.py", "--datasets", d1, d2, *common)  # restart: all 8 runs reused
+    assert r.returncode == 0 and r.stdout.count("reused") == 8 and "training" not in r.stdout
