@@ -1,0 +1,72 @@
+"""detect.py --heatmap pieces: EigenCAM maps, FLA's attention row (checked against the layer's own output)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.fla import FocusedLinearAttention
+from models.yolo import DetectionModel
+from utils.deploy.heatmap import HeatmapWriter, attention_row, default_layer, eigen_cam, unletterbox
+from utils.errors import UserError
+
+pytest.importorskip("pytorch_grad_cam")
+
+
+def test_attention_row_reproduces_the_layer_output():
+    """With proj = identity and no DWC, the layer's output at token i is sum_j a_ij v_j per head."""
+    torch.manual_seed(0)
+    attn = FocusedLinearAttention(16, num_heads=2, focusing_factor=3, kernel_size=0, base_size=4).eval()
+    with torch.no_grad():
+        attn.proj.weight.copy_(torch.eye(16))
+        attn.proj.bias.zero_()
+        attn.positional_encoding.normal_()
+        attn.scale.normal_()
+    h, w = 4, 5
+    t = torch.randn(1, h * w, 16)
+    with torch.no_grad():
+        out = attn.forward_tokens(t, h, w)[0]  # (N, 16)
+        v = attn.kv(t).chunk(2, dim=-1)[1][0].reshape(h * w, 2, 8)  # (N, heads, d)
+    for i in (0, 7, h * w - 1):
+        a = attention_row(attn, t, h, w, i, per_head=True).reshape(2, h * w)  # (heads, N)
+        assert torch.allclose(a.sum(-1), torch.ones(2))
+        expect = torch.einsum("hn,nhd->hd", a, v).reshape(16)
+        assert torch.allclose(out[i], expect, atol=1e-4), (out[i] - expect).abs().max()
+    row = attention_row(attn, t, h, w, 3)
+    assert row.shape == (h, w) and row.std() > 0 and torch.isclose(row.sum(), torch.tensor(1.0))
+
+
+def test_default_layer_is_fla_else_last_backbone():
+    assert default_layer(DetectionModel("yolov5n.yaml", nc=2, verbose=False)) == 9  # SPPF
+    net = DetectionModel("yolov5n-fla.yaml", nc=2, verbose=False)
+    assert type(net.model[default_layer(net)]).__name__ == "FLA"
+
+
+def test_eigen_cam_is_a_non_constant_map_and_bad_layer_is_one_line():
+    torch.manual_seed(0)
+    net = DetectionModel("yolov5n-fla.yaml", nc=2, verbose=False).eval()
+    maps = eigen_cam(net, torch.rand(2, 3, 96, 128), default_layer(net))
+    assert maps.shape == (2, 96, 128) and maps.min() >= 0 and maps.max() <= 1 and maps[0].std() > 0.01
+    with pytest.raises(UserError, match="--heatmap 99"):
+        HeatmapWriter(net, ".", 99)
+
+
+def test_unletterbox_cuts_the_padding():
+    m = np.zeros((64, 64), np.float32)
+    m[16:48] = 1.0  # a 2:1 image letterboxed into 64x64 has 16 px bars top and bottom
+    out = unletterbox(m, (50, 100))
+    assert out.shape == (50, 100) and out.min() == 1.0
+
+
+def test_writer_writes_image_sized_pngs(tmp_path):
+    import cv2
+
+    torch.manual_seed(0)
+    net = DetectionModel("yolov5n-fla.yaml", nc=2, verbose=False).eval()
+    im0 = np.random.default_rng(0).integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    w = HeatmapWriter(net, tmp_path)
+    w.write(torch.rand(1, 3, 128, 160), ["x"], [im0], [torch.tensor([[10.0, 10.0, 60.0, 50.0, 0.9, 0.0]])])
+    for name in ("x_cam.png", "x_attention.png"):
+        im = cv2.imread(str(tmp_path / "heatmaps" / name))
+        assert im.shape == im0.shape and not np.array_equal(im, im0)

@@ -1,0 +1,206 @@
+"""detect.py --heatmap: class-activation maps (EigenCAM, from the optional `grad-cam` package) and FLA's own attention.
+
+Per image, two overlays the size of the original image:
+- `<stem>_cam.png`: EigenCAM of a chosen layer (the first principal component of its activations; no gradients)
+  with the detections drawn on top. Default layer: the last FLA / C3FLA layer, else the last backbone layer.
+- `<stem>_attention.png` (models with FLA only): the attention weights one query token gives every key token,
+  the normalised phi(q_i) . phi(k_j) row of the focused linear attention, averaged over heads; the query is the
+  centre of the most confident detection (or of the image) and is marked with a cross.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from utils.errors import UserError
+
+LOGGER = logging.getLogger(__name__)
+ATTENTION_TYPES = ("FLA", "C3FLA")
+
+
+def _layer_type(layer: nn.Module) -> str:
+    return str(getattr(layer, "type", type(layer).__name__)).split(".")[-1]
+
+
+def default_layer(net: nn.Module) -> int:
+    """Index of the last FLA / C3FLA layer of a DetectionModel, else of its last backbone layer."""
+    fla = [i for i, m in enumerate(net.model) if _layer_type(m) in ATTENTION_TYPES]
+    if fla:
+        return fla[-1]
+    return len(net.yaml.get("backbone", [])) - 1 if isinstance(net.yaml, dict) else len(net.model) - 2
+
+
+def resolve_layer(net: nn.Module, layer: int | None) -> int:
+    """--heatmap's layer index (None or -1: the default); a UserError for one the model does not have."""
+    if layer is None or layer == -1:
+        return default_layer(net)
+    n = len(net.model) - 1  # the Detect head has no feature map
+    if not 0 <= layer < n:
+        raise UserError(f"--heatmap {layer}: the model has layers 0..{n - 1} with feature maps")
+    return layer
+
+
+class _PredOnly(nn.Module):
+    """The DetectionModel's inference output (B, N, 5+nc) only, as grad-cam expects a single tensor."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def eigen_cam(net: nn.Module, x: torch.Tensor, layer: int) -> np.ndarray:
+    """EigenCAM of net.model[layer] on x (B, 3, H, W) -> (B, H, W) float32 maps in [0, 1]."""
+    try:
+        from pytorch_grad_cam import EigenCAM
+    except ImportError as e:
+        raise UserError("--heatmap needs the optional grad-cam package: pip install grad-cam") from e
+    cam = EigenCAM(_PredOnly(net), target_layers=[net.model[layer]])
+    try:
+        with torch.enable_grad():  # grad-cam's hooks run under autograd; EigenCAM itself uses no gradients
+            maps = cam(input_tensor=x.float(), targets=[])
+    finally:
+        cam.activations_and_grads.release()
+    return np.asarray(maps, dtype=np.float32)
+
+
+def attention_module(net: nn.Module, layer: int | None = None) -> nn.Module | None:
+    """The (last) FocusedLinearAttention inside layer (default: the last FLA / C3FLA layer); None without FLA."""
+    from models.fla import FocusedLinearAttention
+
+    idx = [i for i, m in enumerate(net.model) if _layer_type(m) in ATTENTION_TYPES]
+    if layer is not None and layer in idx:
+        idx = [layer]
+    for i in reversed(idx):
+        found = [m for m in net.model[i].modules() if isinstance(m, FocusedLinearAttention)]
+        if found:
+            return found[-1]
+    return None
+
+
+@torch.no_grad()
+def attention_row(attn: nn.Module, t: torch.Tensor, h: int, w: int, query: int, per_head: bool = False) -> torch.Tensor:
+    """Attention weights of token `query` over all tokens, for the FocusedLinearAttention input tokens t (1, h*w, C).
+
+    a_j = phi(q_i) . phi(k_j) / sum_j phi(q_i) . phi(k_j) per head (phi: the focusing map), averaged over the
+    heads -> (h, w), summing to 1; per_head: (heads, h, w), each summing to 1.
+    """
+    t = t.float()
+    q = attn.q(t)
+    k = attn.kv(t).chunk(2, dim=-1)[0]
+    if getattr(attn, "positional_encoding", None) is not None:
+        k = k + attn.positional_encoding_at(h, w)
+    s = F.softplus(attn.scale.float())
+    (fq, rq), (fk, rk) = attn._focus(q, s), attn._focus(k, s)
+    fq = fq if rq is None else fq * rq
+    fk = fk if rk is None else fk * rk
+    nh, d = attn.num_heads, attn.head_dim
+    qi = fq[0, query].reshape(nh, 1, d)  # (nh, 1, d)
+    kh = fk[0].reshape(-1, nh, d).transpose(0, 1)  # (nh, N, d)
+    wgt = (qi * kh).sum(-1)  # (nh, N)
+    wgt = wgt / wgt.sum(-1, keepdim=True).clamp_min(1e-12)
+    return wgt.reshape(nh, h, w) if per_head else wgt.mean(0).reshape(h, w)
+
+
+class _Capture:
+    """Keeps the tokens (B, N, C) and grid (h, w) a FocusedLinearAttention is called on, until remove()."""
+
+    def __init__(self, attn: nn.Module):
+        self.attn, self.t, self.hw = attn, None, None
+        inner = attn.forward_tokens
+
+        def forward_tokens(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+            self.t, self.hw = t.detach(), (h, w)
+            return inner(t, h, w)
+
+        attn.forward_tokens = forward_tokens  # an instance attribute: remove() restores the class method
+
+    def remove(self) -> None:
+        self.attn.__dict__.pop("forward_tokens", None)
+
+
+def unletterbox(m: np.ndarray, shape0: Tuple[int, int]) -> np.ndarray:
+    """A map (H, W) over the letterboxed input -> (h0, w0) over the original image (padding cut, then resized)."""
+    hl, wl = m.shape
+    h0, w0 = shape0
+    g = min(hl / h0, wl / w0)
+    pw, ph = (wl - round(w0 * g)) / 2, (hl - round(h0 * g)) / 2
+    top, left = int(round(ph - 0.1)), int(round(pw - 0.1))
+    crop = m[top : hl - int(round(ph + 0.1)) or None, left : wl - int(round(pw + 0.1)) or None]
+    return cv2.resize(crop, (w0, h0), interpolation=cv2.INTER_LINEAR)
+
+
+def overlay(im0: np.ndarray, m: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """BGR image (h0, w0, 3) blended with map m (h0, w0) in a jet colour map (m scaled to [0, 1] first)."""
+    lo, hi = float(m.min()), float(m.max())
+    u8 = np.uint8(255 * (m - lo) / (hi - lo)) if hi > lo else np.zeros(m.shape, np.uint8)
+    return cv2.addWeighted(im0, 1 - alpha, cv2.applyColorMap(u8, cv2.COLORMAP_JET), alpha, 0)
+
+
+def draw_boxes(im: np.ndarray, det: torch.Tensor) -> np.ndarray:
+    """Detections (n, 6) in original-image pixels drawn as white boxes."""
+    for x1, y1, x2, y2 in det[:, :4].round().int().tolist():
+        cv2.rectangle(im, (x1, y1), (x2, y2), (255, 255, 255), 2)
+    return im
+
+
+class HeatmapWriter:
+    """Writes the CAM and FLA-attention overlays of each image of a detect.py run into save_dir/heatmaps/."""
+
+    def __init__(self, net: nn.Module, save_dir: Path, layer: int | None = None):
+        self.net = net
+        self.layer = resolve_layer(net, layer)
+        self.dir = Path(save_dir) / "heatmaps"
+        self.attn = attention_module(net, self.layer)
+        self.count = 0
+        kind = _layer_type(net.model[self.layer])
+        LOGGER.info("Heatmaps: EigenCAM of layer %d (%s)%s", self.layer, kind, ", FLA attention" * bool(self.attn))
+
+    def write(self, x: torch.Tensor, names: Sequence[str], images: List[np.ndarray], dets: List[torch.Tensor]):
+        """x (B, 3, H, W) the model input; per element its file stem, original BGR image and final detections."""
+        cap = _Capture(self.attn) if self.attn is not None else None
+        try:
+            maps = eigen_cam(self.net, x, self.layer)
+        finally:
+            if cap is not None:
+                cap.remove()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for b, (stem, im0, det) in enumerate(zip(names, images, dets)):
+            cam = unletterbox(maps[b], im0.shape[:2])
+            cv2.imwrite(str(self.dir / f"{stem}_cam.png"), draw_boxes(overlay(im0, cam), det))
+            if cap is not None and cap.t is not None:
+                self._attention(cap.t[b : b + 1], cap.hw, x.shape[2:], stem, im0, det)
+            self.count += 1
+
+    def _attention(self, t: torch.Tensor, hw, in_hw, stem: str, im0: np.ndarray, det: torch.Tensor) -> None:
+        h, w = hw
+        h0, w0 = im0.shape[:2]
+        if len(det):
+            x1, y1, x2, y2 = det[det[:, 4].argmax(), :4].tolist()
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        else:
+            cx, cy = w0 / 2, h0 / 2
+        g = min(in_hw[0] / h0, in_hw[1] / w0)  # original -> letterboxed input -> attention grid
+        px, py = (in_hw[1] - w0 * g) / 2, (in_hw[0] - h0 * g) / 2
+        gx = int(np.clip((cx * g + px) * w / in_hw[1], 0, w - 1))
+        gy = int(np.clip((cy * g + py) * h / in_hw[0], 0, h - 1))
+        row = attention_row(self.attn, t, h, w, gy * w + gx).cpu().numpy()
+        full = cv2.resize(row, (int(in_hw[1]), int(in_hw[0])), interpolation=cv2.INTER_NEAREST)
+        im = draw_boxes(overlay(im0, unletterbox(full, (h0, w0))), det)
+        cv2.drawMarker(im, (int(cx), int(cy)), (255, 255, 255), cv2.MARKER_CROSS, 24, 3)
+        cv2.imwrite(str(self.dir / f"{stem}_attention.png"), im)
+
+    def close(self) -> None:
+        if self.count:
+            LOGGER.info("Heatmaps of %d image(s) saved to %s", self.count, self.dir)
