@@ -79,8 +79,9 @@ def default_source() -> str:
 def main(opt: argparse.Namespace) -> Path:
     """Detect on opt.source; returns the run folder."""
     from utils.data.sources import load_source
-    from utils.deploy.predict import NMSOptions, check_img_size, load_backend, run_detection
+    from utils.deploy.predict import NMSOptions, load_backend, run_detection
     from utils.deploy.predict_io import SaveOptions
+    from utils.img_size import check_img_size
     from utils.paths import increment_path
     from utils.torch_utils import select_device
 

@@ -53,7 +53,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
 
 def _loader_settings(model, opt: argparse.Namespace, speed: bool):
     """(imgsz, batch_size, rect, pad) for this backend: rect batches for PyTorch, the export size for static files."""
-    from utils.deploy.predict import check_img_size
+    from utils.img_size import check_img_size
 
     imgsz, batch_size = opt.imgsz, opt.batch_size
     pad, rect = (0.0, False) if speed else (0.5, bool(getattr(model, "pt", True)))
@@ -70,7 +70,7 @@ def _loader_settings(model, opt: argparse.Namespace, speed: bool):
         if getattr(model, "batch", None):
             batch_size = int(model.batch)
             LOGGER.info("Using --batch-size %d of the static export", batch_size)
-    imgsz = check_img_size(imgsz, stride=int(model.stride))[0]
+    imgsz = check_img_size(imgsz, stride=int(model.stride))
     return imgsz, batch_size, rect, pad
 
 

@@ -20,6 +20,7 @@ import models.fla  # noqa: F401  (registers the FLA blocks)
 from models.common import Conv
 from models.registry import register, resolve
 from utils.errors import UserError, run_cli
+from utils.names import names_list
 from utils.paths import find_model_cfg
 from utils.yaml_io import read_yaml_mapping
 
@@ -202,11 +203,8 @@ class DetectionModel(nn.Module):
         if not isinstance(self.yaml.get("nc"), int) or self.yaml["nc"] < 1:
             raise UserError(f"model yaml needs a positive int 'nc', got {self.yaml.get('nc')!r}")
         self.model, self.save = parse_model(deepcopy(self.yaml), ch, verbose)
-        names = self.yaml.get("names")
-        nc_ = self.yaml["nc"]
-        if isinstance(names, dict):
-            names = [names[k] for k in sorted(names)]
-        self.names = list(names) if names and len(names) == nc_ else [f"class{i}" for i in range(nc_)]
+        names, nc_ = names_list(self.yaml.get("names")), self.yaml["nc"]
+        self.names = names if len(names) == nc_ else names_list(None, nc_)
         self.inplace = self.yaml.get("inplace", True)
         self._setup_detect(ch)
         if verbose:

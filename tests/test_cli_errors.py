@@ -125,4 +125,4 @@ def test_imgsz_not_multiple_of_stride_is_adjusted(env, tmp_path):
     r = run_script("train.py", "--weights", env["W"], "--data", env["D"], *TRAIN, "--imgsz", "70",
                    "--project", tmp_path, "--name", "t")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "WARNING: --imgsz 70 must be a multiple of max stride 32, updating to 96" in r.stdout + r.stderr
+    assert "WARNING: --imgsz 70 must be multiple of max stride 32, updating to 96" in r.stdout + r.stderr

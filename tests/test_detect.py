@@ -16,8 +16,9 @@ from detect import parse_opt
 from tests.conftest import run_script
 from utils.boxes import box_iou, xywh2xyxy
 from utils.deploy.annotate import Annotator, colors, save_one_box
-from utils.deploy.predict import check_img_size, summarize
+from utils.deploy.predict import summarize
 from utils.deploy.predict_io import label_rows
+from utils.img_size import check_img_size
 
 TINY = {
     "nc": 3,

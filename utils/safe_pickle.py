@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from utils.errors import UnsafeCheckpointError, UserError
+from utils.names import names_list
 
 LOGGER = logging.getLogger(__name__)
 
@@ -204,15 +205,6 @@ def to_plain(obj: Any) -> Any:
     return str(obj)
 
 
-def _names_list(names: Any, nc: int) -> list:
-    """names as a list of strings (YOLOv5 stores a list, newer versions an {index: name} dict)."""
-    if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names)]
-    if isinstance(names, (list, tuple)):
-        return [str(n) for n in names]
-    return [f"class{i}" for i in range(nc)]
-
-
 def model_stub_to_dict(model: Stub) -> dict:
     """A pickled YOLOv5 Model stub -> {'yaml', 'state_dict', 'names', 'stride'} (fp32 tensors)."""
     d = model.__dict__
@@ -225,7 +217,7 @@ def model_stub_to_dict(model: Stub) -> dict:
     return {
         "yaml": yaml,
         "state_dict": stub_state_dict(model),
-        "names": _names_list(d.get("names"), nc),
+        "names": names_list(d.get("names"), nc),  # a list; newer YOLOv5 an {index: name} dict
         "stride": stride,
     }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Union
 
 from utils.errors import UserError
+from utils.names import names_dict, names_list
 from utils.paths import DATA_DIR
 from utils.yaml_io import read_yaml_mapping
 
@@ -32,18 +33,17 @@ def _names(data: Dict[str, Any], where: str) -> List[str]:
     if names is None:
         if nc is None:
             raise UserError(f"{where}: needs 'names' (a list of class names) or at least 'nc'")
-        names = [f"class{i}" for i in range(int(nc))]
-    if isinstance(names, dict):
-        try:
-            keys = sorted(int(k) for k in names)
-        except (TypeError, ValueError) as e:
-            raise UserError(f"{where}: 'names' keys must be class indices 0, 1, 2, ...") from e
-        if keys != list(range(len(keys))):
-            raise UserError(f"{where}: 'names' keys must be the indices 0..{len(keys) - 1} without gaps, got {keys}")
-        names = [names[k] if k in names else names[str(k)] for k in keys]
-    if not isinstance(names, list):
+        names = names_list(None, int(nc))
+    if not isinstance(names, (list, dict)):
         raise UserError(f"{where}: 'names' must be a list or an {{index: name}} mapping")
-    names = [str(n) for n in names]
+    try:
+        by_index = names_dict(names)
+    except UserError as e:
+        raise UserError(f"{where}: 'names' keys must be class indices 0, 1, 2, ...") from e
+    keys = sorted(by_index)
+    if keys != list(range(len(keys))):
+        raise UserError(f"{where}: 'names' keys must be the indices 0..{len(keys) - 1} without gaps, got {keys}")
+    names = [by_index[k] for k in keys]
     if nc is not None and int(nc) != len(names):
         raise UserError(f"{where}: nc is {nc} but {len(names)} names are given")
     return names

@@ -9,7 +9,7 @@ from typing import Dict, List, Tuple, Union
 import numpy as np
 from PIL import Image
 
-IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
+IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")  # also detect.py sources
 COORD_TOL = 0.02  # coordinates up to this far outside 0-1 are clipped; further out the row is dropped
 SILENT_TOL = 1e-3  # ... and within this, without a message (rounding noise)
 MIN_IMAGE_PX = 10

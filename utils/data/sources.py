@@ -16,11 +16,11 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from utils.data.labels import IMG_FORMATS
 from utils.errors import UserError
 
 LOGGER = logging.getLogger(__name__)
 
-IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
 VID_FORMATS = ("asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "webm", "wmv")
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 

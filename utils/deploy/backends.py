@@ -13,18 +13,12 @@ import torch
 import torch.nn as nn
 
 from utils.errors import UserError
+from utils.names import names_list
 
 LOGGER = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "yolov5-fla"  # the 'format' entry our exported files carry in their metadata
 SUFFIXES = (".pt", ".onnx", ".torchscript")
-
-
-def _names_from_meta(names) -> list:
-    """Metadata names: a JSON list, or an {index: name} dict (YOLOv5 style) -> list."""
-    if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names, key=int)]
-    return [str(n) for n in names or []]
 
 
 def read_torchscript_meta(path: Union[str, Path]) -> dict:
@@ -123,7 +117,7 @@ class DetectMultiBackend(nn.Module):
             raise UserError(f"cannot load ONNX model {f}: {str(e).splitlines()[0]}") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         self.stride = int(meta.get("stride", 32))
-        self.names = _names_from_meta(json.loads(meta["names"])) if "names" in meta else []
+        self.names = names_list(json.loads(meta["names"])) if "names" in meta else []
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -142,7 +136,7 @@ class DetectMultiBackend(nn.Module):
         except RuntimeError as e:
             raise UserError(f"cannot load TorchScript model {f}: {str(e).splitlines()[0]}") from e
         self.stride = int(meta.get("stride", 32))
-        self.names = _names_from_meta(meta.get("names"))
+        self.names = names_list(meta.get("names"))
         self.dynamic = bool(meta.get("dynamic", False))
         self.fp16 = bool(meta.get("half", False))
         size = meta.get("imgsz")

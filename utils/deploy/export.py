@@ -180,7 +180,7 @@ def run_export(
     model = prepare_for_export(load_model(weights, device=dev, fuse=True), dynamic=dynamic)
     gs = int(max(model.stride))
     if h % gs or w % gs:
-        from utils.deploy.predict import check_img_size  # late: only the rare path needs it
+        from utils.img_size import check_img_size  # late: only the rare path needs it
 
         h, w = check_img_size((h, w), stride=gs)
     im = torch.zeros(batch_size, 3, h, w, device=dev)

@@ -18,8 +18,9 @@ from PIL import Image
 from utils.boxes import scale_boxes, xyxy2xywh
 from utils.data.sources import read_image
 from utils.deploy.annotate import Annotator, colors
-from utils.deploy.predict import NMSOptions, infer, make_divisible, names_dict, postprocess, summarize, warmup_nms
+from utils.deploy.predict import NMSOptions, infer, make_divisible, postprocess, summarize, warmup_nms
 from utils.errors import UserError
+from utils.names import names_dict
 from utils.paths import increment_path
 from utils.torch_utils import time_sync
 

@@ -7,7 +7,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Sequence
 
 import cv2
 import numpy as np
@@ -16,7 +16,9 @@ import torch
 from utils.boxes import scale_boxes
 from utils.deploy.feature_maps import FeatureMapWriter, find_detection_model
 from utils.deploy.predict_io import PredictionSaver, SaveOptions
+from utils.deploy.tta import augmented_forward
 from utils.errors import UserError
+from utils.names import names_dict
 from utils.nms import non_max_suppression
 from utils.torch_utils import time_sync
 
@@ -50,28 +52,6 @@ def make_divisible(x: float, divisor: int) -> int:
     return int(math.ceil(x / divisor) * divisor)
 
 
-def check_img_size(imgsz: Union[int, Sequence[int]], stride: int = 32, floor: int = 0) -> List[int]:
-    """--imgsz as [h, w] multiples of stride; a warning when it had to be rounded up."""
-    sizes = [int(imgsz)] * 2 if isinstance(imgsz, (int, float)) else [int(x) for x in imgsz]
-    if len(sizes) == 1:
-        sizes = sizes * 2
-    new = [max(make_divisible(x, stride), floor) for x in sizes]
-    if new != sizes:
-        LOGGER.warning("WARNING: --imgsz %s must be multiple of max stride %d, updating to %s", sizes, stride, new)
-    return new
-
-
-def names_dict(names: Union[Sequence[str], Dict[int, str], None], nc: int = 0) -> Dict[int, str]:
-    """Class names as {index: name}; 'classN' for a missing entry."""
-    if isinstance(names, dict):
-        out = {int(k): str(v) for k, v in names.items()}
-    else:
-        out = {i: str(n) for i, n in enumerate(names or [])}
-    for i in range(nc):
-        out.setdefault(i, f"class{i}")
-    return out
-
-
 def to_tensor(im: np.ndarray, device: torch.device, half: bool = False) -> torch.Tensor:
     """uint8 (3,H,W) or (B,3,H,W) RGB -> float (B,3,H,W) in [0, 1] on device."""
     t = torch.from_numpy(np.ascontiguousarray(im)).to(device)
@@ -80,20 +60,10 @@ def to_tensor(im: np.ndarray, device: torch.device, half: bool = False) -> torch
     return t[None] if t.ndim == 3 else t
 
 
-def _augmented(model, im: torch.Tensor) -> torch.Tensor | None:
-    """Test-time augmentation through DetectionModel.forward(augment=True), each member of an ensemble alike."""
-    net = getattr(model, "model", model)
-    members = list(net) if isinstance(net, torch.nn.ModuleList) else [net]
-    if not all(isinstance(m, torch.nn.Module) and hasattr(m, "_forward_augment") for m in members):
-        return None
-    x = im.to(next(members[0].parameters()).dtype)
-    return torch.cat([m(x, augment=True)[0] for m in members], 1)
-
-
 def infer(model, im: torch.Tensor, augment: bool = False) -> torch.Tensor:
     """Raw predictions (B, N, 5+nc) from a backend (DetectMultiBackend) or a bare DetectionModel."""
     if augment:
-        out = _augmented(model, im)
+        out = augmented_forward(model, im)
         if out is not None:
             return out.float()
         LOGGER.warning("WARNING: --augment needs PyTorch (.pt) weights; running without it")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple, Union
@@ -41,14 +40,6 @@ def scale_loss_gains(hyp: Dict[str, Any], nl: int, nc: int, imgsz: int) -> Dict[
     out["cls"] = hyp["cls"] * nc / 80 * 3 / nl
     out["obj"] = hyp["obj"] * (imgsz / 640) ** 2 * 3 / nl
     return out
-
-
-def check_img_size(imgsz: int, stride: int) -> int:
-    """Round imgsz up to a multiple of the model stride (with a warning when it changes)."""
-    new = max(int(math.ceil(imgsz / stride) * stride), stride)
-    if new != imgsz:
-        LOGGER.warning(f"WARNING: --imgsz {imgsz} must be a multiple of max stride {stride}, updating to {new}")
-    return new
 
 
 def freeze_layers(model: nn.Module, freeze: List[int]) -> List[str]:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from utils.checkpoint import save_checkpoint
 from utils.errors import UserError
+from utils.img_size import check_img_size
 from utils.paths import ensure_dir, increment_path
 from utils.torch_utils import de_parallel, init_seeds, select_device
 from utils.train.data import resample_images
@@ -38,7 +39,6 @@ from utils.train.results_log import ResultsLogger
 from utils.train.setup import (
     broadcast_flag,
     build_model,
-    check_img_size,
     freeze_layers,
     get_dist_info,
     load_hyp,
@@ -209,7 +209,7 @@ class Trainer:
         model = model.to(self.device)
         freeze_layers(model, opt.freeze)
         self.gs = max(int(model.stride.max()), 32)
-        self.imgsz = check_img_size(opt.imgsz, self.gs)
+        self.imgsz = check_img_size(opt.imgsz, self.gs, floor=self.gs)
         nl = de_parallel(model).model[-1].nl
         self.hyp = scale_loss_gains(self.hyp, nl, self.nc, self.imgsz)
         model.nc, model.hyp, model.names = self.nc, self.hyp, self.names

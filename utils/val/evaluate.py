@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
+from utils.deploy.tta import augmented_forward
+from utils.names import names_dict
 from utils.nms import non_max_suppression
 from utils.torch_utils import time_sync
 from utils.val.metrics import ConfusionMatrix, ap_per_class, fitness, match_predictions
@@ -86,10 +88,6 @@ class EvalResult:
         return d
 
 
-def _names_dict(names: Union[Mapping[int, str], Sequence[str]]) -> Dict[int, str]:
-    return {int(k): str(v) for k, v in names.items()} if isinstance(names, Mapping) else dict(enumerate(names))
-
-
 class _Outputs:
     """Per-image side outputs: label .txt files, COCO predictions and the COCO ground truth built from the labels."""
 
@@ -137,20 +135,10 @@ def _coco_rows(xyxy: torch.Tensor, cls: torch.Tensor, score: torch.Tensor | None
     return rows
 
 
-def _augmented(model, im: torch.Tensor) -> torch.Tensor | None:
-    """Test-time augmented pred (B, N', 5+nc) via DetectionModel.forward(augment=True); None when not possible."""
-    net = model.model if getattr(model, "pt", False) else model  # DetectMultiBackend -> its model or Ensemble
-    members = list(net) if isinstance(net, torch.nn.ModuleList) else [net]
-    if not all(hasattr(m, "_forward_augment") for m in members):
-        return None
-    im = im.to(next(members[0].parameters()).dtype)
-    return torch.cat([m(im, augment=True)[0].float() for m in members], 1)
-
-
 def _forward(model, im: torch.Tensor, augment: bool, need_train_out: bool):
     """(pred (B, N, 5+nc), train_out or None) from a DetectionModel or a DetectMultiBackend."""
     if augment:
-        pred = _augmented(model, im)
+        pred = augmented_forward(model, im)
         if pred is not None:
             return pred, None
         LOGGER.warning("WARNING: --augment needs PyTorch (.pt) weights; running without it")
@@ -297,7 +285,7 @@ def evaluate(
     label the speed line (default: the batches' size).
     """
     device, training = _model_device(model, device), compute_loss is not None
-    names = _names_dict(names)
+    names = names_dict(names)
     nc = 1 if single_cls else len(names)
     save_dir = Path(save_dir) if save_dir is not None else None
     plots = plots and save_dir is not None

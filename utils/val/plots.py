@@ -6,7 +6,7 @@ import csv
 import logging
 import math
 from pathlib import Path
-from typing import Mapping, Sequence, Union
+from typing import Dict, Mapping, Sequence, Union
 
 import cv2
 import numpy as np
@@ -14,6 +14,7 @@ import torch
 
 from utils.boxes import xywh2xyxy, xyxy2xywh
 from utils.deploy.annotate import Annotator, colors
+from utils.names import names_dict
 from utils.val.metrics import Curves, smooth
 
 LOGGER = logging.getLogger(__name__)
@@ -30,13 +31,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _name(names: Names, c: int) -> str:
-    """Class name for index c from a list or dict, else the index as text."""
-    if isinstance(names, Mapping):
-        return str(names.get(c, c))
-    return str(names[c]) if 0 <= c < len(names) else str(c)
 
 
 def _save(fig, fname: PathLike, dpi: int = 250) -> Path:
@@ -70,6 +64,7 @@ def plot_images(
     targets (n, 6) [batch_idx, cls, x, y, w, h] or (n, 7) with conf (predictions: drawn when conf > 0.25);
     boxes in pixels of the batch images, or normalised 0-1 (detected by max <= 1.01).
     """
+    names = names_dict(names)
     images = images.detach().cpu().float().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     targets = targets.detach().cpu().float().numpy() if isinstance(targets, torch.Tensor) else np.asarray(targets)
     if images.size and images.max() <= 1:
@@ -101,7 +96,7 @@ def plot_images(
     return fname
 
 
-def _draw_targets(ann: Annotator, ti: np.ndarray, offset, size, scale: float, names: Names) -> None:
+def _draw_targets(ann: Annotator, ti: np.ndarray, offset, size, scale: float, names: Dict[int, str]) -> None:
     """Draw one tile's rows (k, 6|7) [idx, cls, x, y, w, h, (conf)] at pixel offset (x, y) of a tile (w, h)."""
     if not len(ti):
         return
@@ -119,17 +114,17 @@ def _draw_targets(ann: Annotator, ti: np.ndarray, offset, size, scale: float, na
         conf = float(ti[j, 6]) if has_conf else None
         if conf is not None and conf <= 0.25:
             continue
-        label = _name(names, c) if conf is None else f"{_name(names, c)} {conf:.1f}"
+        label = names.get(c, str(c)) if conf is None else f"{names.get(c, str(c))} {conf:.1f}"
         ann.box_label(box, label, color=colors(c, bgr=True))
 
 
 def plot_pr_curve(px: np.ndarray, py: Sequence[np.ndarray], ap: np.ndarray, save_path: PathLike, names: Names) -> Path:
     """Precision-recall curve per class (py: c arrays over px) plus the mean, with AP@0.5 in the legend."""
-    plt = _plt()
+    plt, names = _plt(), names_dict(names)
     fig, ax = plt.subplots(1, 1, figsize=(9, 6), tight_layout=True)
     py = np.stack(py, axis=1) if len(py) else np.zeros((len(px), 0))
     for i, y in enumerate(py.T):
-        label = f"{_name(names, i)} {ap[i, 0]:.3f}" if 0 < len(names) < 21 else None
+        label = f"{names.get(i, str(i))} {ap[i, 0]:.3f}" if 0 < len(names) < 21 else None
         ax.plot(px, y, linewidth=1, label=label, color="grey" if label is None else None)
     if py.shape[1]:
         ax.plot(px, py.mean(1), linewidth=3, color="blue", label=f"all classes {ap[:, 0].mean():.3f} mAP@0.5")
@@ -147,10 +142,10 @@ def plot_mc_curve(
     ylabel: str = "Metric",
 ) -> Path:
     """A metric (c, 1000) against confidence per class plus the mean; the best mean is in the legend."""
-    plt = _plt()
+    plt, names = _plt(), names_dict(names)
     fig, ax = plt.subplots(1, 1, figsize=(9, 6), tight_layout=True)
     for i, y in enumerate(py):
-        label = _name(names, i) if 0 < len(names) < 21 else None
+        label = names.get(i, str(i)) if 0 < len(names) < 21 else None
         ax.plot(px, y, linewidth=1, label=label, color="grey" if label is None else None)
     if len(py):
         y = smooth(py.mean(0), 0.05)
@@ -220,7 +215,7 @@ def _moving_average(y: np.ndarray, k: int) -> np.ndarray:
 
 def plot_labels(labels: np.ndarray, names: Names = (), save_dir: PathLike = ".") -> Path:
     """labels.jpg in save_dir from (n, 5) [cls, x, y, w, h] normalised: class counts, boxes, xy and wh densities."""
-    plt = _plt()
+    plt, names = _plt(), names_dict(names)
     labels = np.asarray(labels, dtype=float).reshape(-1, 5)
     c, b = labels[:, 0].astype(int), labels[:, 1:]
     nc = int(c.max() + 1) if len(c) else max(len(names), 1)
@@ -230,7 +225,7 @@ def plot_labels(labels: np.ndarray, names: Names = (), save_dir: PathLike = ".")
     ax[0].bar(range(nc), counts, color=[np.array(colors(i)) / 255 for i in range(nc)])
     ax[0].set_ylabel("instances")
     if 0 < len(names) < 30:
-        ax[0].set_xticks(range(nc), [_name(names, i) for i in range(nc)], rotation=90, fontsize=8)
+        ax[0].set_xticks(range(nc), [names.get(i, str(i)) for i in range(nc)], rotation=90, fontsize=8)
     else:
         ax[0].set_xlabel("classes")
     canvas = np.full((1000, 1000, 3), 255, dtype=np.uint8)
@@ -249,7 +244,8 @@ def plot_labels(labels: np.ndarray, names: Names = (), save_dir: PathLike = ".")
 
 def plot_curves(curves: Curves, save_dir: PathLike, names: Names, prefix: str = "") -> None:
     """PR_curve.png, F1_curve.png, P_curve.png and R_curve.png in save_dir from ap_per_class's Curves."""
-    by_row = dict(enumerate(_name(names, int(c)) for c in curves.classes))
+    names = names_dict(names)
+    by_row = dict(enumerate(names.get(int(c), str(int(c))) for c in curves.classes))
     save_dir = Path(save_dir)
     plot_pr_curve(curves.px, curves.py, curves.ap, save_dir / f"{prefix}PR_curve.png", by_row)
     plot_mc_curve(curves.px, curves.f1, save_dir / f"{prefix}F1_curve.png", by_row, ylabel="F1")
