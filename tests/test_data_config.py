@@ -102,3 +102,69 @@ def test_bare_name_from_repo_data_folder():
 def test_coco8_from_shared(shared):
     d = check_dataset(shared / "data" / "coco8" / "coco8.yaml")
     assert d["nc"] == 80 and d["names"][0] == "person" and d["val"][0].endswith("images/val")
+
+
+# ---- a relative 'path:': beside the yaml first, then (official YOLOv5) the current folder, then the repository ----
+
+
+def _images(root: Path) -> Path:
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    return root.resolve()
+
+
+def _chosen_root(caplog) -> str:
+    lines = [m for m in caplog.messages if m.startswith("Dataset root ")]
+    assert len(lines) == 1, caplog.messages
+    return lines[0]
+
+
+def test_root_beside_the_yaml_wins_over_the_current_folder(tmp_path, monkeypatch, caplog):
+    beside = _images(tmp_path / "cfg" / "ds")
+    _images(tmp_path / "cwd" / "ds")  # also there from the current folder: the yaml's folder comes first
+    f = tmp_path / "cfg" / "d.yaml"
+    f.write_text("path: ds\ntrain: images/train\nval: images/val\nnames: [a]\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    with caplog.at_level(logging.INFO):
+        d = check_dataset(f)
+    assert d["path"] == str(beside) and d["val"] == [str(beside / "images" / "val")]
+    assert _chosen_root(caplog) == f"Dataset root {beside}"
+
+
+def test_official_coco128_yaml_from_the_repository_root(tmp_path, monkeypatch, caplog):
+    # official data/coco128.yaml says 'path: ../datasets/coco128', meant from the repository root (the current folder)
+    repo, data = tmp_path / "yolov5", _images(tmp_path / "datasets" / "coco128")
+    (repo / "data").mkdir(parents=True)
+    f = repo / "data" / "coco128.yaml"
+    f.write_text("path: ../datasets/coco128\ntrain: images/train\nval: images/train\ntest:\nnames:\n  0: person\n")
+    monkeypatch.chdir(repo)
+    with caplog.at_level(logging.INFO):
+        d = check_dataset("data/coco128.yaml")
+    assert d["path"] == str(data) and d["train"] == [str(data / "images" / "train")] and "test" not in d
+    assert _chosen_root(caplog) == f"Dataset root {data} (path: ../datasets/coco128, not found beside the yaml)"
+
+
+def test_root_relative_to_the_repository(tmp_path, monkeypatch, caplog):
+    import os
+
+    from utils.paths import ROOT
+
+    data = _images(tmp_path / "elsewhere" / "ds")
+    rel = os.path.relpath(data, ROOT)  # '../../tmp/...': exists from the repository only
+    f = tmp_path / "a" / "b" / "d.yaml"
+    f.parent.mkdir(parents=True)
+    f.write_text(f"path: {rel}\ntrain: images/train\nval: images/val\nnames: [a]\n")
+    (tmp_path / "c" / "d" / "e" / "f").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "c" / "d" / "e" / "f")
+    with caplog.at_level(logging.INFO):
+        d = check_dataset(f)
+    assert d["path"] == str(data) and d["val"] == [str(data / "images" / "val")]
+    assert f"Dataset root {data} (path: {rel}" in _chosen_root(caplog)
+
+
+def test_root_nowhere_names_the_yaml_folder_path(tmp_path, monkeypatch, caplog):
+    f = make_dataset(tmp_path, "path: ../missing\ntrain: images/train\nval: images/val\nnames: [a]\n")
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO), pytest.raises(UserError, match=str(tmp_path / "missing" / "images")):
+        check_dataset(f)
+    assert "Dataset root ../missing not found (tried " in caplog.text

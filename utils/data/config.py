@@ -1,4 +1,4 @@
-"""Dataset yaml reading: yaml.safe_load only, paths resolved against the yaml's folder, nothing ever executed."""
+"""Dataset yaml reading: yaml.safe_load only, a relative root found beside the yaml (or as official), no code run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Union
 
 from utils.errors import UserError
 from utils.names import names_dict, names_list
-from utils.paths import DATA_DIR
+from utils.paths import DATA_DIR, ROOT
 from utils.yaml_io import read_yaml_mapping
 
 LOGGER = logging.getLogger(__name__)
@@ -49,6 +49,24 @@ def _names(data: Dict[str, Any], where: str) -> List[str]:
     return names
 
 
+def _dataset_root(path: Any, base: Path, from_yaml: bool) -> Path:
+    """The dataset root for 'path:'. A relative one is tried against base (the yaml's folder), then, as official
+    YOLOv5 reads it, against the current folder and the repository root; the first that exists wins."""
+    p = Path(str(path or ".")).expanduser()
+    if p.is_absolute():
+        return p.resolve()
+    tried = [base / p] + ([Path.cwd() / p, ROOT / p] if from_yaml else [])
+    found = next((q for q in tried if q.is_dir()), None)
+    if found is None:
+        LOGGER.info("Dataset root %s not found (tried %s)", p, ", ".join(str(q.resolve()) for q in tried))
+        return tried[0].resolve()
+    if found is not tried[0]:
+        LOGGER.info("Dataset root %s (path: %s, not found beside the yaml)", found.resolve(), p)
+    else:
+        LOGGER.info("Dataset root %s", found.resolve())
+    return found.resolve()
+
+
 def _resolve_split(value: Any, root: Path, key: str, where: str) -> List[str]:
     """A split entry (str or list of str, each a folder or .txt list) -> absolute existing paths."""
     items = value if isinstance(value, (list, tuple)) else [value]
@@ -81,8 +99,7 @@ def check_dataset(data: Union[str, Path, Dict, None] = None) -> Dict[str, Any]:
     missing = [k for k in ("train", "val") if not cfg.get(k)]
     if missing:
         raise UserError(f"{where}: missing key(s) {', '.join(missing)} (each a folder, .txt list or list of these)")
-    root = Path(str(cfg.get("path") or ".")).expanduser()
-    root = (root if root.is_absolute() else base / root).resolve()
+    root = _dataset_root(cfg.get("path"), base, from_yaml=yaml_file is not None)
     names = _names(cfg, where)
     out = {k: v for k, v in cfg.items() if k != "download"}
     out.update(path=str(root), names=names, nc=len(names), yaml_file=str(yaml_file) if yaml_file else None)
