@@ -80,6 +80,7 @@ def run(opt: argparse.Namespace, weights, imgsz: int | None = None, save_dir: Pa
     from utils.data.loader import create_dataloader
     from utils.deploy.backends import DetectMultiBackend
     from utils.torch_utils import select_device
+    from utils.val.coco import coco_target
     from utils.val.evaluate import evaluate
 
     device = select_device(opt.device, opt.batch_size)
@@ -110,7 +111,7 @@ def run(opt: argparse.Namespace, weights, imgsz: int | None = None, save_dir: Pa
         device=device, half=half, single_cls=opt.single_cls, augment=opt.augment, save_dir=save_dir,
         plots=plots and not opt.noplots, save_txt=opt.save_txt, save_hybrid=opt.save_hybrid,
         save_conf=opt.save_conf, save_json=opt.save_json, verbose=opt.verbose, imgsz=imgsz, batch_size=batch_size,
-        json_name=f"{stem}_predictions.json",
+        json_name=f"{stem}_predictions.json", coco=coco_target(data) if opt.save_json else None,
     )  # fmt: skip
 
 

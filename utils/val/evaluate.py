@@ -17,6 +17,7 @@ from utils.deploy.tta import augmented_forward
 from utils.names import names_dict
 from utils.nms import non_max_suppression
 from utils.torch_utils import time_sync
+from utils.val.coco import CocoTarget, coco_rows, write_and_score
 from utils.val.metrics import ConfusionMatrix, ap_per_class, fitness, match_predictions
 
 LOGGER = logging.getLogger(__name__)
@@ -91,8 +92,9 @@ class EvalResult:
 class _Outputs:
     """Per-image side outputs: label .txt files, COCO predictions and the COCO ground truth built from the labels."""
 
-    def __init__(self, save_dir: Path | None, save_txt: bool, save_conf: bool, save_json: bool):
+    def __init__(self, save_dir: Path | None, save_txt: bool, save_conf: bool, save_json: bool, coco: CocoTarget):
         self.save_dir, self.save_txt, self.save_conf, self.save_json = save_dir, save_txt, save_conf, save_json
+        self.coco = coco
         self.jdict: List[dict] = []
         self.images: List[dict] = []
         self.annotations: List[dict] = []
@@ -105,11 +107,12 @@ class _Outputs:
             self._write_txt(predn, shape, self.save_dir / "labels" / f"{path.stem}.txt")
         if self.save_json:
             image_id = int(path.stem) if path.stem.isnumeric() else path.stem
-            self.jdict += [dict(image_id=image_id, **row) for row in _coco_rows(predn[:, :4], predn[:, 5], predn[:, 4])]
+            rows = coco_rows(predn[:, :4], predn[:, 5], self.coco, score=predn[:, 4])
+            self.jdict += [dict(image_id=image_id, **row) for row in rows]
             self.images.append(
                 {"id": image_id, "file_name": path.name, "height": int(shape[0]), "width": int(shape[1])}
             )
-            for row in _coco_rows(labelsn[:, 1:5], labelsn[:, 0]):
+            for row in coco_rows(labelsn[:, 1:5], labelsn[:, 0], self.coco):
                 self.annotations.append(dict(id=len(self.annotations) + 1, image_id=image_id, iscrowd=0, **row))
 
     def _write_txt(self, predn: torch.Tensor, shape: Sequence[int], file: Path) -> None:
@@ -120,19 +123,6 @@ class _Outputs:
             for (conf, cls), box in zip(predn[:, 4:6].tolist(), xywh):
                 line = (cls, *box, conf) if self.save_conf else (cls, *box)
                 f.write(("%g " * len(line)).rstrip() % line + "\n")
-
-
-def _coco_rows(xyxy: torch.Tensor, cls: torch.Tensor, score: torch.Tensor | None = None) -> List[dict]:
-    """COCO dicts (category_id = class index, bbox = [x_min, y_min, w, h] pixels, area, score when given)."""
-    box = xyxy2xywh(xyxy.float().cpu())
-    box[:, :2] -= box[:, 2:] / 2  # centre -> top-left corner
-    rows = []
-    for i, (b, c) in enumerate(zip(box.tolist(), cls.tolist())):
-        row = {"category_id": int(c), "bbox": [round(x, 3) for x in b], "area": round(b[2] * b[3], 3)}
-        if score is not None:
-            row["score"] = round(float(score[i]), 5)
-        rows.append(row)
-    return rows
 
 
 def _forward(model, im: torch.Tensor, augment: bool, need_train_out: bool):
@@ -196,46 +186,6 @@ def _print_table(res: EvalResult, nc: int, per_class: bool, header: bool) -> Non
             LOGGER.info(ROW % row)
 
 
-def _coco_evaluate(anno_json: Path, pred_json: Path, image_ids: list) -> Dict[str, float] | None:
-    """COCO mAP50-95 / mAP50 with pycocotools or faster_coco_eval when importable; None (and a note) otherwise."""
-    try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    except ImportError:
-        try:
-            from faster_coco_eval import COCO
-            from faster_coco_eval import COCOeval_faster as COCOeval
-        except ImportError:
-            LOGGER.info("COCO evaluation skipped: install pycocotools or faster-coco-eval to score %s", pred_json)
-            return None
-    try:
-        anno = COCO(str(anno_json))
-        pred = anno.loadRes(str(pred_json))
-        ev = COCOeval(anno, pred, "bbox")
-        ev.params.imgIds = image_ids
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-        return {"mAP50-95": float(ev.stats[0]), "mAP50": float(ev.stats[1])}
-    except Exception as e:  # third-party evaluators raise assorted errors on odd inputs; the run itself succeeded
-        LOGGER.warning("WARNING: COCO evaluation failed: %s", e)
-        return None
-
-
-def _write_json(out: _Outputs, save_dir: Path, json_name: str, names: Dict[int, str]) -> Dict[str, float] | None:
-    """Write COCO predictions and the ground truth built from the YOLO labels; score them when possible."""
-    pred_json = save_dir / json_name
-    anno_json = save_dir / "annotations.json"
-    LOGGER.info("Saving %s...", pred_json)
-    pred_json.write_text(json.dumps(out.jdict))
-    categories = [{"id": k, "name": v} for k, v in sorted(names.items())]
-    anno_json.write_text(json.dumps({"images": out.images, "annotations": out.annotations, "categories": categories}))
-    if not out.jdict:
-        LOGGER.info("COCO evaluation skipped: no predictions")
-        return None
-    return _coco_evaluate(anno_json, pred_json, [im["id"] for im in out.images])
-
-
 def _plot_batch(i: int, im, targets, preds, paths, save_dir: Path, names) -> None:
     from utils.val.plots import output_to_target, plot_images
 
@@ -276,13 +226,15 @@ def evaluate(
     imgsz: int | None = None,
     batch_size: int | None = None,
     json_name: str = "predictions.json",
+    coco: CocoTarget | None = None,
 ) -> EvalResult:
     """Validate a detector on a dataloader of (imgs uint8 (B, 3, H, W), targets (n, 6), paths, shapes).
 
     model: an eval-mode DetectionModel (returns (pred, feats)) or a DetectMultiBackend (returns pred).
     compute_loss (training): called on the raw feature maps; also hides the per-class table and speed line.
     Writes plots, labels/*.txt, COCO json and results.json into save_dir when given. imgsz and batch_size only
-    label the speed line (default: the batches' size).
+    label the speed line (default: the batches' size). coco: category ids and ground truth of the COCO json
+    (default: class indices, scored against annotations built from the labels).
     """
     device, training = _model_device(model, device), compute_loss is not None
     names = names_dict(names)
@@ -294,7 +246,7 @@ def evaluate(
     if bare:
         model.half() if half else model.float()
     st = _State(torch.linspace(0.5, 0.95, 10, device=device), ConfusionMatrix(nc=nc), torch.zeros(3, device=device),
-                _Outputs(save_dir, save_txt, save_conf, save_json))  # fmt: skip
+                _Outputs(save_dir, save_txt, save_conf, save_json, coco or CocoTarget()))  # fmt: skip
     batches = dataloader
     if progress:
         from tqdm import tqdm
@@ -344,7 +296,8 @@ def _save_outputs(res: EvalResult, st: _State, save_dir: Path, names: Dict[int, 
 
         plot_confusion_matrix(st.cm.matrix, save_dir, [names.get(i, str(i)) for i in range(st.cm.nc)])
     if st.outputs.save_json:
-        res.coco = _write_json(st.outputs, save_dir, json_name, names)
+        out = st.outputs
+        res.coco = write_and_score(out.jdict, out.images, out.annotations, names, save_dir / json_name, out.coco)
         if res.coco:
             res.map, res.map50 = res.coco["mAP50-95"], res.coco["mAP50"]
     (save_dir / "results.json").write_text(json.dumps(res.to_dict(), indent=2))
