@@ -12,12 +12,13 @@ import torch.nn as nn
 from models.yolo import DetectionModel
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
+from utils.names import names_list
 from utils.transfer import transfer_weights
 
 
 def model_from_dict(md: dict, cfg: Union[str, dict, None] = None, source: str = "") -> nn.Module:
     """Build a float32 DetectionModel from a checkpoint model dict; with cfg, build cfg and transfer by structure."""
-    names = list(md.get("names") or [])
+    names = names_list(md.get("names"))
     state = {k: v.float() if v.is_floating_point() else v for k, v in md["state_dict"].items()}
     if cfg is not None:
         model = DetectionModel(cfg, nc=len(names) or None, verbose=False)
@@ -32,7 +33,7 @@ def model_from_dict(md: dict, cfg: Union[str, dict, None] = None, source: str = 
                 f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {bad})"
             )
     nc = model.yaml.get("nc", len(names)) if isinstance(model.yaml, dict) else len(names)
-    model.names = names if len(names) == nc else [f"class{i}" for i in range(nc)]
+    model.names = names if len(names) == nc else names_list(None, nc)
     return model.float()
 
 
