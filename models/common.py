@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
+from models.activations import default_activation
 from models.registry import register
 
 
@@ -19,8 +22,9 @@ def autopad(k: int | tuple, p: int | tuple | None = None, d: int = 1) -> int | l
 
 @register
 class Conv(nn.Module):
-    """Conv2d(bias=False) -> BatchNorm2d(eps 1e-3, momentum 0.03) -> SiLU. (B, c1, H, W) -> (B, c2, H/s, W/s).
+    """Conv2d(bias=False) -> BatchNorm2d(eps 1e-3, momentum 0.03) -> act. (B, c1, H, W) -> (B, c2, H/s, W/s).
 
+    act=True takes the yaml's `activation:` (SiLU by default, models/activations.py); False -> Identity.
     After `DetectionModel.fuse()` the BatchNorm is folded into `conv` and `bn` is None (`forward_fuse`).
     """
 
@@ -30,7 +34,7 @@ class Conv(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p, d), groups=g, dilation=d, bias=False)
         self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)
-        self.act = nn.SiLU() if act is True else act if isinstance(act, nn.Module) else nn.Identity()
+        self.act = default_activation() if act is True else act if isinstance(act, nn.Module) else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bn is None:
@@ -47,13 +51,50 @@ class DWConv(Conv):
     """Depth-wise convolution: groups = gcd(c1, c2)."""
 
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, d: int = 1, act=True):
-        super().__init__(c1, c2, k, s, g=_gcd(c1, c2), d=d, act=act)
+        super().__init__(c1, c2, k, s, g=math.gcd(c1, c2), d=d, act=act)
 
 
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a
+@register
+class DWConvTranspose2d(nn.ConvTranspose2d):
+    """Depth-wise transposed convolution (groups = gcd(c1, c2), with bias): (B, c1, H, W) -> (B, c2, H*s, W*s)."""
+
+    channel_rule = "conv"
+
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p1: int = 0, p2: int = 0):
+        super().__init__(c1, c2, k, s, p1, p2, groups=math.gcd(c1, c2))
+
+
+@register
+class MixConv2d(nn.Module):
+    """Mixed depth-wise conv (Tan & Le, MixConv, arXiv 1907.09595): one conv per kernel in k, outputs concatenated.
+
+    (B, c1, H, W) -> bn -> SiLU -> (B, c2, H/s, W/s). equal_ch splits c2 evenly over the kernels, otherwise so that
+    every kernel gets about the same number of weights (channels proportional to 1/k^2).
+    """
+
+    channel_rule = "conv"
+
+    def __init__(self, c1: int, c2: int, k: tuple = (1, 3), s: int = 1, equal_ch: bool = True):
+        super().__init__()
+        split = _mix_split(c2, list(k), equal_ch)
+        self.m = nn.ModuleList(
+            nn.Conv2d(c1, c_, kk, s, kk // 2, groups=math.gcd(c1, c_), bias=False) for kk, c_ in zip(k, split)
+        )
+        self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)
+        self.act = nn.SiLU()  # fixed, as YOLOv5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(torch.cat([m(x) for m in self.m], 1)))
+
+
+def _mix_split(c2: int, k: list, equal_ch: bool) -> list[int]:
+    """Output channels per kernel: c2 spread evenly in order, or in proportion to 1/k^2 (rounded half to even)."""
+    n = len(k)
+    if equal_ch:
+        group = torch.linspace(0, n - 1e-6, c2).floor()  # the kernel index of each output channel
+        return [int((group == j).sum()) for j in range(n)]
+    inv = [1.0 / kk**2 for kk in k]
+    return [int(round(c2 * v / sum(inv))) for v in inv]
 
 
 @register
@@ -107,6 +148,59 @@ class C3(nn.Module):
 
 
 @register
+class CrossConv(nn.Module):
+    """Cross conv: cv1 (1, k) stride (1, s) -> cv2 (k, 1) stride (s, 1), plus the input when shortcut and c1 == c2."""
+
+    channel_rule = "conv"
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, g: int = 1, e: float = 1.0, shortcut: bool = False):
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, (1, k), (1, s))
+        self.cv2 = Conv(c_, c2, (k, 1), (s, 1), g=g)
+        self.add = shortcut and c1 == c2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+@register
+class C3x(C3):
+    """C3 whose n bottlenecks are CrossConv(k=3) blocks."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
+        super().__init__(c1, c2, n, shortcut, g, e)
+        c_ = int(c2 * e)
+        self.m = nn.Sequential(*(CrossConv(c_, c_, 3, 1, g, 1.0, shortcut) for _ in range(n)))
+
+
+@register
+class BottleneckCSP(nn.Module):
+    """CSP bottleneck (Wang et al., CSPNet, arXiv 1911.11929), YOLOv5 v1-v3's main block. (B,c1,H,W) -> (B,c2,H,W).
+
+    y1 = cv3(m(cv1(x))) and y2 = cv2(x) (plain 1x1 convs, no norm) -> act(bn(cat(y1, y2))) -> cv4.
+    """
+
+    channel_rule = "csp"
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = nn.Conv2d(c1, c_, 1, 1, bias=False)
+        self.cv3 = nn.Conv2d(c_, c_, 1, 1, bias=False)
+        self.cv4 = Conv(2 * c_, c2, 1, 1)
+        self.bn = nn.BatchNorm2d(2 * c_, eps=1e-3, momentum=0.03)
+        self.act = nn.SiLU()  # fixed, as YOLOv5 (the yaml activation applies to Conv only)
+        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y1 = self.cv3(self.m(self.cv1(x)))
+        return self.cv4(self.act(self.bn(torch.cat((y1, self.cv2(x)), 1))))
+
+
+@register
 class SPP(nn.Module):
     """Spatial pyramid pooling (YOLOv3-SPP): cv1 -> cat(x, maxpool k for k in ks) -> cv2."""
 
@@ -122,6 +216,19 @@ class SPP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.cv1(x)
         return self.cv2(torch.cat([x] + [m(x) for m in self.m], 1))
+
+
+@register
+class C3SPP(C3):
+    """C3 whose inner block is SPP(k). Yaml [c2, k] is built n times in a row (no depth argument, as YOLOv5)."""
+
+    channel_rule = "conv"
+
+    def __init__(self, c1: int, c2: int, k: tuple = (5, 9, 13), n: int = 1, shortcut: bool = True, g: int = 1,
+                 e: float = 0.5):  # fmt: skip
+        super().__init__(c1, c2, n, shortcut, g, e)
+        c_ = int(c2 * e)
+        self.m = SPP(c_, c_, k)
 
 
 @register
@@ -156,6 +263,40 @@ class Concat(nn.Module):
 
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat(x, self.d)
+
+
+@register
+class Contract(nn.Module):
+    """Space-to-depth by gain s: (B, C, H, W) -> (B, C*s*s, H/s, W/s), channels ordered (row offset, col offset, C)."""
+
+    channel_rule = "contract"
+
+    def __init__(self, gain: int = 2):
+        super().__init__()
+        self.gain = gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        s = self.gain
+        x = x.view(b, c, h // s, s, w // s, s).permute(0, 3, 5, 1, 2, 4)  # (B, s, s, C, H/s, W/s)
+        return x.reshape(b, c * s * s, h // s, w // s)
+
+
+@register
+class Expand(nn.Module):
+    """Depth-to-space by gain s, the inverse of Contract: (B, C, H, W) -> (B, C/(s*s), H*s, W*s)."""
+
+    channel_rule = "expand"
+
+    def __init__(self, gain: int = 2):
+        super().__init__()
+        self.gain = gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        s = self.gain
+        x = x.view(b, s, s, c // s**2, h, w).permute(0, 3, 4, 1, 5, 2)  # (B, C/s^2, H, s, W, s)
+        return x.reshape(b, c // s**2, h * s, w * s)
 
 
 class TransformerLayer(nn.Module):

@@ -47,6 +47,20 @@ def _rule_same_c1(ch_in: list, args: list, n: int, width: float) -> tuple:
     return [ch_in[0], *args], ch_in[0], n
 
 
+def _rule_contract(ch_in: list, args: list, n: int, width: float) -> tuple:
+    """Contract [gain]: space-to-depth multiplies the channels by gain**2; args unchanged."""
+    gain = args[0] if args else 2
+    return list(args), ch_in[0] * gain**2, n
+
+
+def _rule_expand(ch_in: list, args: list, n: int, width: float) -> tuple:
+    """Expand [gain]: depth-to-space divides the channels by gain**2; args unchanged."""
+    gain = args[0] if args else 2
+    if ch_in[0] % gain**2:
+        raise ValueError(f"Expand(gain={gain}) needs channels divisible by {gain**2}, got {ch_in[0]}")
+    return list(args), ch_in[0] // gain**2, n
+
+
 def _rule_detect(ch_in: list, args: list, n: int, width: float) -> tuple:
     """Detect: [nc, anchors] -> [nc, anchors, [channels of each input]]; an int anchors = na per level."""
     args = list(args)
@@ -63,22 +77,29 @@ RULES: dict[str, Rule] = {
     "concat": _rule_concat,
     "same": _rule_same,
     "same_c1": _rule_same_c1,
+    "contract": _rule_contract,
+    "expand": _rule_expand,
     "detect": _rule_detect,
 }
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered yaml name: the class to build and how its arguments are derived."""
+    """A registered yaml name: the class to build, how its arguments are derived, and keyword defaults."""
 
     cls: type
     rule: Rule
+    defaults: tuple = ()  # (name, value) pairs passed to cls unless the yaml row names them
+
+    def build(self, args: list, kwargs: dict):
+        """cls(*args, **defaults updated by kwargs)."""
+        return self.cls(*args, **{**dict(self.defaults), **kwargs})
 
 
 REGISTRY: dict[str, Entry] = {}
 
 
-def register(cls: type | None = None, *, names: tuple = (), rule: str | None = None):
+def register(cls: type | None = None, *, names: tuple = (), rule: str | None = None, defaults: dict | None = None):
     """Register a block under its class name (or `names`); rule defaults to the class's `channel_rule`.
 
     Used as a decorator where a block is defined (`@register` or `@register(names=(...), rule="same")`), so this
@@ -90,15 +111,23 @@ def register(cls: type | None = None, *, names: tuple = (), rule: str | None = N
         if r not in RULES:
             raise ValueError(f"{c.__name__}: unknown channel rule {r!r}; known: {sorted(RULES)}")
         for name in names or (c.__name__,):
-            REGISTRY[name] = Entry(c, RULES[r])
+            REGISTRY[name] = Entry(c, RULES[r], tuple((defaults or {}).items()))
         return c
 
     return add if cls is None else add(cls)
 
 
-# torch.nn layers a yaml may name, by an explicit list (never an attribute lookup on a yaml string).
-register(nn.Upsample, names=("nn.Upsample", "Upsample"), rule="same")
-register(nn.BatchNorm2d, names=("nn.BatchNorm2d", "BatchNorm2d"), rule="same_c1")
+# torch.nn layers a yaml may name, by an explicit list (never an attribute lookup on a yaml string):
+# upsampling, pooling, padding, identity (channel-preserving), BatchNorm2d and ConvTranspose2d (channel rules).
+for _layer in (nn.Upsample, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d, nn.ZeroPad2d,
+               nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.Identity):  # fmt: skip
+    register(_layer, names=(f"nn.{_layer.__name__}",), rule="same")
+register(nn.Upsample, names=("Upsample",), rule="same")
+# YOLOv5 gives every BatchNorm2d eps 1e-3, momentum 0.03 (as Conv's own).
+register(
+    nn.BatchNorm2d, names=("nn.BatchNorm2d", "BatchNorm2d"), rule="same_c1", defaults={"eps": 1e-3, "momentum": 0.03}
+)
+register(nn.ConvTranspose2d, names=("nn.ConvTranspose2d",), rule="conv")
 
 
 def known_names() -> list[str]:

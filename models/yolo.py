@@ -17,6 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import models.fla  # noqa: F401  (registers the FLA blocks)
+import models.ghost  # noqa: F401  (registers the Ghost blocks)
+from models.activations import activation_scope
 from models.common import Conv
 from models.registry import register, resolve
 from utils.errors import UserError, run_cli
@@ -86,6 +88,15 @@ class Detect(nn.Module):
         return self.grid[i], self.anchor_grid[i]
 
 
+def check_anchor_order(detect: nn.Module) -> None:
+    """Flip `detect.anchors` (nl, na, 2) in place when their mean area per level does not grow with the stride."""
+    area = detect.anchors.prod(-1).mean(-1).view(-1)  # (nl,)
+    da, ds = area[-1] - area[0], detect.stride[-1] - detect.stride[0]
+    if da and da.sign() != ds.sign():
+        LOGGER.info("Reversing anchor order")
+        detect.anchors[:] = detect.anchors.flip(0)
+
+
 def _substitute(args: list, d: dict) -> list:
     """yaml args: the strings 'nc' and 'anchors' -> the top-level values, 'None' -> None; nothing is eval'd."""
     table = {"nc": d.get("nc"), "anchors": d.get("anchors"), "None": None}
@@ -125,6 +136,18 @@ def parse_model(d: dict, ch: int | list, verbose: bool = True) -> tuple[nn.Seque
     for key in ("backbone", "head"):
         if not isinstance(d.get(key), list):
             raise UserError(f"model yaml needs a '{key}' list")
+    act = d.get("activation")
+    with activation_scope(act):  # Convs built below take the yaml's activation; later models do not
+        layers, save, table = _build_layers(d, ch)
+    if verbose:
+        if act:
+            LOGGER.info(f"activation: {act}")
+        _log_table(table)
+    return nn.Sequential(*layers), sorted(set(save))
+
+
+def _build_layers(d: dict, ch: int | list) -> tuple[list, list, list]:
+    """The layers of backbone + head, the indices to keep outputs of, and the layer table rows."""
     gd, gw = float(d.get("depth_multiple", 1.0)), float(d.get("width_multiple", 1.0))
     ch = [ch] if isinstance(ch, int) else list(ch)
     rows = d["backbone"] + d["head"]
@@ -137,7 +160,7 @@ def parse_model(d: dict, ch: int | list, verbose: bool = True) -> tuple[nn.Seque
         ch_in = [ch[j] for j in (f if isinstance(f, list) else [f])]
         try:
             cargs, c2, copies = entry.rule(ch_in, _substitute(args, d), n_, gw)
-            mods = [entry.cls(*cargs, **kwargs) for _ in range(copies)]
+            mods = [entry.build(cargs, kwargs) for _ in range(copies)]
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
             shown = [*args, kwargs] if kwargs else args
             raise UserError(f"layer {i}: bad arguments {shown!r} for {name}: {e}") from e
@@ -150,9 +173,7 @@ def parse_model(d: dict, ch: int | list, verbose: bool = True) -> tuple[nn.Seque
         if i == 0:
             ch = []
         ch.append(c2)
-    if verbose:
-        _log_table(table)
-    return nn.Sequential(*layers), sorted(set(save))
+    return layers, save, table
 
 
 def _log_table(table: list) -> None:
@@ -224,11 +245,7 @@ class DetectionModel(nn.Module):
             out = self._forward_once(torch.zeros(1, ch, s, s))
         self.train(training)
         m.stride.copy_(torch.tensor([s / x.shape[-2] for x in out]))
-        a = m.anchors.prod(-1).mean(-1).view(-1)  # mean anchor area per level
-        da, ds = a[-1] - a[0], m.stride[-1] - m.stride[0]
-        if da and da.sign() != ds.sign():
-            LOGGER.info("Reversing anchor order")
-            m.anchors[:] = m.anchors.flip(0)
+        check_anchor_order(m)
         m.anchors /= m.stride.view(-1, 1, 1)
         self._initialize_biases()
 
