@@ -314,3 +314,13 @@ def test_test_time_augmentation():
     # 378 rows per scale (the 0.83 and 0.67 images pad back to 64x96): keep all but P5 (360), all (378), P4+P5 (90)
     assert extra is None and pred.shape == (1, 360 + 378 + 90, 8)
     assert torch.isfinite(pred).all()
+
+
+def test_one_definition_of_shared_helpers():
+    """make_divisible and the anchor-order check are defined once (models/) and imported by the wings."""
+    from models.yolo import check_anchor_order
+    from utils.deploy import hub, predict
+    from utils.train import autoanchor
+
+    assert hub.make_divisible is make_divisible and not hasattr(predict, "make_divisible")
+    assert autoanchor.check_anchor_order is check_anchor_order

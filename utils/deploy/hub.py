@@ -15,10 +15,11 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from models.registry import make_divisible
 from utils.boxes import scale_boxes, xyxy2xywh
 from utils.data.sources import read_image
 from utils.deploy.annotate import Annotator, colors
-from utils.deploy.predict import NMSOptions, infer, make_divisible, postprocess, summarize, warmup_nms
+from utils.deploy.predict import NMSOptions, infer, postprocess, summarize, warmup_nms
 from utils.errors import UserError
 from utils.names import names_dict
 from utils.paths import increment_path

@@ -47,11 +47,6 @@ class Profile:
         return [t / max(self.seen, 1) * 1e3 for t in self.times]
 
 
-def make_divisible(x: float, divisor: int) -> int:
-    """Smallest multiple of divisor that is >= x."""
-    return int(math.ceil(x / divisor) * divisor)
-
-
 def to_tensor(im: np.ndarray, device: torch.device, half: bool = False) -> torch.Tensor:
     """uint8 (3,H,W) or (B,3,H,W) RGB -> float (B,3,H,W) in [0, 1] on device."""
     t = torch.from_numpy(np.ascontiguousarray(im)).to(device)

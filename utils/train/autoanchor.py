@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from models.yolo import check_anchor_order
 from utils.torch_utils import de_parallel
 
 LOGGER = logging.getLogger(__name__)
@@ -38,15 +39,6 @@ def anchor_metric(anchors: torch.Tensor, wh: torch.Tensor, thr: float) -> Tuple[
     x = torch.min(r, 1 / r).min(2).values  # (n, k)
     best = x.max(1).values
     return float((best > 1 / thr).float().mean()), float((x > 1 / thr).float().sum(1).mean())
-
-
-def check_anchor_order(detect: nn.Module) -> None:
-    """Flip the anchors in place when their mean area per level does not grow with the stride."""
-    area = detect.anchors.prod(-1).mean(-1).view(-1)
-    da, ds = area[-1] - area[0], detect.stride[-1] - detect.stride[0]
-    if da and (da.sign() != ds.sign()):
-        LOGGER.info(f"{PREFIX}reversing anchor order")
-        detect.anchors[:] = detect.anchors.flip(0)
 
 
 def check_anchors(dataset, model: nn.Module, thr: float = 4.0, imgsz: int = 640) -> bool:
