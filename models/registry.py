@@ -122,6 +122,7 @@ def register(cls: type | None = None, *, names: tuple = (), rule: str | None = N
 for _layer in (nn.Upsample, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d, nn.ZeroPad2d,
                nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.Identity):  # fmt: skip
     register(_layer, names=(f"nn.{_layer.__name__}",), rule="same")
+del _layer
 register(nn.Upsample, names=("Upsample",), rule="same")
 # YOLOv5 gives every BatchNorm2d eps 1e-3, momentum 0.03 (as Conv's own).
 register(
