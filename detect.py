@@ -96,7 +96,8 @@ def main(opt: argparse.Namespace) -> Path:
     if getattr(model, "imgsz", None) and list(model.imgsz) != imgsz:  # a static export takes one size only
         LOGGER.warning("WARNING: --imgsz %s differs from the exported size %s; using the latter", imgsz, model.imgsz)
         imgsz = list(model.imgsz)
-    dataset = load_source(source, imgsz, model.stride, auto=getattr(model, "pt", True), vid_stride=opt.vid_stride)
+    auto = getattr(model, "pt", True) or bool(getattr(model, "dynamic", False))  # dynamic exports take rect too
+    dataset = load_source(source, imgsz, model.stride, auto=auto, vid_stride=opt.vid_stride)
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     if hasattr(model, "warmup"):
         model.warmup(imgsz=(1 if getattr(model, "pt", True) else dataset.bs, 3, *imgsz))

@@ -1,4 +1,4 @@
-"""Export YOLOv5-FLA weights to TorchScript and/or ONNX: python export.py --weights yolov5s.pt --include onnx."""
+"""Export YOLOv5-FLA weights to TorchScript, ONNX, OpenVINO: python export.py --weights yolov5s.pt --include onnx."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ def parse_opt(argv=None) -> argparse.Namespace:
     parser.add_argument("--simplify", action="store_true", help="ONNX: simplify the graph with onnxslim")
     parser.add_argument("--opset", type=int, default=17, help="ONNX: opset version")
     parser.add_argument(
-        "--include", nargs="+", default=["torchscript"], help="formats to export: torchscript, onnx", metavar="FORMAT"
+        "--include",
+        nargs="+",
+        default=["torchscript"],
+        help="formats to export: torchscript, onnx, openvino",
+        metavar="FORMAT",
     )
     return parser.parse_args(argv)
 

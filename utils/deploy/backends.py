@@ -1,4 +1,4 @@
-"""One inference interface over .pt (ours or official), .onnx (onnxruntime) and .torchscript (ours only) weights."""
+"""One inference interface over .pt (ours or official), .onnx (onnxruntime), .torchscript (ours only), OpenVINO."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from utils.names import names_list
 LOGGER = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "yolov5-fla"  # the 'format' entry our exported files carry in their metadata
-SUFFIXES = (".pt", ".onnx", ".torchscript")
+SUFFIXES = (".pt", ".onnx", ".torchscript", ".xml")  # .xml: OpenVINO, also given as its *_openvino_model folder
 
 
 def read_torchscript_meta(path: Union[str, Path]) -> dict:
@@ -35,6 +35,15 @@ def read_torchscript_meta(path: Union[str, Path]) -> dict:
             "files exported with our metadata are loaded"
         )
     return meta
+
+
+def _openvino_file(f: Path) -> Path:
+    """An OpenVINO *_openvino_model folder -> its .xml; any other path unchanged."""
+    if f.suffix == ".xml" or f.is_dir():
+        from utils.deploy.openvino import openvino_xml
+
+        return openvino_xml(f) or f
+    return f
 
 
 class Ensemble(nn.ModuleList):
@@ -68,6 +77,7 @@ class DetectMultiBackend(nn.Module):
     ):
         super().__init__()
         files = [Path(w) for w in weights] if isinstance(weights, (list, tuple)) else [Path(weights)]
+        files = [_openvino_file(f) for f in files]
         if not files:
             raise UserError("no weights given")
         for f in files:
@@ -80,12 +90,15 @@ class DetectMultiBackend(nn.Module):
             raise UserError("an ensemble of several weights works with .pt files only")
         self.device = torch.device(device)
         self.pt, self.onnx, self.jit = suffix == ".pt", suffix == ".onnx", suffix == ".torchscript"
+        self.xml = suffix == ".xml"
         self.dynamic, self.imgsz, self.batch, self.fp16 = True, None, None, bool(fp16)
         self.stride, self.names = 32, []
         if self.pt:
             self._init_pt(files, cfg, fuse)
         elif self.onnx:
             self._init_onnx(files[0])
+        elif self.xml:
+            self._init_openvino(files[0])
         else:
             self._init_jit(files[0])
         self.nc = len(self.names)
@@ -127,6 +140,15 @@ class DetectMultiBackend(nn.Module):
         self.imgsz = None if self.dynamic else (h, w)
         self.batch = b if isinstance(b, int) else None
 
+    def _init_openvino(self, f: Path) -> None:
+        """OpenVINO IR on the CPU (whatever the device); fp16 asks for the plugin's fastest precision (bf16 on AMX)."""
+        from utils.deploy.openvino import OpenVINOSession
+
+        self.session = OpenVINOSession(f, precision=None if self.fp16 else "f32")
+        self.stride, self.names = self.session.stride, _names_from_meta(self.session.names)
+        self.dynamic, self.imgsz, self.batch = self.session.dynamic, self.session.imgsz, self.session.batch
+        self.fp16 = self.session.fp16
+
     def _init_jit(self, f: Path) -> None:
         meta = read_torchscript_meta(f)
         try:
@@ -149,6 +171,8 @@ class DetectMultiBackend(nn.Module):
         if self.onnx:
             y = self.session.run(self.output_names, {self.input_name: im.cpu().numpy()})[0]
             return torch.from_numpy(y).to(self.device).float()
+        if self.xml:
+            return torch.from_numpy(self.session(im.cpu().numpy())).to(self.device).float()
         return _pred(self.model(im.to(self.device))).float()
 
     def warmup(self, imgsz: Tuple[int, int, int, int] = (1, 3, 640, 640)) -> None:

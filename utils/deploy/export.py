@@ -1,9 +1,10 @@
-"""Export a detector to TorchScript / ONNX with stride and names in the metadata, then check it against PyTorch."""
+"""Export a detector to TorchScript / ONNX / OpenVINO with stride and names as metadata; check it against PyTorch."""
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ from utils.torch_utils import select_device
 
 LOGGER = logging.getLogger(__name__)
 
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("torchscript", "onnx", "openvino")
 
 
 def prepare_for_export(model: nn.Module, dynamic: bool = False) -> nn.Module:
@@ -111,6 +112,18 @@ def _onnx_export(model: nn.Module, im: torch.Tensor, file: Path, opset: int, axe
     )
 
 
+def export_openvino_ir(
+    model: nn.Module, im: torch.Tensor, weights: Path, meta: dict, opset: int = 17, dynamic: bool = False
+) -> Path:
+    """<stem>_openvino_model/ beside weights, converted from a temporary ONNX export (the route YOLOv5 takes)."""
+    from utils.deploy.openvino import export_openvino, import_openvino, openvino_folder
+
+    import_openvino()  # fail before the ONNX export when the package is missing
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_file = export_onnx(model, im, Path(tmp) / f"{weights.stem}.onnx", meta, opset=opset, dynamic=dynamic)
+        return export_openvino(onnx_file, openvino_folder(weights), meta, half=bool(meta.get("half")))
+
+
 def _slim(proto):
     """Simplify with onnxslim when it is installed; metadata is carried over."""
     try:
@@ -196,9 +209,12 @@ def run_export(
         LOGGER.info("%s: starting export ...", fmt)
         if fmt == "torchscript":
             files[fmt] = export_torchscript(model, im, file, meta)
+        elif fmt == "openvino":
+            files[fmt] = export_openvino_ir(model, im, weights, meta, opset=opset, dynamic=dynamic)
         else:
             files[fmt] = export_onnx(model, im, file, meta, opset=opset, dynamic=dynamic, simplify=simplify)
-        LOGGER.info("%s: saved %s (%.1f MB)", fmt, file, file.stat().st_size / 1e6)
+        size = sum(f.stat().st_size for f in files[fmt].glob("*")) if files[fmt].is_dir() else files[fmt].stat().st_size
+        LOGGER.info("%s: saved %s (%.1f MB)", fmt, files[fmt], size / 1e6)
     check_exported(model, im, files, dev)
     LOGGER.info("Export complete (%.1fs)\nResults saved to %s", time.time() - t0, weights.resolve().parent)
     return files
