@@ -1,11 +1,15 @@
-"""Per-image CPU latency of fused models, PyTorch vs ONNX Runtime: median and p90 as a Markdown table.
+"""Per-image CPU latency of fused models, PyTorch vs ONNX Runtime vs OpenVINO (vs official YOLOv5): median, p90.
 
 Models are timed interleaved (one call of each in turn, the starting model rotating every round), so a machine
 that speeds up or slows down during the benchmark affects every model alike: timing models one after another
 on a small shared CPU favours whichever runs last by up to 10-20%.
 
+With --official, official YOLOv5's fused eager model runs in its own python (a child process that does one
+forward per request and times it itself), interleaved with ours, and every ratio is against it.
+
 Example:
     python benchmarks/latency.py --cfgs yolov5s.yaml yolov5s-fla.yaml --imgsz 640 --threads 2 --runs 50
+    python benchmarks/latency.py --cfgs yolov5s.yaml --official ../official/yolov5
 Weights are random (latency does not depend on them); pass --weights to time trained checkpoints instead.
 """
 
@@ -13,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -79,32 +85,141 @@ def onnx_session(model: nn.Module, im: torch.Tensor, threads: int, folder: Path)
     return lambda: sess.run(None, feed)
 
 
+def openvino_session(
+    model: nn.Module, im: torch.Tensor, threads: int, folder: Path, precision: str | None
+) -> Tuple[Callable[[], object], str]:
+    """Export with utils.deploy.export (static shape) and compile for the CPU -> (call, precision the plugin uses).
+
+    precision 'f32' or None (the plugin's default: bf16 on CPUs with AMX / AVX512-BF16, else f32).
+    """
+    from utils.deploy.export import export_metadata, export_openvino_ir, prepare_for_export
+    from utils.deploy.openvino import OpenVINOSession
+
+    model = prepare_for_export(model)
+    weights = folder / f"model_{id(model)}.pt"  # only names the folder: <stem>_openvino_model
+    out = folder / f"model_{id(model)}_openvino_model"
+    if not out.is_dir():
+        export_openvino_ir(model, im, weights, export_metadata(model, im, dynamic=False, half=False))
+    sess = OpenVINOSession(next(out.glob("*.xml")), threads=threads, precision=precision)
+    used = sess.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # 'f32', 'bf16'
+    x = im.numpy()
+    return (lambda: sess(x)), used
+
+
+OFFICIAL_CHILD = """
+import sys, time, torch
+from models.yolo import Model
+torch.set_num_threads(int(sys.argv[2]))
+n = int(sys.argv[3])
+model = Model(sys.argv[1]).eval().fuse()
+x = torch.zeros(1, 3, n, n)
+print("ready", flush=True)
+with torch.inference_mode():
+    for _ in sys.stdin:
+        t0 = time.perf_counter()
+        model(x)
+        print("ms", (time.perf_counter() - t0) * 1e3, flush=True)
+"""
+
+
+class OfficialEager:
+    """Official YOLOv5's fused eager model in its own python, one forward per call (stdin line), timed in the child.
+
+    Calls interleave with ours; `times` holds the child's own per-call milliseconds (pipe overhead excluded).
+    """
+
+    def __init__(self, official: Path, python: str, cfg: Path, threads: int, imgsz: int):
+        env = {**os.environ, "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(official)}
+        self.err = tempfile.TemporaryFile(mode="w+")
+        args = [python, "-c", OFFICIAL_CHILD, str(cfg), str(threads), str(imgsz)]
+        self.proc = subprocess.Popen(
+            args, cwd=official, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True
+        )
+        self.times: List[float] = []
+        self._read("ready")
+
+    def _read(self, prefix: str) -> str:
+        """The next stdout line starting with prefix (official logs may print other lines)."""
+        for line in self.proc.stdout:
+            if line.startswith(prefix):
+                return line
+        self.err.seek(0)
+        tail = self.err.read().strip().splitlines()
+        raise RuntimeError(f"official child exited: {tail[-1] if tail else 'no output'}")
+
+    def __call__(self) -> None:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        self.times.append(float(self._read("ms").split()[1]))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        self.err.close()
+
+
 def _error(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
 
 
+BACKENDS = ("pytorch", "onnx", "openvino", "openvino-fast")
+LABELS = {"pytorch": "PyTorch", "onnx": "ONNX Runtime", "openvino": "OpenVINO", "openvino-fast": "OpenVINO"}
+
+
+def _backend_fn(backend: str, model: nn.Module, im: torch.Tensor, threads: int, tmp: Path) -> Tuple[Callable, str]:
+    """(call, backend label) for one of BACKENDS on model."""
+    if backend == "pytorch":
+        return (lambda: model(im)), LABELS[backend]
+    if backend == "onnx":
+        return onnx_session(model, im, threads, tmp), LABELS[backend]
+    fn, used = openvino_session(model, im, threads, tmp, "f32" if backend == "openvino" else None)
+    return fn, f"OpenVINO {used}"
+
+
 def benchmark(
-    names: List[str], weights: bool, imgsz: int, threads: int, runs: int, warmup: int, onnx: bool = True
+    names: List[str],
+    weights: bool,
+    imgsz: int,
+    threads: int,
+    runs: int,
+    warmup: int,
+    onnx: bool = True,
+    backends: Sequence[str] | None = None,
+    official: Path | None = None,
+    official_python: str | None = None,
 ) -> List[Dict[str, object]]:
-    """One row per (model, backend): model, params, backend, median_ms, p90_ms (or an 'error'); timed interleaved."""
+    """One row per (model, backend): model, params, backend, median_ms, p90_ms, ratio (or an 'error'); interleaved.
+
+    official: an official YOLOv5 folder; models whose yaml it also has get an 'official PyTorch' row, and every
+    row's ratio is against it (else against our PyTorch row).
+    """
+    backends = list(backends or (BACKENDS if onnx else ("pytorch",)))
     torch.set_num_threads(threads)
     im = torch.zeros(1, 3, imgsz, imgsz)
     rows: Dict[tuple, Dict[str, object]] = {}
     fns: Dict[tuple, Callable[[], object]] = {}
+    children: Dict[tuple, OfficialEager] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             model = build_model(None if weights else name, name if weights else None)
             params = sum(p.numel() for p in model.parameters())
-            for backend in ("PyTorch", "ONNX Runtime") if onnx else ("PyTorch",):
-                key = (name, backend)
-                rows[key] = {"model": Path(name).stem, "params": params, "backend": backend}
+            cfg = official / "models" / Path(name).name if official and not weights else None
+            if cfg is not None and cfg.is_file():
+                key = (name, "official")
+                rows[key] = {"model": Path(name).stem, "params": params, "backend": "official PyTorch"}
                 try:
-                    if backend == "PyTorch":
-                        fns[key] = lambda m=model: m(im)
-                    else:
-                        fns[key] = onnx_session(model, im, threads, Path(tmp))
+                    children[key] = fns[key] = OfficialEager(official, official_python, cfg, threads, imgsz)
+                except Exception as e:  # a broken official checkout is a result to report
+                    rows[key]["error"] = _error(e)
+            for backend in backends:
+                key = (name, backend)
+                rows[key] = {"model": Path(name).stem, "params": params, "backend": LABELS[backend]}
+                try:
+                    fns[key], rows[key]["backend"] = _backend_fn(backend, model, im, threads, Path(tmp))
                 except Exception as e:  # an export failure is a result to report, not a crash
                     rows[key]["error"] = _error(e)
+        _drop_duplicate_precision(rows, fns)
         try:
             with torch.inference_mode():
                 times = time_interleaved(fns, runs, warmup)
@@ -112,26 +227,52 @@ def benchmark(
             times = {}
             for key in fns:
                 rows[key]["error"] = _error(e)
+        finally:
+            for key, child in children.items():
+                if key in times:
+                    times[key] = child.times[-runs:]  # the child's own timing of the same calls
+                child.close()
     for key, ms in times.items():
         rows[key].update(median_ms=statistics.median(ms), p90_ms=percentile(ms, 90))
-        LOGGER.info("%s", rows[key])
+    _ratios(rows)
+    for r in rows.values():
+        LOGGER.info("%s", r)
     return list(rows.values())
 
 
+def _drop_duplicate_precision(rows: Dict[tuple, Dict[str, object]], fns: Dict[tuple, Callable]) -> None:
+    """Where the plugin's fastest precision is f32 anyway, the openvino-fast row repeats the f32 one: drop it."""
+    for key in [k for k in rows if k[1] == "openvino-fast"]:
+        same = (key[0], "openvino")
+        if same in rows and rows[key]["backend"] == rows[same]["backend"]:
+            rows.pop(key)
+            fns.pop(key, None)
+
+
+def _ratios(rows: Dict[tuple, Dict[str, object]]) -> None:
+    """ratio = median / the model's official PyTorch median when timed, else / our PyTorch median."""
+    for (name, _), r in rows.items():
+        ref = next((rows[k] for k in ((name, "official"), (name, "pytorch")) if "median_ms" in rows.get(k, {})), None)
+        if ref is not None and "median_ms" in r:
+            r["ratio"] = r["median_ms"] / ref["median_ms"]
+            r["ratio_to"] = ref["backend"]
+
+
 def markdown(rows: List[Dict[str, object]], imgsz: int, threads: int, runs: int) -> str:
-    """The rows as a Markdown table."""
+    """The rows as a Markdown table; ratio is against the model's official PyTorch row, else our PyTorch row."""
     head = (
         f"CPU latency per image, batch 1, {imgsz}x{imgsz}, {threads} threads, fused, {runs} timed runs each, "
         "models interleaved\n\n"
     )
-    lines = ["| model | params | backend | median ms | p90 ms |", "|---|---:|---|---:|---:|"]
+    lines = ["| model | params | backend | median ms | p90 ms | ratio |", "|---|---:|---|---:|---:|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['params']:,} | {r['backend']} | n/a ({r['error']}) | |")
-        else:
-            lines.append(
-                f"| {r['model']} | {r['params']:,} | {r['backend']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} |"
-            )
+            lines.append(f"| {r['model']} | {r['params']:,} | {r['backend']} | n/a ({r['error']}) | | |")
+            continue
+        ratio = f"{r['ratio']:.2f}x {r['ratio_to']}" if "ratio" in r else ""
+        lines.append(
+            f"| {r['model']} | {r['params']:,} | {r['backend']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {ratio} |"
+        )
     return head + "\n".join(lines)
 
 
@@ -140,11 +281,31 @@ def parse_opt(argv=None) -> argparse.Namespace:
     p.add_argument("--cfgs", nargs="+", default=["yolov5s.yaml", "yolov5s-fla.yaml"], help="model yamls")
     p.add_argument("--weights", nargs="+", default=None, help="checkpoints to time instead of --cfgs")
     p.add_argument("--imgsz", type=int, default=640)
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch and ONNX Runtime")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for every backend")
     p.add_argument("--runs", type=int, default=50, help="timed runs per model and backend")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--no-onnx", action="store_true", help="time PyTorch only")
+    p.add_argument(
+        "--backends", nargs="+", choices=BACKENDS, default=None,
+        help="pytorch, onnx, openvino (f32), openvino-fast (the plugin's default precision, bf16 on AMX CPUs)",
+    )  # fmt: skip
+    p.add_argument("--official", type=Path, default=None, help="official YOLOv5 folder: add its eager PyTorch rows")
+    p.add_argument("--official-python", default=None, help="its python (default: <official>/../venv/bin/python)")
     return p.parse_args(argv)
+
+
+def _official_python(opt: argparse.Namespace) -> str | None:
+    """The python that runs the official code, checked; None without --official."""
+    from utils.errors import UserError
+
+    if opt.official is None:
+        return None
+    if not (opt.official / "models" / "yolo.py").is_file():
+        raise UserError(f"--official {opt.official}: not an official YOLOv5 folder (no models/yolo.py)")
+    python = opt.official_python or str(opt.official.resolve().parent / "venv" / "bin" / "python")
+    if not Path(python).is_file():
+        raise UserError(f"official python {python} not found; pass --official-python")
+    return python
 
 
 def main(opt: argparse.Namespace) -> str:
@@ -156,7 +317,11 @@ def main(opt: argparse.Namespace) -> str:
     @run_cli
     def _run() -> str:
         names = opt.weights or opt.cfgs
-        rows = benchmark(names, bool(opt.weights), opt.imgsz, opt.threads, opt.runs, opt.warmup, not opt.no_onnx)
+        official = opt.official.resolve() if opt.official else None
+        rows = benchmark(
+            names, bool(opt.weights), opt.imgsz, opt.threads, opt.runs, opt.warmup, not opt.no_onnx,
+            backends=opt.backends, official=official, official_python=_official_python(opt),
+        )  # fmt: skip
         table = markdown(rows, opt.imgsz, opt.threads, opt.runs)
         print(table)
         return table
