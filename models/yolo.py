@@ -77,8 +77,8 @@ class Detect(nn.Module):
         g = self.grid[i]
         if tracing or g.shape[2:4] != p.shape[2:4] or g.device != p.device or g.dtype != p.dtype:
             ny, nx = p.shape[2], p.shape[3]
-            y = torch.arange(ny, device=p.device, dtype=p.dtype)
-            x = torch.arange(nx, device=p.device, dtype=p.dtype)
+            y = torch.arange(ny, device=p.device).to(p.dtype)  # int arange, then cast: the ONNX exporter fails on
+            x = torch.arange(nx, device=p.device).to(p.dtype)  # a float16 Range ("tensor does not have a device")
             yv, xv = torch.meshgrid(y, x, indexing="ij")
             g = torch.stack((xv, yv), 2).unsqueeze(0).unsqueeze(0) - 0.5
             ag = (self.anchors[i] * self.stride[i]).view(1, self.na, 1, 1, 2).to(p.dtype)

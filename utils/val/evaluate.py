@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sys
@@ -243,8 +244,10 @@ def evaluate(
     plots = plots and save_dir is not None
     half = half and device.type != "cpu"
     bare = isinstance(model, torch.nn.Module) and not hasattr(model, "fp16")  # a DetectionModel: we cast it
-    if bare:
-        model.half() if half else model.float()
+    if bare and half:  # a half copy: casting in place would round the caller's fp32 weights (train's EMA) to fp16
+        model = copy.deepcopy(model).half()
+    elif bare:
+        model.float()
     st = _State(torch.linspace(0.5, 0.95, 10, device=device), ConfusionMatrix(nc=nc), torch.zeros(3, device=device),
                 _Outputs(save_dir, save_txt, save_conf, save_json, coco or CocoTarget()))  # fmt: skip
     batches = dataloader
