@@ -145,7 +145,7 @@ class DetectMultiBackend(nn.Module):
         from utils.deploy.openvino import OpenVINOSession
 
         self.session = OpenVINOSession(f, precision=None if self.fp16 else "f32")
-        self.stride, self.names = self.session.stride, _names_from_meta(self.session.names)
+        self.stride, self.names = self.session.stride, names_list(self.session.names)
         self.dynamic, self.imgsz, self.batch = self.session.dynamic, self.session.imgsz, self.session.batch
         self.fp16 = self.session.fp16
 

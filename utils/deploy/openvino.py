@@ -10,6 +10,7 @@ import numpy as np
 import yaml
 
 from utils.errors import UserError
+from utils.names import names_dict
 from utils.yaml_io import read_yaml_mapping
 
 LOGGER = logging.getLogger(__name__)
@@ -55,8 +56,7 @@ def export_openvino(onnx_file: Path, folder: Path, meta: dict, half: bool = Fals
     stem = folder.name[: -len(FOLDER_SUFFIX)] if folder.name.endswith(FOLDER_SUFFIX) else folder.name
     model = ov.convert_model(str(onnx_file))
     ov.save_model(model, str(folder / f"{stem}.xml"), compress_to_fp16=half)
-    names = meta.get("names", [])
-    data = {**meta, "names": {i: str(n) for i, n in enumerate(names)}}  # YOLOv5 writes names as {index: name}
+    data = {**meta, "names": names_dict(meta.get("names"))}  # YOLOv5 writes names as {index: name}
     with open(folder / f"{stem}.yaml", "w", encoding="utf-8") as f:
         yaml.safe_dump(data, f, sort_keys=False)
     return folder
