@@ -391,3 +391,34 @@ def test_official_yolov5n_into_c3fla_keep_starts_at_the_pretrained_model(shared)
     x = torch.rand(1, 3, 160, 128)
     with torch.no_grad():
         torch.testing.assert_close(model(x)[0], src(x)[0], atol=0, rtol=0)
+
+
+def test_attention_parameter_groups():
+    """hyp attn_lr: the FLA family's parameters get their own groups at lr * attn_lr; scale and the positional
+    encoding are never decayed; without it the official three groups are unchanged."""
+    from models.yolo import DetectionModel
+    from utils.train.optim import apply_warmup, build_optimizer, build_scheduler
+
+    cfg = {"nc": 3, "depth_multiple": 0.33, "width_multiple": 0.25, "anchors": 1,
+           "backbone": [[-1, 1, "Conv", [64, 3, 2]], [-1, 1, "C3FLA", [64, {"num_heads": 4, "bottleneck": True}]],
+                        [-1, 1, "Conv", [128, 3, 2]], [-1, 1, "FLA", [8]]],
+           "head": [[[1, 3], 1, "Detect", ["nc", "anchors"]]]}  # fmt: skip
+    model = DetectionModel(cfg, verbose=False)
+    plain = build_optimizer(model, "SGD", lr=0.01, decay=5e-4)
+    assert [g["name"] for g in plain.param_groups] == ["bias", "weight", "norm"]
+    opt = build_optimizer(model, "SGD", lr=0.01, decay=5e-4, attn_lr=0.5)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert list(groups) == ["bias", "weight", "norm", "attn", "attn_no_decay"]
+    assert groups["attn"]["lr"] == groups["attn_no_decay"]["lr"] == 0.005
+    assert (groups["attn"]["weight_decay"], groups["attn_no_decay"]["weight_decay"]) == (5e-4, 0.0)
+    ids = lambda name: {id(p) for p in groups[name]["params"]}  # noqa: E731
+    fla, keep = model.model[3], model.model[1].m[0]
+    assert {id(fla.attn.scale), id(fla.attn.positional_encoding), id(fla.norm.weight)} <= ids("attn_no_decay")
+    assert {id(fla.attn.q.weight), id(fla.attn.dwc.weight), id(keep.fla.attn.kv.weight)} <= ids("attn")
+    assert id(keep.cv1.conv.weight) in ids("weight")  # the kept (pretrained) bottleneck stays in YOLOv5's groups
+    n_all = sum(len(g["params"]) for g in opt.param_groups)
+    assert n_all == len(list(model.parameters())) == sum(len(g["params"]) for g in plain.param_groups)
+    build_scheduler(opt, epochs=10, lrf=0.01)
+    hyp = {"warmup_bias_lr": 0.1, "warmup_momentum": 0.8, "momentum": 0.937}
+    apply_warmup(opt, ni=50, nw=100, lr_factor=1.0, hyp=hyp, batch_size=16)
+    assert groups["attn"]["lr"] == pytest.approx(0.0025)  # half-way through warmup from 0, at its own rate
