@@ -135,10 +135,10 @@ class FocusedLinearAttention(nn.Module):
         with torch.autocast(device_type=t.device.type, enabled=False):
             tf = t.float()
             u = tf if norm is None else normalize_channels(tf, norm.eps)
-            w_qkv, floor, w_dwc, b_dwc, w_p, b_p = _cached(
+            w_qkv, b_qkv, inv, floor, w_dwc, b_dwc, w_p, b_p = _cached(
                 self, ("w", t.device, norm is None), lambda: self._weights(norm)
             )
-            bias = _cached(self, ("b", t.device, h, w), lambda: self._bias(norm, h, w))
+            bias = _cached(self, ("b", t.device, h, w), lambda: self._bias(b_qkv, inv, h, w))
             b, a = t.shape[0], self.attn_dim
             inplace = not (torch.is_grad_enabled() or _tracing())  # no autograd: reuse buffers, skip allocations
             qkv = torch.baddbmm(bias, w_qkv.expand(b, -1, -1), u)  # (B, 3A, N): [q, k] focusing input, v
@@ -153,33 +153,31 @@ class FocusedLinearAttention(nn.Module):
         return y.to(t.dtype)
 
     def _weights(self, norm: nn.LayerNorm | None) -> tuple:
-        """Folded fp32 weights: W_qkv (3A, C) (norm affine in, q/k rows / s), floor (2A, 1) = 1e-6 / s,
-        DWC weight/bias tiled over the heads (A, 1, k, k) / (A,), proj W (C, A) and bias (C, 1)."""
+        """Folded fp32 tensors: W_qkv (3A, C) and bias (3A, 1) with the norm affine in and the q/k rows as
+        (t + 1e-6) / s; 1 / s (A, 1); floor (2A, 1) = 1e-6 / s; DWC weight/bias tiled over the heads (A, 1, k, k)
+        and (A,); proj W (C, A) and bias (C, 1)."""
         a, nh = self.attn_dim, self.num_heads
         w = torch.cat((self.q.weight, self.kv.weight)).float()
-        w, _ = _fold_norm(w, None, norm)
+        bias = None if self.q.bias is None else torch.cat((self.q.bias, self.kv.bias))
+        w, bias = _fold_norm(w, bias, norm)
         inv = 1.0 / F.softplus(self.scale.float()).view(a, 1)
-        w = w * torch.cat((inv, inv, torch.ones_like(inv)))
+        rows = torch.cat((inv, inv, torch.ones_like(inv)))  # q and k rows / s, v rows unchanged
+        eps = torch.cat((torch.full_like(inv, EPS).repeat(2, 1), torch.zeros_like(inv)))
+        w, bias = w * rows, (bias.view(-1, 1) + eps) * rows
         w_dwc = b_dwc = None
         if self.dwc is not None:
             w_dwc = self.dwc.weight.float().repeat(nh, 1, 1, 1)
             b_dwc = None if self.dwc.bias is None else self.dwc.bias.float().repeat(nh)
         w_p, b_p = self.proj.weight.float(), self.proj.bias.float().view(-1, 1)
-        return w, torch.cat((inv, inv)) * EPS, w_dwc, b_dwc, w_p, b_p
+        return w, bias, inv, torch.cat((inv, inv)) * EPS, w_dwc, b_dwc, w_p, b_p
 
-    def _bias(self, norm: nn.LayerNorm | None, h: int, w: int) -> torch.Tensor:
-        """Folded fp32 qkv bias: (3A, N) with the positional encoding in the k rows, else (3A, 1)."""
-        a = self.attn_dim
-        wq = torch.cat((self.q.weight, self.kv.weight)).float()
-        bias = None if self.q.bias is None else torch.cat((self.q.bias, self.kv.bias))
-        _, bias = _fold_norm(wq, bias, norm)
-        inv = 1.0 / F.softplus(self.scale.float()).view(a, 1)
-        bq, bk, bv = (bias[i * a : (i + 1) * a].view(a, 1) for i in range(3))
-        bq, bk = (bq + EPS) * inv, (bk + EPS) * inv
+    def _bias(self, bias: torch.Tensor, inv: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The folded (3A, 1) qkv bias, as (3A, N) with the positional encoding / s in the k rows when it has one."""
         if self.positional_encoding is None:
-            return torch.cat((bq, bk, bv))
-        bk = bk + self._pe(h, w) * inv  # (A, N)
-        return torch.cat((bq.expand_as(bk), bk, bv.expand_as(bk)))
+            return bias
+        a = self.attn_dim
+        bk = bias[a : 2 * a] + self._pe(h, w) * inv  # (A, N)
+        return torch.cat((bias[:a].expand_as(bk), bk, bias[2 * a :].expand_as(bk)))
 
     def _pe(self, h: int, w: int) -> torch.Tensor:
         """Positional encoding at h x w, channel-first (A, h*w) fp32; resized only when the size differs."""
