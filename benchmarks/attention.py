@@ -1,15 +1,20 @@
-"""Benchmark FLA against softmax attention, plain linear attention and an einsum rendering of the FLA math.
+"""Benchmark FLA against an independent rendering of the paper's math, softmax attention and linear attention.
 
     python benchmarks/attention.py [--dim 128] [--heads 4] [--sizes 20 40 80 160] [--plot attention.png]
 
 Prints a Markdown table: forward time, forward+backward time and peak memory of forward+backward per method and
-token count N = size^2. Softmax attention is skipped above --softmax-max tokens (its N x N matrix).
+token count N = size^2, and each method's forward CPU time over FLA-paper's (the plain einsum rendering with
+its own weights, timed on the same NCHW input, its layout changes and positional-encoding resize included).
+Forwards are timed interleaved. Softmax attention is skipped above --softmax-max tokens (its N x N matrix).
+Methods: FLA (FocusedLinearAttention), FLA-fused (after fuse()), FLA-paper, softmax (C3TR's call),
+softmax-sdpa (fused kernel), linear (FLA without focusing and DWC).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -43,65 +48,105 @@ class SoftmaxAttention(nn.Module):
         return out.transpose(1, 2).reshape_as(x)
 
 
-class EinsumFLA(nn.Module):
-    """The FLA math written straightforwardly with einsum and direct powers, sharing weights with `fla`."""
+class PaperFLA(nn.Module):
+    """An independent, straightforward rendering of docs/fla.md steps 1-7: the speed reference for FLA.
 
-    def __init__(self, fla: FocusedLinearAttention):
+    Its own parameters (copy them from a FocusedLinearAttention with `load_from` to compare outputs), the
+    linear layers as einsum, direct powers, NCHW -> (B, N, C) tokens and back, and the positional encoding
+    resized bilinearly on every call, as a port of the reference code to any input size would do.
+    (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, focusing_factor: float = 3, kernel_size: int = 5,
+                 base_size: int = 20):  # fmt: skip
         super().__init__()
-        self.fla = fla
+        d = dim // num_heads
+        self.num_heads, self.p, self.base = num_heads, focusing_factor, base_size
+        self.wq, self.bq = nn.Parameter(torch.randn(dim, dim) * dim**-0.5), nn.Parameter(torch.zeros(dim))
+        self.wkv, self.bkv = nn.Parameter(torch.randn(2 * dim, dim) * dim**-0.5), nn.Parameter(torch.zeros(2 * dim))
+        self.wp, self.bp = nn.Parameter(torch.randn(dim, dim) * dim**-0.5), nn.Parameter(torch.zeros(dim))
+        self.dw, self.db = nn.Parameter(torch.randn(d, 1, kernel_size, kernel_size) * 0.2), nn.Parameter(torch.zeros(d))
+        self.scale = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pe = nn.Parameter(torch.randn(1, base_size * base_size, dim) * 0.02)
+
+    @torch.no_grad()
+    def load_from(self, m: FocusedLinearAttention) -> PaperFLA:
+        """Copy the weights of a full-width FocusedLinearAttention (same dim, heads, kernel, base size)."""
+        pairs = [(self.wq, m.q.weight), (self.bq, m.q.bias), (self.wkv, m.kv.weight), (self.bkv, m.kv.bias),
+                 (self.wp, m.proj.weight), (self.bp, m.proj.bias), (self.dw, m.dwc.weight), (self.db, m.dwc.bias),
+                 (self.scale, m.scale), (self.pe, m.positional_encoding)]  # fmt: skip
+        for dst, src in pairs:
+            dst.copy_(src)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.fla
         b, c, h, w = x.shape
-        n, nh, d = h * w, m.num_heads, m.head_dim
-        t = x.flatten(2).transpose(1, 2)
-        q, (k, v) = m.q(t), m.kv(t).chunk(2, -1)
-        k = k + m.positional_encoding_at(h, w)
-        s = F.softplus(m.scale)
+        n, nh = h * w, self.num_heads
+        d = c // nh
+        t = x.permute(0, 2, 3, 1).reshape(b, n, c)  # NCHW -> (B, N, C)
+        q = torch.einsum("bnc,oc->bno", t, self.wq) + self.bq  # 1. q, k, v
+        k, v = (torch.einsum("bnc,oc->bno", t, self.wkv) + self.bkv).chunk(2, dim=-1)
+        pe = self.pe.reshape(1, self.base, self.base, c).permute(0, 3, 1, 2)  # 2. k += P resized to h x w
+        pe = F.interpolate(pe, size=(h, w), mode="bilinear", align_corners=False)
+        k = k + pe.permute(0, 2, 3, 1).reshape(1, n, c)
+        s = F.softplus(self.scale)  # 3.
 
-        def focus(z: torch.Tensor) -> torch.Tensor:
+        def focus(z: torch.Tensor) -> torch.Tensor:  # 4.
             z = (F.relu(z) + 1e-6) / s
-            zp = z**m.focusing_factor
+            zp = z**self.p
             return zp * z.norm(dim=-1, keepdim=True) / zp.norm(dim=-1, keepdim=True)
 
         q, k = focus(q), focus(k)
-        q, k, v = (z.reshape(b, n, nh, d) for z in (q, k, v))
+        q, k, v = (z.reshape(b, n, nh, d) for z in (q, k, v))  # 5. heads
         kv = torch.einsum("bnhc,bnhe->bhce", k / math.sqrt(n), v / math.sqrt(n))
-        z = 1 / (torch.einsum("bnhc,bhc->bnh", q, k.mean(1)) + 1e-6)
+        z = 1 / (torch.einsum("bnhc,bhc->bnh", q, k.mean(dim=1)) + 1e-6)
         out = torch.einsum("bnhc,bhce,bnh->bnhe", q, kv, z)
-        fm = m.dwc(v.permute(0, 2, 3, 1).reshape(b * nh, d, h, w))
-        out = out + fm.reshape(b, nh, d, n).permute(0, 3, 1, 2)
-        out = m.proj(out.reshape(b, n, c))
-        return out.transpose(1, 2).reshape_as(x)
+        fm = F.conv2d(
+            v.permute(0, 2, 3, 1).reshape(b * nh, d, h, w), self.dw, self.db, padding=self.dw.shape[-1] // 2, groups=d
+        )
+        out = out + fm.reshape(b, nh, d, n).permute(0, 3, 1, 2)  # 6. DWC(V)
+        out = torch.einsum("bnc,oc->bno", out.reshape(b, n, c), self.wp) + self.bp  # 7. merge heads, proj
+        return out.permute(0, 2, 1).reshape(b, c, h, w)  # (B, N, C) -> NCHW
 
 
 def build(method: str, dim: int, heads: int) -> nn.Module:
-    if method == "FLA":
-        return FocusedLinearAttention(dim, heads)
+    """A fresh eval-mode module for a benchmark method name (see --methods)."""
+    if method in ("FLA", "FLA-fused"):
+        m = FocusedLinearAttention(dim, heads)
+        return m.fuse() if method == "FLA-fused" else m
     if method == "linear":
         return FocusedLinearAttention(dim, heads, focusing_factor=1, kernel_size=0)
     if method in ("softmax", "softmax-sdpa"):
         return SoftmaxAttention(dim, heads, need_weights=method == "softmax")
-    if method == "FLA-einsum":
-        return EinsumFLA(FocusedLinearAttention(dim, heads))
+    if method == "FLA-paper":
+        return PaperFLA(dim, heads)
     raise ValueError(method)
 
 
-def time_ms(fn, runs: int) -> tuple[float, float]:
-    """Best wall time and best process CPU time (all threads) of fn() in ms, after one warm-up call.
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    The minimum is robust on a shared machine; CPU time is not inflated by waiting for other processes.
+
+def time_interleaved(fns: dict, runs: int, device: torch.device) -> dict:
+    """{name: (median wall ms, median process CPU ms)} of fns called in turn, the start rotating every round.
+
+    Interleaving exposes every method to the same machine load; CPU time (all threads) is not inflated by
+    waiting for other processes. One warm-up call each first.
     """
-    fn()
-    wall, cpu = [], []
-    for _ in range(runs):
-        t0, c0 = time.perf_counter(), time.process_time()
+    for fn in fns.values():
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        wall.append((time.perf_counter() - t0) * 1000)
-        cpu.append((time.process_time() - c0) * 1000)
-    return min(wall), min(cpu)
+    keys = list(fns)
+    wall: dict = {k: [] for k in keys}
+    cpu: dict = {k: [] for k in keys}
+    for r in range(runs):
+        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            fns[k]()
+            _sync(device)
+            wall[k].append((time.perf_counter() - t0) * 1000)
+            cpu[k].append((time.process_time() - c0) * 1000)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in keys}
 
 
 def peak_mb(fn, device: torch.device) -> float:
@@ -122,21 +167,34 @@ def peak_mb(fn, device: torch.device) -> float:
     return peak / 2**20
 
 
-def bench(method: str, size: int, opt: argparse.Namespace, device: torch.device) -> dict:
+def bench_size(size: int, methods: list, opt: argparse.Namespace, device: torch.device) -> dict:
+    """{method: result dict} at one size: forwards timed interleaved, then fwd+bwd (not for -fused) one by one."""
     torch.manual_seed(0)
-    m = build(method, opt.dim, opt.heads).to(device)
     x = torch.randn(opt.batch, opt.dim, size, size, device=device)
+    mods = {m: build(m, opt.dim, opt.heads).to(device).eval() for m in methods}
 
-    def fwd():
-        with torch.no_grad():
-            m(x)
+    def fwd(m: nn.Module):
+        def call():
+            with torch.no_grad():
+                m(x)
 
-    def fwd_bwd():
-        xi = x.clone().requires_grad_(True)
-        m(xi).sum().backward()
+        return call
 
-    (f_wall, f_cpu), (fb_wall, fb_cpu) = time_ms(fwd, opt.runs), time_ms(fwd_bwd, opt.runs)
-    return {"fwd": f_wall, "fwd_cpu": f_cpu, "fwd+bwd": fb_wall, "fwd+bwd_cpu": fb_cpu, "mem": peak_mb(fwd_bwd, device)}
+    def fwd_bwd(m: nn.Module):
+        def call():
+            xi = x.clone().requires_grad_(True)
+            m(xi).sum().backward()
+
+        return call
+
+    fwd_t = time_interleaved({k: fwd(m) for k, m in mods.items()}, opt.runs, device)
+    out = {}
+    for k, m in mods.items():
+        out[k] = {"fwd": fwd_t[k][0], "fwd_cpu": fwd_t[k][1]}
+        if not k.endswith("-fused"):  # fuse() is inference only
+            (fb_wall, fb_cpu) = time_interleaved({k: fwd_bwd(m)}, opt.runs, device)[k]
+            out[k].update({"fwd+bwd": fb_wall, "fwd+bwd_cpu": fb_cpu, "mem": peak_mb(fwd_bwd(m), device)})
+    return out
 
 
 def run(opt: argparse.Namespace) -> dict:
@@ -144,31 +202,38 @@ def run(opt: argparse.Namespace) -> dict:
     device = torch.device(opt.device)
     results = {}
     for size in opt.sizes:
-        for method in opt.methods:
-            if method.startswith("softmax") and size * size > opt.softmax_max:
-                results[method, size] = None
-                continue
-            results[method, size] = bench(method, size, opt, device)
-            print(f"done {method} N={size}x{size}", file=sys.stderr, flush=True)
+        skip = [m for m in opt.methods if m.startswith("softmax") and size * size > opt.softmax_max]
+        results.update({(m, size): None for m in skip})
+        done = bench_size(size, [m for m in opt.methods if m not in skip], opt, device)
+        results.update({(m, size): r for m, r in done.items()})
+        print(f"done N={size}x{size}", file=sys.stderr, flush=True)
     return results
+
+
+def _ratio(results: dict, method: str, size: int, ref: str = "FLA-paper") -> str:
+    r, base = results.get((method, size)), results.get((ref, size))
+    return f"{r['fwd_cpu'] / base['fwd_cpu']:.2f}" if r and base and method != ref else ""
 
 
 def markdown(results: dict, opt: argparse.Namespace) -> str:
     rows = [
-        f"C={opt.dim}, heads={opt.heads}, batch={opt.batch}, device={opt.device}, threads={opt.threads}",
+        f"C={opt.dim}, heads={opt.heads}, batch={opt.batch}, device={opt.device}, threads={opt.threads}, "
+        f"medians of {opt.runs} runs, forwards interleaved; ratio = forward CPU time / FLA-paper's",
         "",
-        "| method | N (tokens) | forward ms | fwd+bwd ms | forward CPU ms | fwd+bwd CPU ms | peak fwd+bwd MB |",
-        "|---|---|---|---|---|---|---|",
+        "| method | N (tokens) | forward ms | fwd+bwd ms | forward CPU ms | fwd+bwd CPU ms | peak fwd+bwd MB "
+        "| / FLA-paper |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for size in opt.sizes:
         for method in opt.methods:
             r = results[method, size]
             n = f"{size}x{size} = {size * size}"
             if r is None:
-                rows.append(f"| {method} | {n} |" + " skipped |" * 5)
-            else:
-                times = " | ".join(f"{r[k]:.2f}" for k in ("fwd", "fwd+bwd", "fwd_cpu", "fwd+bwd_cpu"))
-                rows.append(f"| {method} | {n} | {times} | {r['mem']:.1f} |")
+                rows.append(f"| {method} | {n} |" + " skipped |" * 6)
+                continue
+            cells = [f"{r[k]:.2f}" if k in r else "-" for k in ("fwd", "fwd+bwd", "fwd_cpu", "fwd+bwd_cpu")]
+            cells.append(f"{r['mem']:.1f}" if "mem" in r else "-")
+            rows.append(f"| {method} | {n} | {' | '.join(cells)} | {_ratio(results, method, size)} |")
     return "\n".join(rows)
 
 
@@ -196,7 +261,9 @@ def parse_opt(argv: list | None = None) -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--sizes", type=int, nargs="+", default=[20, 40, 80, 160], help="H = W of the feature map")
-    p.add_argument("--methods", nargs="+", default=["FLA", "softmax", "softmax-sdpa", "linear", "FLA-einsum"])
+    p.add_argument(
+        "--methods", nargs="+", default=["FLA", "FLA-fused", "FLA-paper", "softmax", "softmax-sdpa", "linear"]
+    )
     p.add_argument("--softmax-max", type=int, default=80 * 80, help="skip softmax above this many tokens")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)

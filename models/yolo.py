@@ -316,6 +316,8 @@ class DetectionModel(nn.Module):
             if isinstance(m, Conv) and m.bn is not None:
                 m.conv = fuse_conv_and_bn(m.conv, m.bn)
                 m.bn = None
+            elif hasattr(m, "fuse"):  # blocks with their own inference folding (FLA family)
+                m.fuse()
         self.info()
         return self
 

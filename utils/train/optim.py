@@ -17,18 +17,36 @@ LOGGER = logging.getLogger(__name__)
 
 NOMINAL_BATCH = 64  # gradients are accumulated to about this many images per optimizer step
 GROUP_NAMES = ("bias", "weight", "norm")  # param_groups order: lr0/lr1/lr2 in results.csv
+ATTN_GROUPS = ("attn", "attn_no_decay")  # with hyp attn_lr: the FLA family's parameters, after the three above
+ATTN_NO_DECAY = ("scale", "positional_encoding")  # with biases and LayerNorm weights: never decayed
 
 
 def _is_norm(module: nn.Module) -> bool:
     return "Norm" in type(module).__name__ and isinstance(module, nn.Module)
 
 
-def split_parameters(model: nn.Module) -> Dict[str, List[nn.Parameter]]:
-    """Group parameters: 'bias' (all biases), 'norm' (normalisation-layer weights), 'weight' (everything else)."""
-    groups: Dict[str, List[nn.Parameter]] = {name: [] for name in GROUP_NAMES}
+def _attention_parameters(model: nn.Module) -> set:
+    """ids of the parameters inside FLA-family modules (FLA, FLABlock, FocusedLinearAttention)."""
+    from models.fla import FLA, FLABlock, FocusedLinearAttention
+
+    kinds = (FLA, FLABlock, FocusedLinearAttention)
+    return {id(p) for m in model.modules() if isinstance(m, kinds) for p in m.parameters()}
+
+
+def split_parameters(model: nn.Module, attention: bool = False) -> Dict[str, List[nn.Parameter]]:
+    """Group parameters: 'bias' (all biases), 'norm' (normalisation-layer weights), 'weight' (everything else).
+
+    attention=True takes the FLA family's parameters out of those three: 'attn' (Linear / DWC weights, decayed)
+    and 'attn_no_decay' (scale, positional_encoding, biases, LayerNorm weights).
+    """
+    groups: Dict[str, List[nn.Parameter]] = {name: [] for name in GROUP_NAMES + (ATTN_GROUPS if attention else ())}
+    attn = _attention_parameters(model) if attention else set()
     for module in model.modules():
         for pname, p in module.named_parameters(recurse=False):
-            if pname == "bias":
+            if id(p) in attn:
+                decayed = pname not in ATTN_NO_DECAY and pname != "bias" and not _is_norm(module)
+                groups["attn" if decayed else "attn_no_decay"].append(p)
+            elif pname == "bias":
                 groups["bias"].append(p)
             elif pname == "weight" and _is_norm(module):
                 groups["norm"].append(p)
@@ -38,10 +56,21 @@ def split_parameters(model: nn.Module) -> Dict[str, List[nn.Parameter]]:
 
 
 def build_optimizer(
-    model: nn.Module, name: str = "SGD", lr: float = 0.01, momentum: float = 0.937, decay: float = 5e-4
+    model: nn.Module,
+    name: str = "SGD",
+    lr: float = 0.01,
+    momentum: float = 0.937,
+    decay: float = 5e-4,
+    attn_lr: float | None = None,
 ) -> torch.optim.Optimizer:
-    """SGD (Nesterov) / Adam / AdamW (beta1 = momentum) with groups [bias, weight (decayed), norm weight]."""
-    g = split_parameters(model)
+    """SGD (Nesterov) / Adam / AdamW (beta1 = momentum) with groups [bias, weight (decayed), norm weight].
+
+    attn_lr (hyp key `attn_lr`, a multiplier of lr; None = YOLOv5's three groups, where the attention parameters
+    fall by name) adds the non-empty groups 'attn' (decayed) and 'attn_no_decay' at lr * attn_lr for the FLA
+    family's parameters, so new attention layers can learn at their own rate while scale and the positional
+    encoding are never decayed. They warm up from 0 like the weights.
+    """
+    g = split_parameters(model, attention=attn_lr is not None)
     if name == "SGD":
         opt = torch.optim.SGD(g["bias"], lr=lr, momentum=momentum, nesterov=True)
     elif name == "Adam":
@@ -55,9 +84,13 @@ def build_optimizer(
     opt.add_param_group({"params": g["norm"], "weight_decay": 0.0})
     for group, gname in zip(opt.param_groups, GROUP_NAMES):
         group["name"] = gname
+    for gname, wd in zip(ATTN_GROUPS, (decay, 0.0)):
+        if g.get(gname):
+            opt.add_param_group({"params": g[gname], "weight_decay": wd, "lr": lr * attn_lr, "name": gname})
+    attn = f", attention {len(g['attn'])} + {len(g['attn_no_decay'])} (lr x {attn_lr})" if attn_lr is not None else ""
     LOGGER.info(
         f"optimizer: {name}(lr={lr}) with parameter groups {len(g['norm'])} weight(decay=0.0), "
-        f"{len(g['weight'])} weight(decay={decay}), {len(g['bias'])} bias"
+        f"{len(g['weight'])} weight(decay={decay}), {len(g['bias'])} bias{attn}"
     )
     return opt
 

@@ -220,7 +220,9 @@ class Trainer:
         opt, hyp = self.opt, self.hyp
         self.accumulate = accumulate_steps(opt.batch_size)
         decay = scaled_weight_decay(hyp["weight_decay"], opt.batch_size)
-        self.optimizer = build_optimizer(self.model, opt.optimizer, hyp["lr0"], hyp["momentum"], decay)
+        self.optimizer = build_optimizer(
+            self.model, opt.optimizer, hyp["lr0"], hyp["momentum"], decay, hyp.get("attn_lr")
+        )
         self.scheduler = build_scheduler(self.optimizer, opt.epochs, hyp["lrf"], cosine=opt.cos_lr)
         self.lf = self.scheduler.lr_lambdas[0]
         self.ema = ModelEMA(self.model) if self.rank in (-1, 0) else None
@@ -254,7 +256,7 @@ class Trainer:
                 if self.rank in (-1, 0):
                     LOGGER.info("\n" + header_line())
                 mloss = train_one_epoch(self, epoch)
-                lrs = [g["lr"] for g in self.optimizer.param_groups]
+                lrs = [g["lr"] for g in self.optimizer.param_groups][:3]  # results.csv: YOLOv5's three groups
                 self.scheduler.step()
                 stop = self.end_epoch(epoch, mloss, lrs)
                 self.epoch_done = epoch
