@@ -26,7 +26,7 @@ def test_attention_row_reproduces_the_layer_output():
     h, w = 4, 5
     t = torch.randn(1, h * w, 16)
     with torch.no_grad():
-        out = attn.forward_tokens(t, h, w)[0]  # (N, 16)
+        out = attn.run(t.transpose(1, 2), h, w)[0].t()  # (N, 16)
         v = attn.kv(t).chunk(2, dim=-1)[1][0].reshape(h * w, 2, 8)  # (N, heads, d)
     for i in (0, 7, h * w - 1):
         a = attention_row(attn, t, h, w, i, per_head=True).reshape(2, h * w)  # (heads, N)

@@ -91,10 +91,11 @@ def attention_module(net: nn.Module, layer: int | None = None) -> nn.Module | No
 
 @torch.no_grad()
 def attention_row(attn: nn.Module, t: torch.Tensor, h: int, w: int, query: int, per_head: bool = False) -> torch.Tensor:
-    """Attention weights of token `query` over all tokens, for the FocusedLinearAttention input tokens t (1, h*w, C).
+    """Attention weights of token `query` over all tokens, for the tokens t (1, h*w, C) the attention sees.
 
-    a_j = phi(q_i) . phi(k_j) / sum_j phi(q_i) . phi(k_j) per head (phi: the focusing map), averaged over the
-    heads -> (h, w), summing to 1; per_head: (heads, h, w), each summing to 1.
+    From the paper's definitions: x = (relu(.) + 1e-6) / softplus(scale), phi(x) = x^p ||x|| / ||x^p||, and
+    a_j = phi(q_i) . phi(k_j) / sum_j phi(q_i) . phi(k_j) per head, averaged over the heads -> (h, w), summing
+    to 1; per_head: (heads, h, w), each summing to 1.
     """
     t = t.float()
     q = attn.q(t)
@@ -102,32 +103,48 @@ def attention_row(attn: nn.Module, t: torch.Tensor, h: int, w: int, query: int, 
     if getattr(attn, "positional_encoding", None) is not None:
         k = k + attn.positional_encoding_at(h, w)
     s = F.softplus(attn.scale.float())
-    (fq, rq), (fk, rk) = attn._focus(q, s), attn._focus(k, s)
-    fq = fq if rq is None else fq * rq
-    fk = fk if rk is None else fk * rk
+    p = attn.focusing_factor
+
+    def phi(x: torch.Tensor) -> torch.Tensor:
+        x = (F.relu(x) + 1e-6) / s
+        if p == 1:
+            return x
+        m = x.amax(dim=-1, keepdim=True)  # phi(m y) = m phi(y): computed on y = x / m, which cannot overflow
+        y = x / m
+        yp = y**p
+        return m * yp * y.norm(dim=-1, keepdim=True) / yp.norm(dim=-1, keepdim=True)
+
+    fq, fk = phi(q), phi(k)
     nh, d = attn.num_heads, attn.head_dim
     qi = fq[0, query].reshape(nh, 1, d)  # (nh, 1, d)
     kh = fk[0].reshape(-1, nh, d).transpose(0, 1)  # (nh, N, d)
     wgt = (qi * kh).sum(-1)  # (nh, N)
-    wgt = wgt / wgt.sum(-1, keepdim=True).clamp_min(1e-12)
+    wgt = wgt / wgt.sum(-1, keepdim=True).clamp_min(1e-30)
     return wgt.reshape(nh, h, w) if per_head else wgt.mean(0).reshape(h, w)
 
 
 class _Capture:
-    """Keeps the tokens (B, N, C) and grid (h, w) a FocusedLinearAttention is called on, until remove()."""
+    """Keeps the tokens (B, N, C) a FocusedLinearAttention attends over (after its LayerNorm) and the grid (h, w).
+
+    It wraps the layer's `run` (channel-first tokens (B, C, N) and the norm to apply) until remove().
+    """
 
     def __init__(self, attn: nn.Module):
         self.attn, self.t, self.hw = attn, None, None
-        inner = attn.forward_tokens
+        inner = attn.run
 
-        def forward_tokens(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
-            self.t, self.hw = t.detach(), (h, w)
-            return inner(t, h, w)
+        def run(t: torch.Tensor, h: int, w: int, norm: nn.Module | None = None, residual: bool = False):
+            u = t.detach().float().transpose(1, 2)  # (B, N, C)
+            if norm is not None:
+                wb = [None if x is None else x.detach().float() for x in (norm.weight, norm.bias)]
+                u = F.layer_norm(u, norm.normalized_shape, wb[0], wb[1], norm.eps)
+            self.t, self.hw = u, (h, w)
+            return inner(t, h, w, norm, residual)
 
-        attn.forward_tokens = forward_tokens  # an instance attribute: remove() restores the class method
+        attn.run = run  # an instance attribute: remove() restores the class method
 
     def remove(self) -> None:
-        self.attn.__dict__.pop("forward_tokens", None)
+        self.attn.__dict__.pop("run", None)
 
 
 def unletterbox(m: np.ndarray, shape0: Tuple[int, int]) -> np.ndarray:
