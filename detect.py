@@ -67,7 +67,10 @@ def parse_opt(argv=None) -> argparse.Namespace:
 
 
 def default_source() -> str:
-    """The built-in dataset's val images (YOLOv5 uses data/images; no sample images are shipped here)."""
+    """data/images as in YOLOv5 when it holds files (no sample images are shipped), else the built-in val images."""
+    images = ROOT / "data" / "images"
+    if images.is_dir() and any(images.iterdir()):
+        return str(images)
     try:
         from utils.data.config import check_dataset
     except ImportError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import warnings
@@ -19,6 +20,33 @@ LOGGER = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "yolov5-fla"  # the 'format' entry our exported files carry in their metadata
 SUFFIXES = (".pt", ".onnx", ".torchscript", ".xml")  # .xml: OpenVINO, also given as its *_openvino_model folder
+
+
+def parse_meta_value(text: str):
+    """One metadata string -> value: JSON (our exports) or a Python literal (official YOLOv5 writes str(dict)).
+
+    ast.literal_eval accepts literals only (numbers, strings, lists, dicts, ...): nothing is executed.
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+        raise ValueError(f"not JSON nor a Python literal: {text[:60]!r}") from e
+
+
+def onnx_meta(meta: dict, path: Path) -> Tuple[int, list]:
+    """(stride, names) from an ONNX custom_metadata_map; unreadable entries are a UserError naming the file."""
+    try:
+        stride = int(parse_meta_value(meta["stride"])) if "stride" in meta else 32
+        names = names_list(parse_meta_value(meta["names"])) if "names" in meta else []
+    except (ValueError, TypeError, UserError) as e:
+        raise UserError(f"cannot read the metadata of ONNX model {path}: {e}") from e
+    if stride <= 0:
+        raise UserError(f"cannot read the metadata of ONNX model {path}: stride {stride} is not positive")
+    return stride, names
 
 
 def read_torchscript_meta(path: Union[str, Path]) -> dict:
@@ -129,8 +157,7 @@ class DetectMultiBackend(nn.Module):
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise UserError(f"cannot load ONNX model {f}: {str(e).splitlines()[0]}") from e
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.stride = int(meta.get("stride", 32))
-        self.names = names_list(json.loads(meta["names"])) if "names" in meta else []
+        self.stride, self.names = onnx_meta(meta, f)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_names = [o.name for o in self.session.get_outputs()]

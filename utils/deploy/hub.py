@@ -60,10 +60,15 @@ def _letterbox_batch(ims: List[np.ndarray], size: int, stride: int) -> tuple:
     return np.ascontiguousarray(batch), shape
 
 
-class Detector:
-    """A loaded model plus inference settings; call it on images to get Detections. Settings are attributes."""
+class Detector(nn.Module):
+    """A loaded model plus inference settings; call it on images to get Detections. Settings are attributes.
+
+    Called on a float tensor batch (B, 3, H, W) in 0-1 it returns the raw prediction (B, N, 5 + nc) without NMS,
+    so torch.jit.trace(detector, [im]) works as with YOLOv5's AutoShape.
+    """
 
     def __init__(self, model: Any, size: int = 640):
+        super().__init__()
         self.model = model
         self.size = size
         self.conf, self.iou, self.classes, self.agnostic, self.max_det = 0.25, 0.45, None, False, 1000
@@ -73,17 +78,24 @@ class Detector:
         net = getattr(model, "model", model)
         params = list(net.parameters()) if isinstance(net, nn.Module) else []
         self.device = getattr(model, "device", params[0].device if params else torch.device("cpu"))
+        self.train(False)
         warmup_nms()
 
     @torch.no_grad()
-    def __call__(
+    def forward(
         self,
-        ims: Union[ImageLike, Sequence[ImageLike]],
+        ims: Union[ImageLike, Sequence[ImageLike], torch.Tensor],
         size: int | None = None,
         augment: bool = False,
         bgr: bool = False,
-    ) -> Detections:
-        """Detect on one image or a list; size is the long side in pixels (default self.size)."""
+    ) -> Union[Detections, torch.Tensor]:
+        """Detect on one image or a list; size is the long side in pixels (default self.size).
+
+        A tensor (B, 3, H, W) float 0-1 (H, W multiples of the stride) -> raw (B, N, 5 + nc), no NMS.
+        """
+        if isinstance(ims, torch.Tensor):
+            x = ims.to(self.device)
+            return infer(self.model, x if x.ndim == 4 else x[None], augment)
         t0 = time_sync()
         items = list(ims) if isinstance(ims, (list, tuple)) else [ims]
         if not items:
