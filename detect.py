@@ -7,11 +7,16 @@ import logging
 import sys
 from pathlib import Path
 
+from utils.compat_flags import CompatFlag, add_compat_flags, check_compat_flags
 from utils.errors import UserError, run_cli
 from utils.log import setup_logging
 from utils.paths import ROOT
 
 LOGGER = logging.getLogger("detect")
+COMPAT = (
+    CompatFlag(("--dnn",), "ONNX models run through ONNX Runtime, not OpenCV DNN (same detections)"),
+    CompatFlag(("--update",), "detect.py never rewrites weights files (YOLOv5 strips their optimizer state)"),
+)
 
 
 def parse_opt(argv=None) -> argparse.Namespace:
@@ -30,7 +35,6 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="inference size h,w")
     g.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     g.add_argument("--half", action="store_true", help="FP16 half-precision inference (CUDA only)")
-    g.add_argument("--dnn", action="store_true", help="accepted for compatibility; ONNX runs through ONNX Runtime")
     g.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
     g = p.add_argument_group("post-processing")
     g.add_argument("--conf-thres", type=float, default=0.25, help="confidence threshold")
@@ -49,6 +53,13 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("output")
     g.add_argument("--view-img", action="store_true", help="show results (needs a display)")
     g.add_argument("--save-txt", action="store_true", help="save results to *.txt")
+    g.add_argument(
+        "--save-format",
+        type=int,
+        default=0,
+        choices=(0, 1),
+        help="--save-txt boxes: 0 = YOLO (cls xc yc w h), 1 = Pascal-VOC corners (cls x1 y1 x2 y2), both normalised",
+    )
     g.add_argument("--save-csv", action="store_true", help="save results in CSV format")
     g.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
     g.add_argument("--save-crop", action="store_true", help="save cropped prediction boxes")
@@ -59,6 +70,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--line-thickness", default=3, type=int, help="bounding box thickness (pixels)")
     g.add_argument("--hide-labels", action="store_true", help="hide labels")
     g.add_argument("--hide-conf", action="store_true", help="hide confidences")
+    add_compat_flags(p, COMPAT, "YOLOv5 flags without effect here")
     opt = p.parse_args(argv)
     if len(opt.imgsz) > 2:
         p.error("--imgsz takes one or two integers (h w)")
@@ -89,6 +101,7 @@ def main(opt: argparse.Namespace) -> Path:
     from utils.torch_utils import select_device
 
     setup_logging()
+    check_compat_flags(opt, COMPAT)
     source = opt.source or default_source()
     device = select_device(opt.device)
     half = opt.half and device.type != "cpu"
@@ -110,6 +123,7 @@ def main(opt: argparse.Namespace) -> Path:
         save_txt=opt.save_txt,
         save_csv=opt.save_csv,
         save_conf=opt.save_conf,
+        save_format=opt.save_format,
         save_crop=opt.save_crop,
         view_img=opt.view_img,
         line_thickness=opt.line_thickness,

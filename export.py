@@ -4,19 +4,45 @@ from __future__ import annotations
 
 import argparse
 
+from utils.compat_flags import CompatFlag, add_compat_flags, check_compat_flags
 from utils.errors import run_cli
 from utils.log import setup_logging
 
+TF_ONLY = "only TensorFlow formats use it and they are not exported here"
+TRT_ONLY = "only TensorRT (--include engine) uses it, which is not exported here"
+COMPAT = (
+    CompatFlag(("--int8",), "INT8 quantization is not available; exports are FP32 (or FP16 with --half)", True),
+    CompatFlag(("--keras",), "TensorFlow / Keras export is not available; use --include onnx", True),
+    CompatFlag(("--optimize",), "TorchScript for PyTorch Mobile's lite interpreter is not written", True),
+    CompatFlag(("--nms",), "NMS inside the exported model is not available; detect.py and val.py run NMS", True),
+    CompatFlag(
+        ("--agnostic-nms",), "NMS inside the exported model is not available; use detect.py --agnostic-nms", True
+    ),
+    CompatFlag(
+        ("--data",), "only INT8 calibration uses it; class names come from the weights", kwargs={"default": None}
+    ),
+    CompatFlag(("--inplace",), "the Detect head gives the same output either way"),
+    CompatFlag(("--per-tensor",), f"per-tensor quantization: {TF_ONLY}"),
+    CompatFlag(("--mlmodel",), "CoreML export (--include coreml) is not available"),
+    CompatFlag(("--cache",), f"timing cache: {TRT_ONLY}", kwargs={"type": str, "default": ""}),
+    CompatFlag(("--verbose",), f"verbose log: {TRT_ONLY}"),
+    CompatFlag(("--workspace",), f"workspace size: {TRT_ONLY}", kwargs={"type": int, "default": 4}),
+    CompatFlag(("--topk-per-class",), f"in-model NMS setting: {TF_ONLY}", kwargs={"type": int, "default": 100}),
+    CompatFlag(("--topk-all",), f"in-model NMS setting: {TF_ONLY}", kwargs={"type": int, "default": 100}),
+    CompatFlag(("--iou-thres",), f"in-model NMS setting: {TF_ONLY}", kwargs={"type": float, "default": 0.45}),
+    CompatFlag(("--conf-thres",), f"in-model NMS setting: {TF_ONLY}", kwargs={"type": float, "default": 0.25}),
+)
+
 
 def parse_opt(argv=None) -> argparse.Namespace:
-    """Command-line options (YOLOv5's export.py flags for the formats we support)."""
+    """Command-line options: YOLOv5's export.py flags; those of formats we do not build are accepted (see --help)."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--weights", type=str, default="yolov5s.pt", help="model .pt path (ours or official)")
+    parser.add_argument("--weights", nargs="+", type=str, default=["yolov5s.pt"], help="model .pt path(s)")
     parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="image (h, w)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size")
     parser.add_argument("--device", default="cpu", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     parser.add_argument("--half", action="store_true", help="FP16 half-precision export (CUDA only)")
-    parser.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch, height and width axes")
+    parser.add_argument("--dynamic", action="store_true", help="ONNX / TorchScript: dynamic batch, height and width")
     parser.add_argument("--simplify", action="store_true", help="ONNX: simplify the graph with onnxslim")
     parser.add_argument("--opset", type=int, default=17, help="ONNX: opset version")
     parser.add_argument(
@@ -26,26 +52,33 @@ def parse_opt(argv=None) -> argparse.Namespace:
         help="formats to export: torchscript, onnx, openvino",
         metavar="FORMAT",
     )
+    add_compat_flags(parser, COMPAT, "YOLOv5 flags of formats not exported here")
     return parser.parse_args(argv)
 
 
 @run_cli
-def main(opt: argparse.Namespace) -> dict:
-    """Export opt.weights in each requested format; returns {format: path}."""
+def main(opt: argparse.Namespace):
+    """Export each of opt.weights in each requested format; returns {format: path} (a list of them for several)."""
     from utils.deploy.export import run_export
 
     setup_logging()
-    return run_export(
-        weights=opt.weights,
-        imgsz=opt.imgsz,
-        batch_size=opt.batch_size,
-        device=opt.device,
-        half=opt.half,
-        dynamic=opt.dynamic,
-        simplify=opt.simplify,
-        opset=opt.opset,
-        include=opt.include,
-    )
+    check_compat_flags(opt, COMPAT)
+    weights = opt.weights if isinstance(opt.weights, (list, tuple)) else [opt.weights]
+    out = [
+        run_export(
+            weights=w,
+            imgsz=opt.imgsz,
+            batch_size=opt.batch_size,
+            device=opt.device,
+            half=opt.half,
+            dynamic=opt.dynamic,
+            simplify=opt.simplify,
+            opset=opt.opset,
+            include=opt.include,
+        )
+        for w in weights
+    ]
+    return out[0] if len(out) == 1 else out
 
 
 if __name__ == "__main__":

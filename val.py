@@ -7,12 +7,14 @@ import logging
 import sys
 from pathlib import Path
 
+from utils.compat_flags import CompatFlag, add_compat_flags, check_compat_flags
 from utils.errors import UserError, run_cli
 from utils.log import setup_logging
 from utils.paths import ROOT
 
 LOGGER = logging.getLogger("val")
 TASKS = ("train", "val", "test", "speed", "study")
+COMPAT = (CompatFlag(("--dnn",), "ONNX models run through ONNX Runtime, not OpenCV DNN (same results)"),)
 
 
 def parse_opt(argv=None) -> argparse.Namespace:
@@ -29,7 +31,6 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--workers", type=int, default=8, help="max dataloader workers")
     g.add_argument("--single-cls", action="store_true", help="treat as single-class dataset")
     g.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
-    g.add_argument("--dnn", action="store_true", help="accepted for compatibility; ONNX runs through ONNX Runtime")
     g = p.add_argument_group("evaluation")
     g.add_argument("--conf-thres", type=float, default=0.001, help="confidence threshold")
     g.add_argument("--iou-thres", type=float, default=0.6, help="NMS IoU threshold")
@@ -45,6 +46,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--name", default="exp", help="save to project/name")
     g.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     g.add_argument("--noplots", action="store_true", help="save no plot files")
+    add_compat_flags(p, COMPAT, "YOLOv5 flags without effect here")
     opt = p.parse_args(argv)
     opt.save_txt |= opt.save_hybrid
     opt.save_json |= str(opt.data or "").endswith("coco.yaml")
@@ -136,6 +138,7 @@ def main(opt: argparse.Namespace):
     from utils.paths import increment_path
 
     setup_logging()
+    check_compat_flags(opt, COMPAT)
     if opt.batch_size < 1:
         raise UserError(f"--batch-size must be positive (got {opt.batch_size})")
     if opt.conf_thres > 0.001 and opt.task in ("train", "val", "test"):

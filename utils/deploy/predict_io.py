@@ -29,6 +29,7 @@ class SaveOptions:
     save_txt: bool = False
     save_csv: bool = False
     save_conf: bool = False
+    save_format: int = 0  # --save-txt rows: 0 = YOLO 'cls xc yc w h', 1 = Pascal-VOC corners 'cls x1 y1 x2 y2'
     save_crop: bool = False
     view_img: bool = False
     line_thickness: int = 3
@@ -56,13 +57,17 @@ def write_image(path: Path, im: np.ndarray) -> None:
     buf.tofile(str(path))
 
 
-def label_rows(det: torch.Tensor, shape: tuple, with_conf: bool) -> List[str]:
-    """(n, 6) xyxy/conf/cls boxes in pixels of an image of shape (h, w) -> 'cls xc yc w h [conf]' normalised rows."""
+def label_rows(det: torch.Tensor, shape: tuple, with_conf: bool, corners: bool = False) -> List[str]:
+    """(n, 6) xyxy/conf/cls boxes in pixels of an image of shape (h, w) -> 'cls xc yc w h [conf]' normalised rows.
+
+    corners=True (--save-format 1) writes 'cls x1 y1 x2 y2 [conf]', normalised the same way (as YOLOv5 does).
+    """
     gn = torch.tensor(shape[:2])[[1, 0, 1, 0]].float()  # w h w h
     rows = []
     for *xyxy, conf, cls in reversed(det.tolist()):  # ascending confidence, as YOLOv5 writes them
-        xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
-        vals = (int(cls), *xywh, conf) if with_conf else (int(cls), *xywh)
+        box = torch.tensor(xyxy).view(1, 4)
+        coords = ((box if corners else xyxy2xywh(box)) / gn).view(-1).tolist()
+        vals = (int(cls), *coords, conf) if with_conf else (int(cls), *coords)
         rows.append(("%g " * len(vals)).rstrip() % vals)
     return rows
 
@@ -100,7 +105,7 @@ class PredictionSaver:
         o = self.opts
         stem = p.stem if mode == "image" else f"{p.stem}_{frame}"
         if o.save_txt:
-            rows = label_rows(det, im0.shape, o.save_conf)
+            rows = label_rows(det, im0.shape, o.save_conf, corners=o.save_format == 1)
             (self.save_dir / "labels" / f"{stem}.txt").write_text("".join(r + "\n" for r in rows))
             self.n_txt += 1
         if o.save_csv:
