@@ -78,7 +78,7 @@ def main(argv=None) -> None:
 
 
 def _demo(name: str, path, setup_logging) -> None:
-    """Detect with the named model on the repository's data/images (files, PIL, arrays), print and save."""
+    """Detect with the named model on data/images (here, else the repository's; files, PIL, arrays); print, save."""
     from pathlib import Path
 
     import numpy as np
@@ -88,12 +88,13 @@ def _demo(name: str, path, setup_logging) -> None:
 
     setup_logging()
     model = _create(name, pretrained=True, path=path)
-    files = sorted(p for p in (ROOT / "data" / "images").glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    folder = next((d for d in (Path("data/images"), ROOT / "data" / "images") if d.is_dir()), Path("data/images"))
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     ims = [str(f) for f in files[:1]] + [Path(f) for f in files[:1]] + [Image.open(f) for f in files[1:2]]
     ims.append(np.zeros((320, 640, 3), np.uint8))
     results = model(ims, size=320)
     results.print()
-    results.save(ROOT / "runs" / "detect" / "exp")
+    results.save(Path("runs/detect/exp"))  # relative to the current folder, as YOLOv5 saves hub results
 
 
 if __name__ == "__main__":

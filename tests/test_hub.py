@@ -108,3 +108,69 @@ def test_official_weights_match_reference(shared):
     assert sorted(names) == ["person", "person", "tie"]
     ref = np.loadtxt(shared / "reference/detect_yolov5n_640/zidane.txt", ndmin=2)
     assert np.allclose(np.sort(r.xywhn[0][:, 4].numpy()), np.sort(ref[:, 5]), atol=0.01)
+
+
+# ---------------------------------------------------------------- hubconf.py (torch.hub entry points)
+
+
+def _hub(name: str, **kwargs):
+    from tests.conftest import ROOT
+
+    return torch.hub.load(str(ROOT), name, source="local", **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_hub_custom_inputs_and_trace(tiny_weights, tmp_path):  # noqa: F811
+    m = _hub("custom", path=str(tiny_weights.with_suffix("")), device="cpu")  # a bare name gets '.pt'
+    f = tmp_path / "a.jpg"
+    Image.fromarray(_image()).save(f)
+    for inputs in (str(f), _image(), Image.open(f), [f, _image(30, 50)]):
+        assert isinstance(m(inputs), Detections)
+    im = torch.zeros(1, 3, 64, 64)
+    y = m(im)
+    assert y.shape == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 8)
+    traced = torch.jit.trace(m, [im])
+    torch.testing.assert_close(traced(im), y)
+    bare = _hub("custom", path=str(tiny_weights), autoshape=False)
+    assert type(bare).__name__ == "DetectionModel" and bare.names == ["cat", "dog", "bird"]
+
+
+def test_hub_named_models(tiny_weights, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    m = _hub("yolov5n", pretrained=False, classes=3, autoshape=False)
+    assert m.yaml["nc"] == 3 and m.model[-1].no == 8
+    fla = _hub("yolov5n-fla", pretrained=False, classes=2)
+    assert any(type(x).__name__ == "FLA" for x in fla.model.modules()) and len(fla.names) == 2
+    if not (tmp_path / "yolov5n.pt").exists():
+        from utils.paths import ROOT
+
+        if not (ROOT / "yolov5n.pt").exists():
+            with pytest.raises(UserError, match=r"yolov5n.pt not found: put it in .* nothing is downloaded"):
+                _hub("yolov5n")
+    with pytest.raises(UserError, match="weights file not found"):
+        _hub("yolov5s", path=str(tmp_path / "none.pt"))
+    with pytest.raises(UserError, match="unknown model"):
+        from hubconf import _create
+
+        _create("yolov5q")
+
+
+@pytest.mark.slow
+def test_hub_pretrained_from_path_and_cli(shared, tmp_path):
+    import shutil
+
+    from tests.conftest import run_script
+
+    w = shutil.copy(shared / "weights/yolov5n.pt", tmp_path / "yolov5n.pt")
+    m = _hub("yolov5n", path=w, device="cpu")
+    res = m(str(shared / "images/bus.jpg"))
+    assert "4 persons, 1 bus" in str(res)
+    two = _hub("yolov5n", path=w, classes=2, autoshape=False)  # re-targeted: backbone kept, head rebuilt
+    assert two.model[-1].no == 7
+    r = run_script("hubconf.py", "--model", "yolov5n", cwd=tmp_path)  # yolov5n.pt found in the current folder
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "Speed:" in r.stdout
+    r = run_script("hubconf.py", "--model", "yolov5s", "--path", tmp_path / "no.pt", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: weights file not found: {tmp_path / 'no.pt'}"
+    ]
