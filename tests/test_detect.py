@@ -309,7 +309,19 @@ def test_label_rows_and_img_size():
     rows = label_rows(det, (100, 200, 3), with_conf=True)
     assert rows == ["0 0.25 0.25 0.5 0.5 0.5", "2 0.1 0.4 0.1 0.4 0.9"]  # ascending confidence, w=200 h=100
     assert label_rows(det[:1], (100, 200, 3), with_conf=False) == ["2 0.1 0.4 0.1 0.4"]
+    assert label_rows(det[:1], (100, 200, 3), with_conf=False, corners=True) == ["2 0.05 0.2 0.15 0.6"]  # format 1
     assert check_img_size([640], 32) == [640, 640] and check_img_size([300, 500], 32) == [320, 512]
     assert (
         summarize(det, {0: "person", 2: "bus"}) == "1 person, 1 bus, " and summarize(det[:0], {}) == "(no detections), "
     )
+
+
+def test_save_format_corners(tiny_weights, tmp_path):
+    im = tmp_path / "a.jpg"
+    cv2.imwrite(str(im), np.full((48, 64, 3), 90, np.uint8))
+    for fmt in ("0", "1"):
+        r = detect("--weights", tiny_weights, "--source", im, "--imgsz", "64", "--save-txt", "--save-format", fmt,
+                   "--nosave", project=tmp_path / fmt)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    yolo, corners = (read_rows(tmp_path / f / "exp/labels/a.txt") for f in ("0", "1"))
+    assert len(yolo) and np.allclose(xywh2xyxy(torch.tensor(yolo[:, 1:5])).numpy(), corners[:, 1:5], atol=2e-6)
