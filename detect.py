@@ -50,6 +50,17 @@ def parse_opt(argv=None) -> argparse.Namespace:
         "channels of each layer's output, grayscale, 8 per row; Detect excluded) and the same channels as .npy; "
         "videos and streams: first frame only (<stem>_<frame>/); .pt weights only",
     )
+    g.add_argument(
+        "--heatmap",
+        nargs="?",
+        type=int,
+        const=-1,
+        default=None,
+        metavar="LAYER",
+        help="save per image <run>/heatmaps/<stem>_cam.png (EigenCAM of layer LAYER, default: the last FLA layer, "
+        "else the last backbone layer) and, with FLA, <stem>_attention.png (what the most confident box's centre "
+        "attends to); videos: first frame only; .pt weights only; needs the optional grad-cam package",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--view-img", action="store_true", help="show results (needs a display)")
     g.add_argument("--save-txt", action="store_true", help="save results to *.txt")
@@ -130,7 +141,17 @@ def main(opt: argparse.Namespace) -> Path:
         hide_labels=opt.hide_labels,
         hide_conf=opt.hide_conf,
     )
-    prof = run_detection(model, dataset, save_dir, nms, save, augment=opt.augment, half=half, visualize=opt.visualize)
+    prof = run_detection(
+        model,
+        dataset,
+        save_dir,
+        nms,
+        save,
+        augment=opt.augment,
+        half=half,
+        visualize=opt.visualize,
+        heatmap=opt.heatmap,
+    )
     pre, inf, post = prof.per_image_ms()
     LOGGER.info(
         "Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape %s", pre, inf, post, (1, 3, *imgsz)

@@ -70,3 +70,42 @@ def test_writer_writes_image_sized_pngs(tmp_path):
     for name in ("x_cam.png", "x_attention.png"):
         im = cv2.imread(str(tmp_path / "heatmaps" / name))
         assert im.shape == im0.shape and not np.array_equal(im, im0)
+
+
+@pytest.mark.slow
+def test_detect_heatmap_end_to_end(tmp_path):
+    """detect.py --heatmap on an FLA model: per image a cam and an attention PNG of the image's size."""
+    import cv2
+
+    from tests.conftest import run_script
+    from tests.test_detect import write_video
+    from utils.checkpoint import model_to_dict, save_checkpoint
+
+    torch.manual_seed(0)
+    model = DetectionModel("yolov5n-fla.yaml", nc=2, verbose=False)
+    with torch.no_grad():  # a non-zero attention output, as after training
+        for m in model.modules():
+            if isinstance(m, FocusedLinearAttention):
+                m.proj.weight.normal_(0, 0.02)
+    weights = tmp_path / "fla.pt"
+    save_checkpoint({"model": model_to_dict(model, half=False)}, weights)
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a.jpg": (90, 120), "b.png": (100, 70)}.items():
+        cv2.imwrite(str(src / name), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    write_video(src / "clip.mp4", n=3)
+    r = run_script("detect.py", "--weights", weights, "--source", src, "--imgsz", "96", "--heatmap",
+                   "--project", tmp_path, "--name", "exp", "--conf-thres", "0.001", timeout=300)  # fmt: skip
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    out = tmp_path / "exp" / "heatmaps"
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "a_attention.png", "a_cam.png", "b_attention.png", "b_cam.png", "clip_1_attention.png", "clip_1_cam.png"
+    ]  # fmt: skip
+    for stem, shape in (("a", (90, 120, 3)), ("b", (100, 70, 3)), ("clip_1", (48, 64, 3))):
+        for kind in ("cam", "attention"):
+            im = cv2.imread(str(out / f"{stem}_{kind}.png"))
+            assert im.shape == shape and im.std() > 1
+    r = run_script("detect.py", "--weights", weights, "--source", src / "a.jpg", "--imgsz", "96", "--heatmap", "99",
+                   "--project", tmp_path, "--name", "bad", timeout=300)  # fmt: skip
+    assert r.returncode == 2 and "error: --heatmap 99" in r.stderr and "Traceback" not in r.stderr

@@ -60,12 +60,18 @@ class _PredOnly(nn.Module):
         return out[0] if isinstance(out, (list, tuple)) else out
 
 
-def eigen_cam(net: nn.Module, x: torch.Tensor, layer: int) -> np.ndarray:
-    """EigenCAM of net.model[layer] on x (B, 3, H, W) -> (B, H, W) float32 maps in [0, 1]."""
+def _eigen_cam_class():
+    """pytorch_grad_cam.EigenCAM, or a one-line UserError when the optional package is missing."""
     try:
         from pytorch_grad_cam import EigenCAM
     except ImportError as e:
         raise UserError("--heatmap needs the optional grad-cam package: pip install grad-cam") from e
+    return EigenCAM
+
+
+def eigen_cam(net: nn.Module, x: torch.Tensor, layer: int) -> np.ndarray:
+    """EigenCAM of net.model[layer] on x (B, 3, H, W) -> (B, H, W) float32 maps in [0, 1]."""
+    EigenCAM = _eigen_cam_class()
     cam = EigenCAM(_PredOnly(net), target_layers=[net.model[layer]])
     try:
         with torch.enable_grad():  # grad-cam's hooks run under autograd; EigenCAM itself uses no gradients
@@ -176,6 +182,7 @@ class HeatmapWriter:
     """Writes the CAM and FLA-attention overlays of each image of a detect.py run into save_dir/heatmaps/."""
 
     def __init__(self, net: nn.Module, save_dir: Path, layer: int | None = None):
+        _eigen_cam_class()  # a missing package stops the run before the first image
         self.net = net
         self.layer = resolve_layer(net, layer)
         self.dir = Path(save_dir) / "heatmaps"

@@ -123,6 +123,17 @@ def feature_writer(model, save_dir: Path) -> FeatureMapWriter | None:
     return FeatureMapWriter(net, save_dir)
 
 
+def heatmap_writer(model, save_dir: Path, layer: int):
+    """HeatmapWriter for --heatmap on a PyTorch model; None (after one warning) for exported backends."""
+    from utils.deploy.heatmap import HeatmapWriter  # late: only --heatmap needs grad-cam
+
+    net = find_detection_model(model)
+    if net is None:
+        LOGGER.warning("WARNING: --heatmap needs PyTorch (.pt) weights; heatmaps are not saved")
+        return None
+    return HeatmapWriter(net, save_dir, layer)
+
+
 def visualize_names(dataset, path) -> List[str] | None:
     """Feature-map folder names for one dataset item: the image stem; '<stem>_<frame>' for the first frame of each
     video (and the first batch of streams) only, None for later frames."""
@@ -144,10 +155,13 @@ def run_detection(
     half: bool = False,
     progress=None,
     visualize: bool = False,
+    heatmap: int | None = None,
 ) -> Profile:
     """Run model over every item of a sources.load_source dataset; print, draw and save as detect.py does.
 
     visualize: save each stage's feature maps per image under save_dir (see utils.deploy.feature_maps; .pt only).
+    heatmap: a layer index (-1: the default layer) whose EigenCAM, and FLA's attention, are drawn per image under
+    save_dir/heatmaps (see utils.deploy.heatmap; .pt only); None: off.
     """
     device = getattr(model, "device", torch.device("cpu"))
     names = names_dict(getattr(model, "names", None))
@@ -155,6 +169,7 @@ def run_detection(
     prof = Profile()
     warmup_nms()
     viz = feature_writer(model, save_dir) if visualize else None
+    hm = heatmap_writer(model, save_dir, heatmap) if heatmap is not None else None
     with contextlib.closing(saver), viz or contextlib.nullcontext():
         for path, im, im0s, cap, desc in dataset:
             t0 = time_sync()
@@ -173,6 +188,7 @@ def run_detection(
                 prof.times[k] += dt
             prof.seen += len(dets)
             stream = dataset.mode == "stream"
+            drawn = visualize_names(dataset, path) if hm is not None else None
             for i, det in enumerate(dets):
                 p, im0 = (path[i], im0s[i].copy()) if stream else (path, im0s.copy())
                 frame = dataset.count if stream else getattr(dataset, "frame", 0)
@@ -184,6 +200,10 @@ def run_detection(
                 fps = source_fps(dataset, cap, i)
                 saver.add(Path(p), im0, det, mode=dataset.mode, frame=frame, fps=fps, stream_index=i)
                 LOGGER.info("%s%.1fms", s, (t2 - t1) * 1e3)
+            if drawn is not None:
+                hm.write(x, drawn, list(im0s) if stream else [im0s], dets)
             if progress is not None:
                 progress()
+    if hm is not None:
+        hm.close()
     return prof
