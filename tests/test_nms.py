@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from utils.nms import nms_boxes, nms_torch, non_max_suppression
+import utils.nms as nms_module
+from utils.nms import greedy_top, nms_boxes, nms_torch, non_max_suppression
 
 
 def pred_rows(*rows, nc: int = 2) -> torch.Tensor:
@@ -105,3 +106,42 @@ def test_pure_torch_nms_matches_torchvision():
 def test_bad_thresholds_raise():
     with pytest.raises(ValueError):
         non_max_suppression(pred_rows((1, 1, 1, 1, 1, 1, 0)), conf_thres=1.5)
+
+
+def test_greedy_top_known_answer_across_prefixes(monkeypatch):
+    # a chain of 10x10 boxes 2 px apart, best first: each overlaps its neighbour at IoU 80/120 = 0.67 > 0.5 and the
+    # one after next at IoU 60/140 = 0.43, so greedy NMS keeps every second box: 0, 2, 4, ...
+    boxes = torch.tensor([[2.0 * i, 0, 2.0 * i + 10, 10] for i in range(12)])
+    monkeypatch.setattr(nms_module, "FIRST_PREFIX", 2)  # the first prefix is 4 * max_det boxes
+    assert greedy_top(boxes, max_det=2, iou_thres=0.5).tolist() == [0, 2]  # the first 8 boxes suffice
+    assert greedy_top(boxes, max_det=5, iou_thres=0.5).tolist() == [0, 2, 4, 6, 8]  # a prefix of 20: all 12
+    assert greedy_top(boxes, max_det=300, iou_thres=0.5).tolist() == [0, 2, 4, 6, 8, 10]
+    assert greedy_top(boxes[:0], max_det=3, iou_thres=0.5).tolist() == []
+
+
+def test_growing_prefix_equals_one_full_nms(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(500, 2, generator=g) * 100
+    boxes = torch.cat((xy, xy + 5 + torch.rand(500, 2, generator=g) * 20), 1)
+    full = nms_boxes(boxes, torch.arange(500, 0, -1).float(), 0.3)  # boxes are in rank order
+    monkeypatch.setattr(nms_module, "FIRST_PREFIX", 16)
+    for max_det in (1, 7, 50, len(full), 1000):
+        assert greedy_top(boxes, max_det, 0.3).tolist() == full[:max_det].tolist()
+
+
+def test_flood_of_low_scores_every_image_scored():
+    # early validation: every anchor of every image passes conf 0.001 with 3 classes (multi-label): no image is
+    # dropped and each keeps exactly max_det rows, the best ones, in descending order
+    g = torch.Generator().manual_seed(1)
+    bs, n = 6, 3000
+    p = torch.zeros(bs, n, 8)
+    p[..., :2] = torch.rand(bs, n, 2, generator=g) * 320
+    p[..., 2:4] = 8 + torch.rand(bs, n, 2, generator=g) * 30
+    p[..., 4] = 0.01 + torch.rand(bs, n, generator=g) * 0.04
+    p[..., 5:] = 0.2 + torch.rand(bs, n, 3, generator=g) * 0.3
+    out = non_max_suppression(p, conf_thres=0.001, iou_thres=0.6, multi_label=True, max_det=300)
+    assert [len(o) for o in out] == [300] * bs
+    for xi, o in enumerate(out):
+        assert (o[1:, 4] <= o[:-1, 4]).all()
+        best = (p[xi, :, 5:] * p[xi, :, 4:5]).max()
+        assert o[0, 4].item() == pytest.approx(best.item())  # the best candidate always survives
