@@ -248,7 +248,8 @@ def evaluate(
         model = copy.deepcopy(model).half()
     elif bare:
         model.float()
-    st = _State(torch.linspace(0.5, 0.95, 10, device=device), ConfusionMatrix(nc=nc), torch.zeros(3, device=device),
+    st = _State(torch.linspace(0.5, 0.95, 10, device=device), ConfusionMatrix(nc=nc) if plots else None,
+                torch.zeros(3, device=device),
                 _Outputs(save_dir, save_txt, save_conf, save_json, coco or CocoTarget()))  # fmt: skip
     batches = dataloader
     if progress:
@@ -321,7 +322,7 @@ class _State:
     """What the loop accumulates: per-image stats, the confusion matrix, losses, timings and side outputs."""
 
     iouv: torch.Tensor
-    cm: ConfusionMatrix
+    cm: ConfusionMatrix | None  # only filled when it is plotted
     loss: torch.Tensor
     outputs: _Outputs
     stats: list = field(default_factory=list)
@@ -339,5 +340,6 @@ class _State:
         self.outputs.add(predn, labelsn, path, shapes[0])
         if pred.shape[0] == 0 and labels.shape[0] == 0:
             return
-        self.cm.process_batch(predn if len(pred) else None, labelsn if len(pred) else labels[:, 0])
+        if self.cm is not None:
+            self.cm.process_batch(predn if len(pred) else None, labelsn if len(pred) else labels[:, 0])
         self.stats.append((correct, pred[:, 4], pred[:, 5], labels[:, 0]))

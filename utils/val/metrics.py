@@ -154,24 +154,22 @@ class ConfusionMatrix:
         With detections None, labels may be (m,) classes only: every label is a missed (background) prediction.
         """
         if detections is None:
-            for gc in labels.reshape(-1).int().tolist() if labels.ndim == 1 else labels[:, 0].int().tolist():
-                self.matrix[self.nc, gc] += 1
+            gt = labels.reshape(-1) if labels.ndim == 1 else labels[:, 0]
+            np.add.at(self.matrix, (self.nc, gt.int().cpu().numpy()), 1)  # every label missed
             return
         detections = detections[detections[:, 4] > self.conf]
-        gt_classes = labels[:, 0].int().tolist()
-        det_classes = detections[:, 5].int().tolist()
+        gt = labels[:, 0].int().cpu().numpy()
+        dc = detections[:, 5].int().cpu().numpy()
         iou = box_iou(labels[:, 1:], detections[:, :4])
-        matches = _greedy_matches(iou, iou > self.iou_thres, resort=True)
+        matches = _greedy_matches(iou, iou > self.iou_thres, resort=True)  # one-to-one (label, detection) pairs
         m0, m1 = matches[:, 0].astype(int), matches[:, 1].astype(int)
-        for i, gc in enumerate(gt_classes):
-            j = np.flatnonzero(m0 == i)
-            if len(j) == 1:
-                self.matrix[det_classes[m1[j[0]]], gc] += 1  # matched (correct or confused class)
-            else:
-                self.matrix[self.nc, gc] += 1  # missed: background predicted
-        for i, dc in enumerate(det_classes):
-            if not (m1 == i).any():
-                self.matrix[dc, self.nc] += 1  # false alarm on background
+        np.add.at(self.matrix, (dc[m1], gt[m0]), 1)  # matched: correct or confused class
+        missed = np.ones(len(gt), bool)
+        missed[m0] = False
+        np.add.at(self.matrix, (self.nc, gt[missed]), 1)  # missed: background predicted
+        alarm = np.ones(len(dc), bool)
+        alarm[m1] = False
+        np.add.at(self.matrix, (dc[alarm], self.nc), 1)  # false alarm on background
 
     def tp_fp(self) -> Tuple[np.ndarray, np.ndarray]:
         """True and false positives per class (nc,), (nc,) from the matrix."""
