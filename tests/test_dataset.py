@@ -210,3 +210,34 @@ def test_collate_fn4_tiles_keep_boxes_on_pixels(monkeypatch):
     for _, cls, x, y, w, h in targets.tolist():
         x1, y1 = round((x - w / 2) * 64), round((y - h / 2) * 64)
         assert w * 64 == 8 and (ims[0, 0, y1 : y1 + 8, x1 : x1 + 8] == 255).all(), cls
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png"])
+def test_training_images_decoded_at_reduced_size(tmp_path, ext):
+    # a smooth 96x128 image trained at 32 (r = 1/4) or 64 (r = 1/2): decoded reduced, same shapes as a full decode
+    img, lab = tmp_path / "images", tmp_path / "labels"
+    img.mkdir()
+    lab.mkdir()
+    yy, xx = np.mgrid[0:96, 0:128]
+    im = np.stack((xx * 2, yy * 2, (xx + yy)), 2).astype(np.uint8)
+    cv2.imwrite(str(img / f"a.{ext}"), im)
+    (lab / "a.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    for size in (32, 64):
+        train = LoadImagesAndLabels(str(img), img_size=size, augment=True, nc=1)
+        val = LoadImagesAndLabels(str(img), img_size=size, augment=False, nc=1)
+        a, hw0, hw = train.load_image(0)
+        b, hw0_val, hw_val = val.load_image(0)
+        assert (hw0, hw) == (hw0_val, hw_val) == ((96, 128), (size * 3 // 4, size))
+        full = cv2.resize(cv2.imread(str(img / f"a.{ext}")), hw[::-1], interpolation=cv2.INTER_LINEAR)
+        assert np.abs(a.astype(int) - full.astype(int)).mean() < 3  # a smooth image: nearly the same pixels
+        assert np.array_equal(b, cv2.resize(cv2.imread(str(img / f"a.{ext}")), hw[::-1], interpolation=cv2.INTER_AREA))
+
+
+def test_cache_ram_and_disk_in_a_thread_pool_match_uncached(tiny):
+    plain = LoadImagesAndLabels(str(tiny), img_size=64, nc=1)
+    ram = LoadImagesAndLabels(str(tiny), img_size=64, cache_images="ram", nc=1)
+    disk = LoadImagesAndLabels(str(tiny), img_size=64, cache_images="disk", nc=1)
+    assert all(x is not None for x in ram.ims) and all(f.is_file() for f in disk.npy_files)
+    for i in range(plain.n):
+        a, b, c = plain.load_image(i), ram.load_image(i), disk.load_image(i)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[0], c[0]) and a[1:] == b[1:] == c[1:]

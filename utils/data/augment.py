@@ -175,7 +175,8 @@ class RandomFlip:
         self.flipud, self.fliplr = flipud, fliplr
 
     def __call__(self, im: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """im (H, W, 3), labels (n, 5) [cls, xyxy px] -> flipped copies."""
+        """im (H, W, 3), labels (n, 5) [cls, xyxy px] -> flipped (im may be a strided view: the caller's final
+        HWC -> CHW copy makes it contiguous once)."""
         h, w = im.shape[:2]
         if random.random() < self.flipud:
             im = np.flipud(im)
@@ -185,7 +186,7 @@ class RandomFlip:
             im = np.fliplr(im)
             labels = labels.copy()
             labels[:, [1, 3]] = w - labels[:, [3, 1]]
-        return np.ascontiguousarray(im), labels
+        return im, labels
 
 
 def mixup(im: np.ndarray, labels: np.ndarray, im2: np.ndarray, labels2: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
