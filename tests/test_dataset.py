@@ -241,3 +241,35 @@ def test_cache_ram_and_disk_in_a_thread_pool_match_uncached(tiny):
     for i in range(plain.n):
         a, b, c = plain.load_image(i), ram.load_image(i), disk.load_image(i)
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[0], c[0]) and a[1:] == b[1:] == c[1:]
+
+
+def test_image_buffer_keeps_the_recent_images_within_its_share():
+    import pickle
+
+    from utils.data.buffer import ImageBuffer
+
+    def item(kb: int):
+        return np.zeros(kb * 1024, np.uint8), (1, 1), (1, 1)
+
+    buf = ImageBuffer(total_mb=10 / 1024)  # 10 KB, all of it this process's (no loader worker)
+    for i in range(3):
+        buf.put(i, item(4))  # 12 KB > 10: index 0 goes
+    assert sorted(buf.items) == [1, 2] and buf.nbytes == 8 * 1024
+    assert buf.get(1) is not None  # 1 becomes the most recent, so 2 goes next
+    buf.put(3, item(4))
+    assert sorted(buf.items) == [1, 3] and buf.get(0) is None and buf.get(2) is None
+    buf.put(4, item(11))  # larger than the whole share: not kept
+    assert 4 not in buf.items
+    clone = pickle.loads(pickle.dumps(buf))  # a spawned worker starts empty
+    assert clone.items == {} and clone.total_bytes == buf.total_bytes and clone.limit is None
+
+
+def test_training_dataset_buffers_decoded_images(tiny, monkeypatch):
+    ds = LoadImagesAndLabels(str(tiny), img_size=64, augment=True, nc=1)
+    first = [ds.load_image(i) for i in range(ds.n)]
+    monkeypatch.setattr(ds, "_decode", lambda i: (_ for _ in ()).throw(AssertionError("decoded twice")))
+    for i in range(ds.n):
+        im, hw0, hw = ds.load_image(i)
+        assert im is first[i][0] and (hw0, hw) == first[i][1:]
+    assert LoadImagesAndLabels(str(tiny), img_size=64, augment=True, nc=1, buffer_mb=0).buffer is None
+    assert LoadImagesAndLabels(str(tiny), img_size=64, nc=1).buffer is None  # validation reads each image once

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from utils.boxes import xywhn2xyxy, xyxy2xywhn
 from utils.data.augment import AugmentHSV, Mosaic, RandomFlip, RandomPerspective, letterbox, mixup
+from utils.data.buffer import ImageBuffer
 from utils.data.cache import cache_path_for, files_hash, is_writable_dir, load_cache, save_cache
 from utils.data.labels import IMG_FORMATS, img2label_paths, verify_image_label
 from utils.errors import DataError
@@ -74,7 +75,11 @@ def scan_dataset(source: Path, im_files: List[str], label_files: List[str], nc, 
 
 class LoadImagesAndLabels(Dataset):
     """YOLO-format dataset. Items: (im uint8 (3, H, W) RGB, labels (n, 6) [0, cls, x, y, w, h] normalised, path,
-    shapes ((h0, w0), ((h / h0, w / w0), (padw, padh))) or None for mosaics)."""
+    shapes ((h0, w0), ((h / h0, w / w0), (padw, padh))) or None for mosaics).
+
+    Training (augment) datasets keep recently decoded images in an `ImageBuffer` of buffer_mb over all loader
+    workers (0 turns it off; --cache ram/disk replace it).
+    """
 
     def __init__(
         self,
@@ -94,6 +99,7 @@ class LoadImagesAndLabels(Dataset):
         rank: int = -1,
         seed: int = 0,
         nc: int | None = None,
+        buffer_mb: float = 512,
     ):
         self.img_size, self.augment, self.image_weights = img_size, augment, image_weights
         self.hyp = {**AUG_DEFAULTS, **(hyp or {})}
@@ -124,6 +130,7 @@ class LoadImagesAndLabels(Dataset):
         if self.rect:
             self._rect_shapes(batch_size, pad)
         self.ims: List[np.ndarray | None] = [None] * self.n  # 'ram' cache: resized images and their shapes
+        self.buffer = ImageBuffer(buffer_mb) if augment and buffer_mb and not cache_images else None
         self._hw0: List[Tuple[int, int] | None] = [None] * self.n
         self._hw: List[Tuple[int, int] | None] = [None] * self.n
         self.npy_files = [self._npy_path(f) for f in self.im_files] if cache_images == "disk" else None
@@ -237,6 +244,15 @@ class LoadImagesAndLabels(Dataset):
         """-> (im BGR resized so its long side is img_size, (h0, w0) original, (h, w) resized)."""
         if self.ims[i] is not None:
             return self.ims[i], self._hw0[i], self._hw[i]
+        if self.buffer is not None and (item := self.buffer.get(i)) is not None:
+            return item
+        item = self._decode(i)
+        if self.buffer is not None:
+            self.buffer.put(i, item)
+        return item
+
+    def _decode(self, i: int) -> Tuple[np.ndarray, Tuple[int, int], Tuple[int, int]]:
+        """load_image without the caches: read (or np.load) and resize image i."""
         f = self.npy_files[i] if self.npy_files is not None else None
         w0, h0 = (int(v) for v in self.shapes[i])  # from the label scan, EXIF orientation applied
         r = self.img_size / max(h0, w0)
