@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.ablate import pooled, pooled_markdown, summarise, verdict, welch
 from benchmarks.latency import time_interleaved
+from benchmarks.vs_official import Row, Side, markdown, time_pairs
 from tests.conftest import run_script
 from tests.test_train import make_dataset
 
@@ -143,3 +145,47 @@ def test_ablate_cli_two_datasets_one_command(tmp_path):
     assert row["cfg"] == "yolov5n-fla-r25" and len(row["diffs"]) == 2 and row["spread"] >= 0
     r = run_script("benchmarks/ablate.py", "--datasets", d1, d2, *common)  # restart: all 8 runs reused
     assert r.returncode == 0 and r.stdout.count("reused") == 8 and "training" not in r.stdout
+
+
+def test_vs_official_skips_without_official():
+    r = run_script("benchmarks/vs_official.py")
+    assert r.returncode == 0 and "skipped" in r.stdout and "Traceback" not in r.stderr
+    r = run_script("benchmarks/vs_official.py", "--official", "/nonexistent/yolov5")
+    assert r.returncode == 2 and "error: --official" in r.stderr
+
+
+def test_vs_official_alternates_pairs_and_formats_the_table(tmp_path):
+    # fake sides: "ours" reports 2.0, "official" 4.0 (as probe.py prints them); wall-time sides just run
+    def side(value: float) -> Side:
+        return Side([sys.executable, "-c", f"print('noise'); print('{{\"value\": {value}}}')"], tmp_path, {}, True)
+
+    log = []
+    row = Row("fake probe", 1.0, side(2.0), side(4.0), unit="ms")
+    res = time_pairs(row, pairs=3, timeout=60, log=log.append)
+    assert res["ours"] == [2.0] * 3 and res["official"] == [4.0] * 3 and res["ratios"] == [0.5] * 3
+    assert [x.split()[-3] for x in log] == ["ours:", "official:", "official:", "ours:", "ours:", "official:"]
+    fast = Row("fake throughput", 1.2, side(3.0), side(2.0), unit="img/s", higher_better=True)
+    wall = Row(
+        "fake command",
+        0.75,
+        Side([sys.executable, "-c", "pass"], tmp_path),
+        Side([sys.executable, "-c", "pass"], tmp_path),
+    )
+    broken = Row("fake broken", 1.0, Side([sys.executable, "-c", "raise SystemExit(3)"], tmp_path), side(1.0))
+    results = [res, time_pairs(fast, 2, 60, log.append), time_pairs(wall, 1, 60, log.append)]
+    with pytest.raises(RuntimeError, match="exit 3"):
+        time_pairs(broken, 1, 60, log.append)
+    own = Row("fake own", 2.0, own=lambda: {})
+    table = markdown(
+        [row, fast, wall, broken, own],
+        results + [{"error": "exit 3"}, {"text": "+1.0%", "target": "<= +2%", "met": True}],
+        3,
+    )
+    lines = table.splitlines()
+    assert "median of 3 alternated pairs" in lines[0]
+    assert "| fake probe | 2 ms | 4 ms | **0.50** (0.50, 0.50, 0.50) | <= 1 | yes |" in lines
+    assert "| fake throughput | 3 img/s | 2 img/s | **1.50** (1.50, 1.50) | >= 1.2 | yes |" in lines
+    assert re.search(
+        r"\| fake command \| [\d.e+-]+ s \| [\d.e+-]+ s \| \*\*[\d.]+\*\* \([\d.]+\) \| <= 0.75 \| (yes|no) \|", table
+    )
+    assert "| fake broken | | | n/a (exit 3) | | |" in lines and "| fake own | | | +1.0% | <= +2% | yes |" in lines
