@@ -83,6 +83,18 @@ def load_backend(weights: Sequence[str], device: torch.device, data: str | None 
     return model
 
 
+def channels_last(model) -> bool:
+    """Put a DetectMultiBackend's PyTorch model in channels-last memory order on CPU, where oneDNN's convolutions
+    run about 0.8x the time of NCHW ones; same outputs. True when done: inputs should then be channels-last too."""
+    net = getattr(model, "model", None)
+    if not getattr(model, "pt", False) or getattr(model, "device", torch.device("cpu")).type != "cpu":
+        return False
+    if not isinstance(net, torch.nn.Module):
+        return False
+    net.to(memory_format=torch.channels_last)
+    return True
+
+
 def postprocess(pred: torch.Tensor, nms: NMSOptions) -> List[torch.Tensor]:
     """(B, N, 5+nc) -> per image (n, 6) [x1, y1, x2, y2, conf, cls] in letterboxed pixels."""
     return non_max_suppression(pred, nms.conf_thres, nms.iou_thres, nms.classes, nms.agnostic, max_det=nms.max_det)
@@ -168,12 +180,14 @@ def run_detection(
     saver = PredictionSaver(save_dir, names, save)
     prof = Profile()
     warmup_nms()
+    nhwc = channels_last(model)
     viz = feature_writer(model, save_dir) if visualize else None
     hm = heatmap_writer(model, save_dir, heatmap) if heatmap is not None else None
     with contextlib.closing(saver), viz or contextlib.nullcontext():
         for path, im, im0s, cap, desc in dataset:
             t0 = time_sync()
             x = to_tensor(im, device, half)
+            x = x.contiguous(memory_format=torch.channels_last) if nhwc else x
             t1 = time_sync()
             problem = model.check_input(tuple(x.shape)) if hasattr(model, "check_input") else None
             if problem:

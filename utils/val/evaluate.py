@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
+from utils.deploy.predict import channels_last
 from utils.deploy.tta import augmented_forward
 from utils.names import names_dict
 from utils.nms import non_max_suppression
@@ -248,6 +249,7 @@ def evaluate(
         model = copy.deepcopy(model).half()
     elif bare:
         model.float()
+    nhwc = not training and channels_last(model)  # val.py's backend; the trainer's model keeps its layout
     st = _State(torch.linspace(0.5, 0.95, 10, device=device), ConfusionMatrix(nc=nc) if plots else None,
                 torch.zeros(3, device=device),
                 _Outputs(save_dir, save_txt, save_conf, save_json, coco or CocoTarget()))  # fmt: skip
@@ -260,6 +262,7 @@ def evaluate(
         t0 = time_sync()
         im = im.to(device, non_blocking=True)
         im = (im.half() if half else im.float()) / 255
+        im = im.contiguous(memory_format=torch.channels_last) if nhwc else im
         targets = targets.to(device)
         st.shape = st.shape or tuple(im.shape)
         t1 = time_sync()
