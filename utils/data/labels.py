@@ -118,27 +118,33 @@ def exif_size(img: Image.Image) -> Tuple[int, int]:
 
 
 def verify_image(path: PathLike) -> Tuple[bool, Tuple[int, int], str]:
-    """Check an image without decoding it fully -> (ok, shape (h, w), message; a warning when ok, else the reason)."""
-    path = Path(path)
+    """Check an image without decoding it fully -> (ok, shape (h, w), message; a warning when ok, else the reason).
+
+    The file is opened once: a JPEG's size, format and EXIF come from the header parsed for verify(); other formats
+    are parsed again after verify() (which leaves the image unusable; a PNG's EXIF may sit after the pixels).
+    """
     try:
-        with Image.open(path) as im:
-            im.verify()
-        with Image.open(path) as im:  # verify() leaves the object unusable; reopen for size and format
-            w, h = exif_size(im)
+        with open(path, "rb") as f:
+            im = Image.open(f)
             fmt = (im.format or "").lower()
+            if fmt in ("jpeg", "jpg"):
+                w, h = exif_size(im)
+                im.verify()
+            else:
+                im.verify()
+                f.seek(0)
+                w, h = exif_size(Image.open(f))
+            truncated = False
+            if fmt in ("jpeg", "jpg"):
+                f.seek(-2, 2)
+                truncated = f.read() != b"\xff\xd9"
     except Exception as e:
         return False, (0, 0), f"unreadable image ({type(e).__name__}: {e})"
     if h < MIN_IMAGE_PX or w < MIN_IMAGE_PX:
         return False, (h, w), f"image too small ({w}x{h} < {MIN_IMAGE_PX} px)"
     if fmt not in IMG_FORMATS:
         return False, (h, w), f"unsupported image format '{fmt}'"
-    msg = ""
-    if fmt in ("jpeg", "jpg"):
-        with open(path, "rb") as f:
-            f.seek(-2, 2)
-            if f.read() != b"\xff\xd9":
-                msg = "truncated JPEG (read as-is)"
-    return True, (h, w), msg
+    return True, (h, w), "truncated JPEG (read as-is)" if truncated else ""
 
 
 def verify_image_label(im_file: str, lb_file: str, nc: int | None = None) -> Dict:
