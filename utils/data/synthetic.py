@@ -16,14 +16,14 @@ import numpy as np
 from utils.paths import user_data_dir
 
 LOGGER = logging.getLogger(__name__)
-VERSION = "builtin-shapes/2"
+VERSION = "builtin-shapes/3"
 NAMES = ["circle", "square", "triangle", "star"]
 COLORS = [(50, 50, 220), (60, 190, 60), (220, 110, 40), (40, 210, 230)]  # BGR: red, green, blue, yellow
-SIZES = (160, 192, 224, 256)
-SPLITS = {"train": (128, 0), "val": (32, 1)}  # images, seed offset
-OBJECTS = (3, 9)  # shapes per image: [low, high)
-RADIUS = (0.09, 0.2)  # shape radius as a fraction of the image's short side
-CLUTTER = (3, 9)  # grey lines and blobs per background: [low, high)
+SIZES = (160, 192)  # image sides: each of h and w is one of these
+SPLITS = {"train": (256, 0), "val": (32, 1)}  # images, seed offset
+OBJECTS = (2, 6)  # shapes tried per image: [low, high) (a shape that finds no free place is dropped)
+RADIUS = (0.12, 0.24)  # shape radius as a fraction of the image's short side
+CLUTTER = (2, 6)  # grey lines and blobs per background: [low, high)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
