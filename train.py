@@ -52,7 +52,33 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--noval", action="store_true", help="only validate final epoch")
     g.add_argument("--noplots", action="store_true", help="save no plot files")
     g.add_argument("--save-period", type=int, default=-1, help="save checkpoint every x epochs (disabled if < 1)")
+    g = p.add_argument_group("official flags without an effect here (a warning, or exit 2 where it would matter)")
+    g.add_argument("--evolve_population", type=str, default=None, help="evolve: population folder (unsupported)")
+    g.add_argument("--resume_evolve", type=str, default=None, help="evolve: resume (unsupported, exit 2)")
+    g.add_argument("--bucket", type=str, default=None, help="evolve: gsutil bucket (ignored)")
+    g.add_argument("--entity", default=None, help="W&B / ClearML entity (no logger integrations: ignored)")
+    g.add_argument("--upload_dataset", nargs="?", const=True, default=None, help="logger dataset upload (ignored)")
+    g.add_argument("--bbox_interval", type=int, default=None, help="logger box-image interval (ignored)")
     return p.parse_args(argv)
+
+
+IGNORED = {  # official flag -> why ignoring it changes nothing the run relies on
+    "evolve_population": "it only matters with --evolve",
+    "bucket": "it only matters with --evolve",
+    "entity": "there are no W&B / ClearML loggers; results go to results.csv and TensorBoard",
+    "upload_dataset": "there are no W&B / ClearML loggers",
+    "bbox_interval": "there are no W&B / ClearML loggers",
+}
+
+
+def check_unsupported(opt: argparse.Namespace) -> None:
+    """Official flags we do not implement: one warning line each, or a UserError (exit 2) where the run would differ."""
+    if opt.evolve or opt.resume_evolve:
+        flag = "--evolve" if opt.evolve else "--resume_evolve"
+        raise UserError(f"{flag} is not supported in YOLOv5-FLA; tune --hyp by hand or run several trainings")
+    for name, why in IGNORED.items():
+        if getattr(opt, name, None) not in (None, ""):
+            LOGGER.warning(f"WARNING: --{name} is not supported by YOLOv5-FLA and is ignored ({why})")
 
 
 @run_cli
@@ -62,8 +88,7 @@ def main(opt: argparse.Namespace) -> None:
     from utils.train.trainer import train
 
     setup_logging(rank=get_dist_info()[1])
-    if opt.evolve:
-        raise UserError("--evolve is not supported in YOLOv5-FLA; tune --hyp by hand or run several trainings")
+    check_unsupported(opt)
     if opt.cache not in (None, "ram", "disk", "val"):
         raise UserError(f"--cache must be ram or disk, got {opt.cache!r}")
     if not opt.resume and not opt.weights and not opt.cfg:

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 
 from train import parse_opt  # noqa: E402
 from utils.log import setup_logging  # noqa: E402
-from utils.train.trainer import Trainer, train_one_epoch  # noqa: E402
+from utils.train.trainer import Trainer  # noqa: E402
 
 LOGGER = logging.getLogger("train_speed")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bccd" / "bccd.yaml"
@@ -46,7 +46,7 @@ def main() -> None:
             per_epoch = []
             for epoch in range(args.epochs):
                 start = time.perf_counter()
-                train_one_epoch(t, epoch)
+                t.train_one_epoch(epoch)
                 per_epoch.append(n / (time.perf_counter() - start))
         finally:
             t.close()

@@ -17,6 +17,7 @@ import utils.data.dataset as dataset_mod
 from utils.data.config import check_dataset
 from utils.data.dataset import LoadImagesAndLabels
 from utils.data.loader import InfiniteDataLoader, create_dataloader
+from utils.data.synthetic import SPLITS
 from utils.errors import DataError
 
 
@@ -166,7 +167,7 @@ def test_augmented_items_and_collate(tiny):
 def test_dataloader_builtin_and_determinism():
     data = check_dataset("builtin")
     loader, ds = create_dataloader(data["train"], 96, 8, 32, augment=True, shuffle=True, workers=0, seed=1, nc=4)
-    assert isinstance(loader, InfiniteDataLoader) and len(loader) == 16
+    assert isinstance(loader, InfiniteDataLoader) and len(loader) == SPLITS["train"][0] // 8
     state = loader.generator.get_state()
     rng = (random.getstate(), np.random.get_state())
     first = next(iter(loader))

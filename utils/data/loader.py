@@ -1,21 +1,103 @@
-"""Dataloaders: create_dataloader as YOLOv5 has it, an InfiniteDataLoader that keeps its workers, worker seeding."""
+"""Dataloaders: create_dataloader as YOLOv5 has it, an InfiniteDataLoader keeping its workers, epoch-seeded samples."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import random
-from typing import Dict, Iterator, Tuple
+from typing import Callable, Dict, Iterator, Tuple
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, distributed
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from utils.data.dataset import LoadImagesAndLabels
 
 LOGGER = logging.getLogger(__name__)
 SEED_BASE = 6148914691236517205  # a fixed odd 64-bit constant mixed into the loader generator's seed
+
+
+class EpochSampler(Sampler):
+    """One pass over the dataset per epoch, as (index, sample seed) pairs that depend only on (seed, epoch, position).
+
+    Each pass uses `epoch` and then increments it, so a pass never depends on how far a loader iterator, its
+    prefetching or its workers have got: a resumed run that sets `epoch` to its start epoch gets the same passes,
+    the same images in the same order with the same augmentation draws, as the uninterrupted run. Under DDP every
+    rank draws the same permutation (padded to a multiple of world_size, as DistributedSampler) and takes every
+    world_size-th item from its rank on.
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = -1, world_size: int = 1, epoch: int = 0):
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, epoch
+        self.rank, self.world_size = max(rank, 0), max(world_size, 1) if rank != -1 else 1
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world_size)
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(_mix(self.seed, epoch))
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        total = len(self) * self.world_size
+        order = (order * math.ceil(total / max(self.n, 1)))[:total]  # pad by repeating the head
+        for pos in range(self.rank, total, self.world_size):
+            yield order[pos], _mix(self.seed, epoch, pos) % 2**32
+
+
+def _mix(*values: int) -> int:
+    """A well-spread 64-bit seed from a few integers (numpy's SeedSequence hash)."""
+    return int(np.random.SeedSequence([v % 2**63 for v in values]).generate_state(1, np.uint64)[0])
+
+
+class SeededSamples(Dataset):
+    """Wrap a dataset so item (index, seed) is built with `random` and `numpy.random` seeded from seed.
+
+    The global states are put back afterwards, so a single-process loader leaves the trainer's RNGs untouched.
+    Returns (seed, sample) pairs for SeededCollate.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: Tuple[int, int]):
+        index, seed = item
+        with _seeded(seed):
+            return seed, self.dataset[index]
+
+
+class SeededCollate:
+    """Collate (seed, sample) pairs with fn, its random draws (e.g. the quad collate's) seeded from the first seed."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def __call__(self, batch: list):
+        seeds, samples = zip(*batch)
+        with _seeded(seeds[0] ^ 0x5BD1E995):
+            return self.fn(list(samples))
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    saved = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
 
 
 class _RepeatSampler:
@@ -32,18 +114,21 @@ class _RepeatSampler:
 class InfiniteDataLoader(DataLoader):
     """DataLoader whose worker processes live across epochs; len() is still one epoch of batches.
 
-    Iterate it once per epoch; each pass yields exactly len(self) batches from one long-lived iterator.
+    Iterate it once per epoch; each pass yields exactly len(self) batches from one long-lived iterator, which is
+    made on the first pass (so the sampler's start epoch can still be set after construction).
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         object.__setattr__(self, "batch_sampler", _RepeatSampler(self.batch_sampler))
-        self.iterator = super().__iter__()
+        self.iterator = None
 
     def __len__(self) -> int:
         return len(self.batch_sampler.sampler)
 
     def __iter__(self) -> Iterator:
+        if self.iterator is None:
+            self.iterator = super().__iter__()
         for _ in range(len(self)):
             yield next(self.iterator)
 
@@ -52,7 +137,8 @@ def seed_worker(worker_id: int) -> None:
     """Set up one worker: OpenCV single-threaded, numpy and random seeded from torch's per-worker seed.
 
     The workers already run in parallel; OpenCV's own threads on top of them only contend for the same cores
-    (mosaic's warpAffine and the HSV cvtColor ran 1.3x slower for it on 2 cores).
+    (mosaic's warpAffine and the HSV cvtColor ran 1.3x slower for it on 2 cores). Samples are re-seeded one by
+    one by SeededSamples, so augmentation does not depend on these seeds.
     """
     cv2.setNumThreads(0)
     seed = torch.initial_seed() % 2**32
@@ -88,11 +174,12 @@ def create_dataloader(
     seed: int = 0,
     min_items: int = 0,
     nc: int | None = None,
+    start_epoch: int = 0,
 ) -> Tuple[DataLoader, LoadImagesAndLabels]:
     """-> (loader, dataset). Batches: (ims (B, 3, H, W) uint8 RGB, targets (n, 6) [i, cls, x, y, w, h], paths, shapes).
 
-    Shuffling draws from loader.generator (seeded from seed and rank), whose state the trainer may save and restore;
-    with workers=0 augmentation draws from the process's global random / numpy RNGs.
+    Every pass (epoch) is a pure function of (seed, epoch): the order, and each sample's augmentation draws (see
+    EpochSampler, SeededSamples); loader.sampler.epoch is the epoch of the next pass (start_epoch at first).
     """
     if rect and shuffle:
         LOGGER.warning("WARNING: --rect is incompatible with DataLoader shuffle, setting shuffle=False")
@@ -105,18 +192,19 @@ def create_dataloader(
     batch_size = min(batch_size, len(dataset))
     nd = torch.cuda.device_count()
     nw = min(os.cpu_count() // max(nd, 1), batch_size if batch_size > 1 else 0, workers)
-    sampler = None if rank == -1 else distributed.DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+    world = (dist.get_world_size() if dist.is_initialized() else int(os.getenv("WORLD_SIZE", 1))) if rank != -1 else 1
+    sampler = EpochSampler(len(dataset), shuffle, seed, rank, world, epoch=start_epoch)
     loader_cls = DataLoader if image_weights else InfiniteDataLoader
     generator = torch.Generator()
     generator.manual_seed(SEED_BASE + seed + max(rank, 0))
     loader = loader_cls(
-        dataset,
+        SeededSamples(dataset),
         batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
+        shuffle=False,
         num_workers=nw,
         sampler=sampler,
         pin_memory=torch.cuda.is_available(),
-        collate_fn=LoadImagesAndLabels.collate_fn4 if quad else LoadImagesAndLabels.collate_fn,
+        collate_fn=SeededCollate(LoadImagesAndLabels.collate_fn4 if quad else LoadImagesAndLabels.collate_fn),
         worker_init_fn=seed_worker,
         generator=generator,
         persistent_workers=False,

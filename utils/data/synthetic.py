@@ -16,11 +16,14 @@ import numpy as np
 from utils.paths import user_data_dir
 
 LOGGER = logging.getLogger(__name__)
-VERSION = "builtin-shapes/2"
+VERSION = "builtin-shapes/3"
 NAMES = ["circle", "square", "triangle", "star"]
 COLORS = [(50, 50, 220), (60, 190, 60), (220, 110, 40), (40, 210, 230)]  # BGR: red, green, blue, yellow
-SIZES = (160, 192, 224, 256)
-SPLITS = {"train": (128, 0), "val": (32, 1)}  # images, seed offset
+SIZES = (160, 192)  # image sides: each of h and w is one of these
+SPLITS = {"train": (256, 0), "val": (32, 1)}  # images, seed offset
+OBJECTS = (2, 6)  # shapes tried per image: [low, high) (a shape that finds no free place is dropped)
+RADIUS = (0.12, 0.24)  # shape radius as a fraction of the image's short side
+CLUTTER = (2, 6)  # grey lines and blobs per background: [low, high)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -29,7 +32,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     coarse = cv2.resize(rng.normal(0, 18, size=(h // 16 + 1, w // 16 + 1, 1)).astype(np.float32), (w, h))
     im = base + coarse[..., None] + rng.normal(0, 10, size=(h, w, 3))
     im = np.clip(im, 0, 255).astype(np.uint8)
-    for _ in range(int(rng.integers(3, 9))):
+    for _ in range(int(rng.integers(*CLUTTER))):
         g = int(rng.integers(40, 220))
         p1 = tuple(int(v) for v in rng.integers(0, (w, h)))
         p2 = tuple(int(v) for v in rng.integers(0, (w, h)))
@@ -75,10 +78,10 @@ def make_image(rng: np.random.Generator) -> Tuple[np.ndarray, List[Tuple[int, fl
     h, w = int(rng.choice(SIZES)), int(rng.choice(SIZES))
     im = _background(rng, h, w)
     boxes, rows = [], []
-    for _ in range(int(rng.integers(3, 9))):
+    for _ in range(int(rng.integers(*OBJECTS))):
         for _attempt in range(20):
             cls = int(rng.integers(len(NAMES)))
-            r = rng.uniform(0.09, 0.2) * min(h, w) * (1.15 if cls == 3 else 1.0)
+            r = rng.uniform(*RADIUS) * min(h, w) * (1.15 if cls == 3 else 1.0)
             cx, cy = rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h)
             pts = _polygon(cls, cx, cy, r, rng)
             pts[:, 0], pts[:, 1] = pts[:, 0].clip(0, w - 1), pts[:, 1].clip(0, h - 1)

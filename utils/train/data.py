@@ -1,11 +1,15 @@
-"""Training data: train/val dataloaders, AutoAnchor and labels.jpg at set-up, --image-weights resampling."""
+"""Training data: train/val dataloaders from train.py options, AutoAnchor and labels.jpg, --image-weights resampling."""
 
 from __future__ import annotations
 
 import logging
 import random
+from argparse import Namespace
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
+import torch.nn as nn
 
 from utils.errors import UserError
 from utils.train.autoanchor import check_anchors
@@ -14,37 +18,49 @@ from utils.train.setup import rank_zero_first
 LOGGER = logging.getLogger(__name__)
 
 
-def build_loaders(t) -> None:
-    """Set t.train_loader / t.dataset (every rank) and t.val_loader (rank 0); AutoAnchor and labels.jpg on a new run."""
+def build_train_loader(
+    path: str, opt: Namespace, hyp: Dict[str, Any], imgsz: int, batch_size: int, stride: int, nc: int,
+    local_rank: int = -1, start_epoch: int = 0,
+) -> Tuple[Any, Any]:  # fmt: skip
+    """-> (loader, dataset) for one process: batch_size is per process; its first pass is start_epoch's."""
     from utils.data.loader import create_dataloader
 
-    opt = t.opt
     cache = None if opt.cache == "val" else opt.cache
-    with rank_zero_first(t.local_rank):  # rank 0 scans and caches labels first; the others then read its cache
-        t.train_loader, t.dataset = create_dataloader(
-            t.data["train"], t.imgsz, t.batch_size, t.gs, opt.single_cls, hyp=t.hyp, augment=True, cache=cache,
-            rect=opt.rect, rank=t.local_rank, workers=opt.workers, image_weights=opt.image_weights, quad=opt.quad,
-            prefix="train: ", shuffle=True, seed=opt.seed, nc=t.nc,
+    with rank_zero_first(local_rank):  # rank 0 scans and caches labels first; the others then read its cache
+        loader, dataset = create_dataloader(
+            path, imgsz, batch_size, stride, opt.single_cls, hyp=hyp, augment=True, cache=cache, rect=opt.rect,
+            rank=local_rank, workers=opt.workers, image_weights=opt.image_weights, quad=opt.quad, prefix="train: ",
+            shuffle=True, seed=opt.seed, nc=nc, start_epoch=start_epoch,
         )  # fmt: skip
-    if not len(t.dataset):
-        raise UserError(f"no usable training images in {t.data['train']}")
-    t.maps = np.zeros(t.nc)
-    if t.rank not in (-1, 0):
-        return
-    t.val_loader = create_dataloader(
-        t.data["val"], t.imgsz, max(t.batch_size // max(t.world_size, 1), 1) * 2, t.gs, opt.single_cls, hyp=t.hyp,
-        cache=None if opt.noval else opt.cache, rect=True, rank=-1, workers=opt.workers * 2, pad=0.5,
-        prefix="val: ", nc=t.nc,
+    if not len(dataset):
+        raise UserError(f"no usable training images in {path}")
+    return loader, dataset
+
+
+def build_val_loader(
+    path: str, opt: Namespace, hyp: Dict[str, Any], imgsz: int, batch_size: int, stride: int, nc: int
+) -> Any:
+    """The rank-0 validation loader: rectangular batches of 2x the per-process train batch, as YOLOv5."""
+    from utils.data.loader import create_dataloader
+
+    return create_dataloader(
+        path, imgsz, batch_size * 2, stride, opt.single_cls, hyp=hyp, cache=None if opt.noval else opt.cache,
+        rect=True, rank=-1, workers=opt.workers * 2, pad=0.5, prefix="val: ", nc=nc,
     )[0]  # fmt: skip
-    if opt.resume:
-        return
-    if not opt.noautoanchor:
-        check_anchors(t.dataset, t.model, thr=t.hyp["anchor_t"], imgsz=t.imgsz)
-    if t.plots:
+
+
+def check_labels(
+    dataset, model: nn.Module, anchor_t: float, imgsz: int, names: List[str], save_dir: Path, autoanchor: bool,
+    plots: bool,
+) -> None:  # fmt: skip
+    """A new run's look at its training labels: AutoAnchor (may update model's anchors) and labels.jpg."""
+    if autoanchor:
+        check_anchors(dataset, model, thr=anchor_t, imgsz=imgsz)
+    if plots:
         from utils.val.plots import plot_labels
 
-        labels = np.concatenate([np.asarray(lb).reshape(-1, 5) for lb in t.dataset.labels], 0)
-        plot_labels(labels, t.names, t.save_dir)
+        labels = np.concatenate([np.asarray(lb).reshape(-1, 5) for lb in dataset.labels], 0)
+        plot_labels(labels, names, save_dir)
 
 
 def class_weights(labels: list, nc: int) -> np.ndarray:
@@ -62,12 +78,11 @@ def image_weights(labels: list, nc: int, cw: np.ndarray) -> np.ndarray:
     return (cw.reshape(1, nc) * counts).sum(1)
 
 
-def resample_images(t) -> None:
-    """--image-weights: redraw the epoch's image indices, favouring images of rare and poorly detected classes."""
-    ds = t.dataset
-    cw = class_weights(ds.labels, t.nc) * (1 - t.maps) ** 2 / t.nc
-    iw = image_weights(ds.labels, t.nc, cw)
+def resample_images(dataset, nc: int, maps: np.ndarray) -> None:
+    """--image-weights: redraw dataset.indices, favouring images of rare and poorly detected classes (maps: (nc,))."""
+    cw = class_weights(dataset.labels, nc) * (1 - maps) ** 2 / nc
+    iw = image_weights(dataset.labels, nc, cw)
     if iw.sum() <= 0:
         return
-    ds.indices = random.choices(range(ds.n), weights=iw, k=ds.n)
-    LOGGER.debug("image weights: resampled %d indices", ds.n)
+    dataset.indices = random.choices(range(dataset.n), weights=iw, k=dataset.n)
+    LOGGER.debug("image weights: resampled %d indices", dataset.n)

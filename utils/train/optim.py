@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -149,17 +149,25 @@ def apply_warmup(
 
 
 def clip_and_step(
-    optimizer: torch.optim.Optimizer, model: nn.Module, scaler: torch.amp.GradScaler, max_norm: float = 10.0
-) -> bool:
-    """Unscale, clip the gradient norm at max_norm, step through the scaler, zero the grads. False if skipped.
+    optimizer: torch.optim.Optimizer,
+    model: nn.Module,
+    scaler: torch.amp.GradScaler,
+    bad_losses: torch.Tensor | None = None,
+    max_norm: float = 10.0,
+) -> Tuple[bool, int]:
+    """Unscale, clip the gradient norm at max_norm, step through the scaler, zero the grads. -> (stepped, bad).
 
-    Without AMP a non-finite gradient norm skips the step (the scaler does the same by itself with AMP).
+    bad_losses: a device scalar counting the non-finite losses accumulated since the last step; it is read with the
+    gradient norm in one host transfer, the only one per optimizer step. Any non-finite loss or gradient norm skips
+    the step (with AMP the scaler also sees the non-finite gradients, skips by itself and lowers its scale).
     """
     scaler.unscale_(optimizer)
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=max_norm)
-    finite = bool(torch.isfinite(norm))
-    if finite or scaler.is_enabled():
+    bad_t = bad_losses if bad_losses is not None else torch.zeros((), device=norm.device)
+    finite, bad = torch.stack((torch.isfinite(norm).float(), bad_t.float().to(norm.device))).tolist()
+    stepped = bool(finite) and not bad
+    if stepped or scaler.is_enabled():
         scaler.step(optimizer)
         scaler.update()
     optimizer.zero_grad()
-    return finite
+    return stepped, int(bad)

@@ -123,3 +123,36 @@ def broadcast_flag(flag: bool, rank: int) -> bool:
     box = [flag]
     dist.broadcast_object_list(box, 0)
     return bool(box[0])
+
+
+def listed_devices(device: str) -> List[str]:
+    """CUDA indices listed in --device ('0,1' -> ['0', '1']; '', 'cpu' -> [])."""
+    s = str(device).strip().lower().replace("cuda:", "").replace("none", "")
+    return [] if s in ("", "cpu", "mps") else [i for i in s.split(",") if i]
+
+
+def ddp_device(device: str, local_rank: int, world_size: int) -> torch.device:
+    """The device of DDP process local_rank: the local_rank-th of --device's list (cuda:LOCAL_RANK when none is listed).
+
+    --device cpu, or no CUDA, trains on the CPU (gloo).
+    """
+    ids = listed_devices(device)
+    if str(device).strip().lower() == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if not ids:
+        ids = [str(i) for i in range(torch.cuda.device_count())]
+    if len(ids) < world_size or not all(i.isdigit() for i in ids):
+        raise UserError(f"--device {device} lists {len(ids)} CUDA devices for {world_size} DDP processes")
+    if int(ids[local_rank]) >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device("cuda", int(ids[local_rank]))
+
+
+def check_single_process_device(device: str) -> None:
+    """--device 0,1 outside torchrun would silently train on one GPU: say how to use them all."""
+    ids = listed_devices(device)
+    if len(ids) > 1:
+        raise UserError(
+            f"--device {device} lists {len(ids)} GPUs but this is one process; train on all of them with "
+            f"python -m torch.distributed.run --nproc_per_node {len(ids)} train.py --device {device} ..."
+        )

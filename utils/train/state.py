@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from argparse import Namespace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict
@@ -16,6 +17,7 @@ import torch.nn as nn
 from utils.checkpoint import load_checkpoint, model_to_dict, save_checkpoint
 from utils.errors import UserError
 from utils.torch_utils import de_parallel
+from utils.train.ema import ModelEMA
 
 LOGGER = logging.getLogger(__name__)
 
@@ -72,51 +74,88 @@ def restore_grads(model: nn.Module, grads: Dict[str, torch.Tensor] | None) -> No
             p.grad = grads[name].to(device=p.device, dtype=p.dtype).clone()
 
 
-def build_checkpoint(t, epoch: int) -> Dict[str, Any]:
-    """The checkpoint dict of ARCHITECTURE.md for Trainer t, fp32, plus 'train_state' (what exact resume needs)."""
-    return {
-        "model": model_to_dict(t.model, half=False),
-        "ema": model_to_dict(t.ema.ema, half=False),
-        "optimizer": t.optimizer.state_dict(),
-        "epoch": epoch,
-        "best_fitness": float(t.best_fitness),
-        "opt": vars(t.opt),
-        "hyp": t.hyp,
-        "scaler": t.scaler.state_dict() if t.amp else None,
-        "rng": get_rng_state(t.train_loader.generator),
-        "date": datetime.now().isoformat(),
-        "train_state": {
-            "ema_updates": t.ema.updates,
-            "scheduler": t.scheduler.state_dict(),
-            "last_opt_step": t.last_opt_step,
-            "accumulate": t.accumulate,
-            "best_epoch": t.best_epoch,
-            "grads": pending_grads(de_parallel(t.model)),
-        },
-    }
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds: the training objects and the loop's counters, with its own save and restore.
+
+    model may be DDP-wrapped (it is unwrapped on save); ema is None on DDP ranks other than 0. epoch is the last
+    finished epoch (-1 before the first); last_opt_step is the batch index ni of the last optimizer step.
+    """
+
+    model: nn.Module
+    ema: ModelEMA | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    opt: Namespace
+    hyp: Dict[str, Any]
+    amp: bool = False
+    epoch: int = -1
+    best_fitness: float = 0.0
+    best_epoch: int = 0
+    last_opt_step: int = -1
+    accumulate: int = 1
+    opt_steps: int = 0
+
+    def to_checkpoint(self, generator: torch.Generator | None = None) -> Dict[str, Any]:
+        """The checkpoint dict of ARCHITECTURE.md, fp32, plus 'train_state' (what exact resume needs)."""
+        return {
+            "model": model_to_dict(self.model, half=False),
+            "ema": model_to_dict(self.ema.ema, half=False),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "best_fitness": float(self.best_fitness),
+            "opt": vars(self.opt),
+            "hyp": self.hyp,
+            "scaler": self.scaler.state_dict() if self.amp else None,
+            "rng": get_rng_state(generator),
+            "date": datetime.now().isoformat(),
+            "train_state": {
+                "ema_updates": self.ema.updates,
+                "scheduler": self.scheduler.state_dict(),
+                "last_opt_step": self.last_opt_step,
+                "accumulate": self.accumulate,
+                "best_epoch": self.best_epoch,
+                "opt_steps": self.opt_steps,
+                "grads": pending_grads(de_parallel(self.model)),
+            },
+        }
+
+    def save(self, *paths: Path) -> None:
+        """Write the checkpoint once to each path (atomically)."""
+        ckpt = self.to_checkpoint()
+        for path in paths:
+            save_checkpoint(ckpt, path)
+
+    def restore(self, ckpt: Dict[str, Any], epochs: int) -> int:
+        """Load optimizer, scheduler, EMA, scaler, counters and RNG states from a resume checkpoint; -> start epoch.
+
+        The model's own weights are loaded when it is built (they decide its structure); this restores the rest.
+        """
+        state = ckpt.get("train_state") or {}
+        if ckpt.get("optimizer") is None or not state:
+            raise UserError("--resume: the checkpoint has no training state (finished or stripped); nothing to resume")
+        start_epoch = int(ckpt["epoch"]) + 1
+        if start_epoch >= epochs:
+            raise UserError(f"--resume: training to {epochs} epochs is finished, nothing to resume")
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.ema.load_state_dict(fp32_state(ckpt["ema"]["state_dict"]))
+            self.ema.updates = int(state["ema_updates"])
+        if ckpt.get("scaler") and self.amp:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.best_fitness = start_epoch - 1, float(ckpt["best_fitness"])
+        self.best_epoch, self.opt_steps = int(state.get("best_epoch", 0)), int(state.get("opt_steps", 0))
+        self.last_opt_step, self.accumulate = int(state["last_opt_step"]), int(state["accumulate"])
+        restore_grads(de_parallel(self.model), state.get("grads"))
+        set_rng_state(ckpt.get("rng") or {})
+        return start_epoch
 
 
-def restore_training(t, ckpt: Dict[str, Any]) -> int:
-    """Load optimizer, scheduler, EMA, scaler, counters and RNG states from a resume checkpoint; returns start epoch."""
-    state = ckpt.get("train_state") or {}
-    if ckpt.get("optimizer") is None or not state:
-        raise UserError("--resume: this checkpoint has no training state (finished or stripped run); nothing to resume")
-    start_epoch = int(ckpt["epoch"]) + 1
-    if start_epoch >= t.epochs:
-        raise UserError(f"--resume: training to {t.epochs} epochs is finished, nothing to resume")
-    t.optimizer.load_state_dict(ckpt["optimizer"])
-    t.scheduler.load_state_dict(state["scheduler"])
-    ema_state = ckpt["ema"]["state_dict"]
-    t.ema.ema.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ema_state.items()})
-    t.ema.updates = int(state["ema_updates"])
-    if ckpt.get("scaler") and t.amp:
-        t.scaler.load_state_dict(ckpt["scaler"])
-    t.best_fitness, t.best_epoch = float(ckpt["best_fitness"]), int(state.get("best_epoch", 0))
-    t.last_opt_step, t.accumulate = int(state["last_opt_step"]), int(state["accumulate"])
-    restore_grads(de_parallel(t.model), state.get("grads"))
-    set_rng_state(ckpt.get("rng") or {}, t.train_loader.generator)
-    LOGGER.info(f"Resuming training from {t.opt.resume_path} from epoch {start_epoch} to {t.epochs} total epochs")
-    return start_epoch
+def fp32_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A state_dict with its floating tensors as fp32 (checkpoints written by strip_checkpoint are fp16)."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def load_resume(opt: Namespace) -> Dict[str, Any]:

@@ -1,0 +1,57 @@
+"""DDP arithmetic as official YOLOv5: a 2-process gloo run and a single process with the same total batch agree."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, run_script
+from tests.test_train import BASE, make_dataset
+from utils.errors import UserError
+from utils.train.setup import ddp_device
+
+STEPS = re.compile(r"(\d+) optimizer steps, accumulate (\d+) \(total batch (\d+)\)")
+BATCHES = re.compile(r"batch (\d+) per process \(total (\d+)\), val batch (\d+)")
+
+
+@pytest.mark.slow
+def test_ddp_takes_the_single_process_steps(tmp_path):
+    """Total batch 2 over 8 images for 2 epochs, all in warmup: accumulate ramps 1 -> 64 / 2 in both runs.
+
+    Before the fix the DDP ramp used the per-process batch (64 / 1), so it took fewer optimizer steps.
+    """
+    data = make_dataset(tmp_path / "data")
+    args = (*BASE, "--data", str(data), "--project", str(tmp_path), "--epochs", "2", "--batch-size", "2", "--noplots")
+    single = run_script("train.py", *args, "--name", "single")
+    assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+           "train.py", *map(str, args), "--name", "ddp"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    ddp = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
+    steps_single = STEPS.findall(single.stdout + single.stderr)
+    steps_ddp = STEPS.findall(ddp.stdout + ddp.stderr)
+    assert len(steps_single) == 2 and steps_ddp == steps_single, (steps_single, steps_ddp)
+    assert int(steps_single[-1][1]) > 1  # the ramp has moved: a per-process ramp would differ here
+    assert BATCHES.findall(single.stdout + single.stderr) == [("2", "2", "4")]
+    assert BATCHES.findall(ddp.stdout + ddp.stderr) == [("1", "2", "2")]  # val: per-process batch x 2, as official
+
+
+def test_ddp_device_is_the_listed_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert ddp_device("2,3", 0, 2) == torch.device("cuda", 2) and ddp_device("2,3", 1, 2) == torch.device("cuda", 3)
+    assert ddp_device("", 1, 2) == torch.device("cuda", 1) and ddp_device("cpu", 1, 2) == torch.device("cpu")
+    with pytest.raises(UserError, match="lists 1 CUDA devices for 2"):
+        ddp_device("3", 0, 2)
+
+
+def test_several_devices_without_torchrun_say_so(tmp_path):
+    r = run_script("train.py", "--cfg", "yolov5n.yaml", "--device", "0,1", "--project", tmp_path, "--epochs", "1")
+    assert r.returncode == 2 and "torch.distributed.run --nproc_per_node 2" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr

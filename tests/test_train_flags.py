@@ -1,0 +1,67 @@
+"""train.py accepts every official YOLOv5 train.py flag; --noval trains every epoch as official does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import run_script
+from tests.test_train import BASE, make_dataset
+from train import parse_opt
+
+# official YOLOv5 train.py parse_opt: every flag, with a value where it takes one
+OFFICIAL = [
+    ("--weights", "yolov5s.pt"), ("--cfg", "yolov5s.yaml"), ("--data", "coco128.yaml"),
+    ("--hyp", "hyp.scratch-low.yaml"), ("--epochs", "3"), ("--batch-size", "8"), ("--imgsz", "320"), ("--img", "320"),
+    ("--img-size", "320"), ("--rect",), ("--resume",), ("--nosave",), ("--noval",), ("--noautoanchor",),
+    ("--noplots",), ("--evolve",), ("--evolve_population", "data/hyps"), ("--resume_evolve", "x"),
+    ("--bucket", "b"), ("--cache",), ("--cache", "disk"), ("--image-weights",), ("--device", "cpu"),
+    ("--multi-scale",), ("--single-cls",), ("--optimizer", "AdamW"), ("--sync-bn",), ("--workers", "2"),
+    ("--project", "runs/x"), ("--name", "n"), ("--exist-ok",), ("--quad",), ("--cos-lr",),
+    ("--label-smoothing", "0.1"), ("--patience", "5"), ("--freeze", "10"), ("--save-period", "2"), ("--seed", "3"),
+    ("--local_rank", "0"), ("--entity", "me"), ("--upload_dataset",), ("--upload_dataset", "val"),
+    ("--bbox_interval", "5"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("flag", OFFICIAL, ids=lambda f: " ".join(f))
+def test_official_flag_parses(flag):
+    opt = parse_opt(list(flag))
+    assert opt is not None
+
+
+def test_all_official_flags_at_once():
+    argv = [a for f in OFFICIAL if f[0] not in ("--evolve", "--resume_evolve") for a in f]
+    opt = parse_opt(argv)
+    assert opt.bbox_interval == 5 and opt.upload_dataset == "val" and opt.imgsz == 320
+
+
+@pytest.mark.parametrize("flag", [("--evolve",), ("--evolve", "10"), ("--resume_evolve", "runs/evolve/x")])
+def test_evolve_flags_exit_2(flag, tmp_path):
+    r = run_script("train.py", *flag, "--project", tmp_path)
+    assert r.returncode == 2 and "not supported" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_ignored_flags_warn_one_line_each(tmp_path):
+    flags = ["--bucket", "b", "--entity", "e", "--upload_dataset", "--bbox_interval", "3", "--evolve_population", "p"]
+    r = run_script("train.py", *flags, "--cfg", "yolov5n.yaml", "--epochs", "0", "--project", tmp_path)
+    out = r.stdout + r.stderr
+    for name in ("bucket", "entity", "upload_dataset", "bbox_interval", "evolve_population"):
+        assert sum(f"--{name} is not supported" in ln for ln in out.splitlines()) == 1, name
+    assert r.returncode == 2 and "error: --epochs" in r.stderr  # the run then goes on to check the real options
+
+
+@pytest.mark.slow
+def test_noval_trains_every_epoch(tmp_path):
+    """--noval --patience 1: fitness is 0 until the final validation; training must still run all 3 epochs."""
+    data = make_dataset(tmp_path / "data")
+    r = run_script("train.py", *BASE, "--data", data, "--project", tmp_path, "--name", "nv", "--epochs", "3",
+                   "--batch-size", "4", "--noplots", "--noval", "--patience", "1")  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = (tmp_path / "nv/results.csv").read_text().splitlines()
+    assert len(rows) == 4 and "Stopping training early" not in r.stdout + r.stderr
+    assert float(rows[1].split(",")[6]) == 0.0  # epochs before the last are not validated
+    wdir = tmp_path / "nv/weights"
+    best, last = (torch.load(wdir / n, map_location="cpu", weights_only=True) for n in ("best.pt", "last.pt"))
+    assert all(torch.equal(v, last["model"]["state_dict"][k]) for k, v in best["model"]["state_dict"].items())
