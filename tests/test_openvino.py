@@ -85,16 +85,21 @@ def test_missing_openvino_is_one_line(tiny_fla, monkeypatch, tmp_path):
 
 
 def test_bad_folders(tmp_path):
+    """Run as detect.py does, in a child process: OpenVINO parsing a corrupt model must not touch this one."""
     empty = tmp_path / "x_openvino_model"
     empty.mkdir()
-    with pytest.raises(UserError, match="no OpenVINO .xml"):
-        DetectMultiBackend(empty)
-    (empty / "x.xml").write_text("<net/>")
-    with pytest.raises(UserError, match="x.bin"):
-        DetectMultiBackend(empty)
-    (empty / "x.bin").write_bytes(b"")
-    with pytest.raises(UserError, match="cannot load OpenVINO model"):
-        DetectMultiBackend(empty)
+    src = tmp_path / "im.png"
+    src.write_bytes(b"")
+    steps = [
+        ("no OpenVINO .xml", None),
+        ("x.bin", ("x.xml", b"<net/>")),
+        ("cannot load OpenVINO model", ("x.bin", b"")),
+    ]
+    for message, add in steps:
+        if add is not None:
+            (empty / add[0]).write_bytes(add[1])
+        r = run_script("detect.py", "--weights", empty, "--source", src, "--project", tmp_path, timeout=300)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
 
 
 def test_val_cli_matches_pt(tmp_path):
