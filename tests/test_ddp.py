@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -29,7 +30,10 @@ def test_ddp_takes_the_single_process_steps(tmp_path):
     args = (*BASE, "--data", str(data), "--project", str(tmp_path), "--epochs", "2", "--batch-size", "2", "--noplots")
     single = run_script("train.py", *args, "--name", "single")
     assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+    with socket.socket() as sock:  # a free port: a fixed one may still be held by an earlier run
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "train.py", *map(str, args), "--name", "ddp"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     ddp = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
