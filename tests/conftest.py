@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -40,3 +41,33 @@ def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float 
         timeout=timeout,
         env=full_env,
     )
+
+
+@pytest.fixture
+def restore_logging():
+    """The scripts' main() installs a stdout handler on the root logger; put the previous handlers back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def tiny_fla(tmp_path_factory):
+    """A width-0.25 FLA model (non-zero attention output) saved in our checkpoint format."""
+    import torch
+
+    from models.yolo import DetectionModel
+    from utils.checkpoint import model_to_dict, save_checkpoint
+
+    torch.manual_seed(0)
+    model = DetectionModel("yolov5n-fla.yaml", nc=2, verbose=False)
+    for m in model.modules():
+        if type(m).__name__ == "FocusedLinearAttention":
+            torch.nn.init.normal_(m.proj.weight, std=0.05)
+            torch.nn.init.normal_(m.positional_encoding, std=0.05)
+    model.names = ["cat", "dog"]
+    f = tmp_path_factory.mktemp("fla") / "tiny-fla.pt"
+    save_checkpoint({"model": model_to_dict(model, half=False)}, f)
+    return f

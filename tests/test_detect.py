@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 
 import cv2
@@ -58,16 +57,6 @@ def tiny_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
     save_checkpoint({"model": model_to_dict(model, half=False)}, path)
     return path
-
-
-@pytest.fixture
-def restore_logging():
-    """detect.main installs a stdout handler on the root logger; put the previous handlers back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def write_video(path: Path, n: int = 12, h: int = 48, w: int = 64, fps: float = 10.0) -> Path:

@@ -8,9 +8,7 @@ import shutil
 import pytest
 import torch
 
-from models.yolo import DetectionModel
 from tests.conftest import run_script
-from utils.checkpoint import model_to_dict, save_checkpoint
 from utils.deploy.backends import DetectMultiBackend
 from utils.deploy.export import run_export
 from utils.errors import UserError
@@ -61,21 +59,6 @@ def test_dynamic_onnx_other_size(official_copy, tmp_path):
     y = backend(x)
     assert y.shape == (2, 3 * (32 * 52 + 16 * 26 + 8 * 13), 85)
     _close(y, ref)
-
-
-@pytest.fixture(scope="module")
-def tiny_fla(tmp_path_factory):
-    """A width-0.25 FLA model (non-zero attention output) saved in our checkpoint format."""
-    torch.manual_seed(0)
-    model = DetectionModel("yolov5n-fla.yaml", nc=2, verbose=False)
-    for m in model.modules():
-        if type(m).__name__ == "FocusedLinearAttention":
-            torch.nn.init.normal_(m.proj.weight, std=0.05)
-            torch.nn.init.normal_(m.positional_encoding, std=0.05)
-    model.names = ["cat", "dog"]
-    f = tmp_path_factory.mktemp("fla") / "tiny-fla.pt"
-    save_checkpoint({"model": model_to_dict(model, half=False)}, f)
-    return f
 
 
 def test_export_fla_dynamic(tiny_fla):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 import detect
@@ -70,16 +68,6 @@ def test_export_flags_that_matter_exit_2(flag, tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {flag} is not supported: ")
-
-
-@pytest.fixture
-def restore_logging():
-    """main() installs a stdout handler on the root logger; put the previous handlers back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _warnings(script, argv, capsys) -> list:

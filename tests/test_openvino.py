@@ -48,21 +48,6 @@ def _close(y: torch.Tensor, ref: torch.Tensor) -> None:
     torch.testing.assert_close(y[..., 4:], ref[..., 4:], atol=1e-4, rtol=0)
 
 
-@pytest.fixture(scope="module")
-def tiny_fla(tmp_path_factory):
-    """A width-0.25 FLA model with non-zero attention output, saved in our checkpoint format."""
-    torch.manual_seed(0)
-    model = DetectionModel("yolov5n-fla.yaml", nc=2, verbose=False)
-    for m in model.modules():
-        if type(m).__name__ == "FocusedLinearAttention":
-            torch.nn.init.normal_(m.proj.weight, std=0.05)
-            torch.nn.init.normal_(m.positional_encoding, std=0.05)
-    model.names = ["cat", "dog"]
-    f = tmp_path_factory.mktemp("ov") / "tiny-fla.pt"
-    save_checkpoint({"model": model_to_dict(model, half=False)}, f)
-    return f
-
-
 @_in_child
 def test_static_export_layout_and_outputs(tiny_fla):
     folder = run_export(tiny_fla, imgsz=[128], include=["openvino"])["openvino"]
