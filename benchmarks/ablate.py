@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,8 +45,21 @@ def best_row(rows: List[Dict[str, float]]) -> Dict[str, float]:
     return max(rows, key=lambda r: 0.1 * r["metrics/mAP_0.5"] + 0.9 * r["metrics/mAP_0.5:0.95"])
 
 
-def run_one(cfg: str, seed: int, run_dir: Path, opt: argparse.Namespace, data: str) -> Dict[str, float]:
-    """Train one (cfg, seed) unless a finished run exists; returns its best-epoch metrics and wall time."""
+def split_variant(entry: str) -> Tuple[str, str]:
+    """'yolov5n-fla.yaml@data/hyps/hyp.attn.yaml' -> (model yaml, hyp yaml); a bare cfg -> (cfg, '')."""
+    cfg, _, hyp = entry.partition("@")
+    return cfg, hyp
+
+
+def run_stem(entry: str) -> str:
+    """Folder stem of a study entry: the cfg's stem, plus '@' and the hyp's stem for a hyp variant."""
+    cfg, hyp = split_variant(entry)
+    return Path(cfg).stem + (f"@{Path(hyp).stem}" if hyp else "")
+
+
+def run_one(entry: str, seed: int, run_dir: Path, opt: argparse.Namespace, data: str) -> Dict[str, float]:
+    """Train one (cfg[@hyp], seed) unless a finished run exists; returns its best-epoch metrics and wall time."""
+    cfg, variant_hyp = split_variant(entry)
     done = run_dir / "study_run.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -81,8 +94,8 @@ def run_one(cfg: str, seed: int, run_dir: Path, opt: argparse.Namespace, data: s
             "--noplots",
             *opt.train_args,
         ]
-        if opt.hyp:
-            cmd += ["--hyp", opt.hyp]
+        if variant_hyp or opt.hyp:
+            cmd += ["--hyp", variant_hyp or opt.hyp]
     t0 = time.time()
     log = run_dir.parent / f"{run_dir.name}.log"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +130,7 @@ def model_costs(cfgs: List[str], nc: int, imgsz: int, runs: int = 100) -> Dict[s
     x = torch.zeros(1, 3, imgsz, imgsz)
     costs, fns = {}, {}
     for cfg in cfgs:
-        model = DetectionModel(cfg, nc=nc, verbose=False).eval()
+        model = DetectionModel(split_variant(cfg)[0], nc=nc, verbose=False).eval()
         costs[cfg] = {"params": sum(p.numel() for p in model.parameters()), "gflops": model_gflops(model, imgsz)}
         fns[cfg] = lambda m=model.fuse(): m(x)
     with torch.inference_mode():
@@ -281,7 +294,12 @@ def parse_opt(argv: Optional[List[str]] = None) -> argparse.Namespace:
     src.add_argument("--data", help="dataset yaml (one dataset; runs go straight into the study folder)")
     src.add_argument("--datasets", nargs="+", help="several dataset yamls: one table each plus the pooled lines")
     p.add_argument("--weights", default="", help="initial weights for every run ('' = scratch)")
-    p.add_argument("--cfgs", nargs="+", required=True, help="model yamls; the first is the baseline")
+    p.add_argument(
+        "--cfgs",
+        nargs="+",
+        required=True,
+        help="model yamls; the first is the baseline. CFG@HYP trains CFG with that --hyp file (a hyp variant)",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--imgsz", type=int, default=320)
@@ -297,7 +315,7 @@ def parse_opt(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def finished(out: Path, cfg: str, seed: int) -> bool:
-    return (out / f"{Path(cfg).stem}_s{seed}" / "study_run.json").is_file()
+    return (out / f"{run_stem(cfg)}_s{seed}" / "study_run.json").is_file()
 
 
 def study_dataset(data: str, nc: int, out: Path, opt: argparse.Namespace) -> Dict[str, List[Dict[str, float]]]:
@@ -319,7 +337,7 @@ def study_dataset(data: str, nc: int, out: Path, opt: argparse.Namespace) -> Dic
         eta = f", study ETA {(time.time() - t0) / trained * todo / 60:.0f} min" if trained and fresh else ""
         tag = f"{Path(data).stem}: " if opt.datasets else ""
         print(f"[{tag}run {k}/{len(plan)}] {cfg} seed {seed} {'training' if fresh else 'reused'}{eta}", flush=True)
-        results[cfg].append(run_one(cfg, seed, out / f"{Path(cfg).stem}_s{seed}", opt, data))
+        results[cfg].append(run_one(cfg, seed, out / f"{run_stem(cfg)}_s{seed}", opt, data))
         trained += fresh
     print(f"Timing {len(opt.cfgs)} configs interleaved ({opt.latency_runs} calls each)...", flush=True)
     costs = model_costs(opt.cfgs, nc, opt.imgsz, opt.latency_runs)
@@ -338,6 +356,7 @@ def main(opt: argparse.Namespace) -> None:
     from models.yolo import load_model_yaml
     from utils.data.config import check_dataset
     from utils.errors import UserError, run_cli
+    from utils.train.setup import load_hyp
 
     @run_cli
     def _run() -> None:
@@ -346,8 +365,11 @@ def main(opt: argparse.Namespace) -> None:
         if len(set(stems)) != len(stems):
             raise UserError(f"--datasets: two yamls share a name ({', '.join(stems)}); each needs its own folder")
         ncs = [check_dataset(d)["nc"] for d in datasets]  # every dataset is checked before any training
-        for cfg in opt.cfgs:
+        for entry in opt.cfgs:
+            cfg, variant_hyp = split_variant(entry)
             load_model_yaml(cfg)  # a missing or malformed yaml stops the study before any training
+            if variant_hyp:
+                load_hyp(variant_hyp)
         out = Path(opt.project) / opt.name
         per_dataset = {}
         for data, nc in zip(datasets, ncs):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.ablate import pooled, pooled_markdown, summarise, verdict, welch
+from benchmarks.ablate import pooled, pooled_markdown, run_one, run_stem, split_variant, summarise, verdict, welch
 from benchmarks.latency import time_interleaved
 from benchmarks.vs_official import Row, Side, markdown, time_pairs
 from tests.conftest import run_script
@@ -100,6 +100,45 @@ def test_ablate_cli_trains_reuses_and_reports(tmp_path):
     assert r.returncode == 2 and "error: --report-only: no finished run" in r.stderr and "Traceback" not in r.stderr
     r = run_script("benchmarks/ablate.py", *common, "--cfgs", "nope.yaml")
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ablate_hyp_variant_trains_with_its_hyp(tmp_path, monkeypatch):
+    import argparse
+    import subprocess
+
+    entry = "yolov5n-c3fla-keep.yaml@data/hyps/hyp.scratch-low-attn5.yaml"
+    assert split_variant(entry) == ("yolov5n-c3fla-keep.yaml", "data/hyps/hyp.scratch-low-attn5.yaml")
+    assert split_variant("yolov5n.yaml") == ("yolov5n.yaml", "")
+    assert run_stem(entry) == "yolov5n-c3fla-keep@hyp.scratch-low-attn5" and run_stem("a/yolov5n.yaml") == "yolov5n"
+    seen = []
+
+    def fake_run(cmd, **kw):  # stands in for train.py: records the command, writes a results.csv
+        seen.append(cmd)
+        run_dir = Path(cmd[cmd.index("--project") + 1]) / cmd[cmd.index("--name") + 1]
+        run_dir.mkdir(parents=True)
+        (run_dir / "results.csv").write_text(
+            "epoch,metrics/mAP_0.5,metrics/mAP_0.5:0.95\n0,0.5,0.25\n1,0.6,0.375\n2,0.55,0.30\n"
+        )
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    opt = argparse.Namespace(weights="w.pt", epochs=3, imgsz=64, batch_size=4, workers=0, train_args=[], hyp="")
+    res = run_one(entry, 1, tmp_path / f"{run_stem(entry)}_s1", opt, "d.yaml")
+    cmd = seen[0]
+    assert cmd[cmd.index("--cfg") + 1] == "yolov5n-c3fla-keep.yaml"
+    assert cmd[cmd.index("--hyp") + 1] == "data/hyps/hyp.scratch-low-attn5.yaml"
+    assert res["best_epoch"] == 1 and res["mAP50-95"] == 0.375
+    opt.hyp = "other.yaml"  # the study's --hyp applies to bare entries only
+    run_one("yolov5n.yaml", 0, tmp_path / "yolov5n_s0", opt, "d.yaml")
+    assert seen[1][seen[1].index("--hyp") + 1] == "other.yaml" and seen[1].count("--hyp") == 1
+
+
+def test_ablate_bad_variant_hyp_is_one_line(tmp_path):
+    data = make_dataset(tmp_path / "data", n_train=2, n_val=1)
+    r = run_script("benchmarks/ablate.py", "--data", data, "--project", tmp_path, "--cfgs", "yolov5n.yaml",
+                   "yolov5n.yaml@nope.yaml")  # fmt: skip
+    assert r.returncode == 2 and "error:" in r.stderr and "nope.yaml" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "exp").exists() or not any((tmp_path / "exp").iterdir())
 
 
 def _runs(vals):
