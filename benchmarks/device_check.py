@@ -261,14 +261,16 @@ def _cuda_ms(fn: Callable[[], object], runs: int = 20, warmup: int = 5) -> float
 
 def check_sdpa(opt: argparse.Namespace) -> List[Row]:
     """Forward time of FocusedLinearAttention vs SDPA softmax attention, C 128, 4 heads, batch 8, fp16 autocast."""
+    from utils.torch_utils import set_deterministic
+
     dev, rows = torch.device(opt.cuda), []
     flags = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic
-    torch.use_deterministic_algorithms(False)  # a training check before may have turned these on: time free kernels
+    set_deterministic(False)  # a training check before may have turned these on: time free kernels
     torch.backends.cudnn.deterministic = False
     try:
         rows = _time_attention(dev)
     finally:
-        torch.use_deterministic_algorithms(flags[0], warn_only=True)
+        set_deterministic(flags[0])
         torch.backends.cudnn.deterministic = flags[1]
     return rows
 

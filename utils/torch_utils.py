@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 
 import numpy as np
@@ -37,6 +38,18 @@ def select_device(device: str = "", batch_size: int = 0) -> torch.device:
     return torch.device(f"cuda:{ids[0]}")
 
 
+def set_deterministic(mode: bool) -> None:
+    """torch.use_deterministic_algorithms(mode, warn_only=True) without its import of torch._inductor (~2 s).
+
+    The public call only adds inductor's own flag, which matters to torch.compile; this code never compiles, so
+    the core switch is set directly unless inductor is already loaded (then the public call costs nothing).
+    """
+    if "torch._inductor" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(mode, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(mode, warn_only=True)
+
+
 def init_seeds(seed: int = 0, deterministic: bool = False) -> None:
     """Seed python, numpy and torch RNGs; optionally ask torch for deterministic algorithms."""
     random.seed(seed)
@@ -44,7 +57,7 @@ def init_seeds(seed: int = 0, deterministic: bool = False) -> None:
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        set_deterministic(True)
         torch.backends.cudnn.deterministic = True
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
         os.environ["PYTHONHASHSEED"] = str(seed)
