@@ -17,6 +17,7 @@ from models.common import C3, Bottleneck
 from models.registry import register
 
 EPS = 1e-6  # focusing offset and normaliser guard, as the reference code
+DWC_MATRIX_MAX_TOKENS = 196  # fused maps up to 14x14 run the DWC as a matmul (0.3 MB of matrices at d = 8)
 
 
 def _pair(v: int | tuple | list) -> tuple[int, int]:
@@ -135,7 +136,7 @@ class FocusedLinearAttention(nn.Module):
         with torch.autocast(device_type=t.device.type, enabled=False):
             tf = t.float()
             u = tf if norm is None else normalize_channels(tf, norm.eps)
-            w_qkv, b_qkv, inv, floor, w_dwc, b_dwc, w_p, b_p = _cached(
+            w_qkv, b_qkv, inv, floor, w_dwc, w_p, b_p = _cached(
                 self, ("w", t.device, norm is None), lambda: self._weights(norm)
             )
             bias = _cached(self, ("b", t.device, h, w), lambda: self._bias(b_qkv, inv, h, w))
@@ -144,7 +145,7 @@ class FocusedLinearAttention(nn.Module):
             qkv = torch.baddbmm(bias, w_qkv.expand(b, -1, -1), u)  # (B, 3A, N): [q, k] focusing input, v
             qk = qkv[:, : 2 * a]  # (relu(t) + 1e-6) / s = max(t', 1e-6 / s), 1 / s folded into W and the bias
             qk = torch.maximum(qk, floor, out=qk) if inplace else torch.maximum(qk, floor)
-            o = self._attend(qk, qkv[:, 2 * a :], h, w, w_dwc, b_dwc, inplace)  # (B, A, N)
+            o = self._attend(qk, qkv[:, 2 * a :], h, w, w_dwc, inplace)  # (B, A, N)
             if residual:
                 y = torch.baddbmm(tf, w_p.expand(b, -1, -1), o)
                 y = y.add_(b_p) if inplace else y + b_p
@@ -154,8 +155,8 @@ class FocusedLinearAttention(nn.Module):
 
     def _weights(self, norm: nn.LayerNorm | None) -> tuple:
         """Folded fp32 tensors: W_qkv (3A, C) and bias (3A, 1) with the norm affine in and the q/k rows as
-        (t + 1e-6) / s; 1 / s (A, 1); floor (2A, 1) = 1e-6 / s; DWC weight/bias tiled over the heads (A, 1, k, k)
-        and (A,); proj W (C, A) and bias (C, 1)."""
+        (t + 1e-6) / s; 1 / s (A, 1); floor (2A, 1) = 1e-6 / s; DWC weight tiled over the heads (A, 1, k, k);
+        proj W (C, A) and bias (C, 1), the latter with the DWC bias folded in (W_p @ b_dwc)."""
         a, nh = self.attn_dim, self.num_heads
         w = torch.cat((self.q.weight, self.kv.weight)).float()
         bias = None if self.q.bias is None else torch.cat((self.q.bias, self.kv.bias))
@@ -164,12 +165,13 @@ class FocusedLinearAttention(nn.Module):
         rows = torch.cat((inv, inv, torch.ones_like(inv)))  # q and k rows / s, v rows unchanged
         eps = torch.cat((torch.full_like(inv, EPS).repeat(2, 1), torch.zeros_like(inv)))
         w, bias = w * rows, (bias.view(-1, 1) + eps) * rows
-        w_dwc = b_dwc = None
+        w_dwc = None
+        w_p, b_p = self.proj.weight.float(), self.proj.bias.float().view(-1, 1)
         if self.dwc is not None:
             w_dwc = self.dwc.weight.float().repeat(nh, 1, 1, 1)
-            b_dwc = None if self.dwc.bias is None else self.dwc.bias.float().repeat(nh)
-        w_p, b_p = self.proj.weight.float(), self.proj.bias.float().view(-1, 1)
-        return w, bias, inv, torch.cat((inv, inv)) * EPS, w_dwc, b_dwc, w_p, b_p
+            if self.dwc.bias is not None:  # a per-channel constant of o: W_p @ (o + b) = W_p @ o + W_p @ b
+                b_p = b_p + w_p @ self.dwc.bias.float().repeat(nh).view(-1, 1)
+        return w, bias, inv, torch.cat((inv, inv)) * EPS, w_dwc, w_p, b_p
 
     def _bias(self, bias: torch.Tensor, inv: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """The folded (3A, 1) qkv bias, as (3A, N) with the positional encoding / s in the k rows when it has one."""
@@ -192,15 +194,18 @@ class FocusedLinearAttention(nn.Module):
         """The positional encoding resized to h x w: (1, h*w, A) fp32 (token-major, as stored)."""
         return self._pe(h, w).t().unsqueeze(0)
 
-    def _attend(self, qk: torch.Tensor, v: torch.Tensor, h: int, w: int, w_dwc, b_dwc, inplace: bool = False):
-        """fp32 core: focusing input qk (B, 2A, N) (positive), v (B, A, N) -> (B, A, N) before proj."""
+    def _attend(self, qk: torch.Tensor, v: torch.Tensor, h: int, w: int, w_dwc, inplace: bool = False):
+        """fp32 core: focusing input qk (B, 2A, N) (positive), v (B, A, N) -> (B, A, N) before proj (DWC bias
+        excluded: it is folded into the proj bias)."""
         b, a, n = v.shape
         nh, d = self.num_heads, self.head_dim
         f, r = focus(qk.view(b, 2, a, n), self.focusing_factor, 2, inplace)  # over all A channels; r (B, 2, 1, N)
         q, k = f[:, 0].view(b, nh, d, n), f[:, 1].view(b, nh, d, n)  # heads are channel views
-        rk = torch.ones_like(qk[:, None, :1]) if r is None else r[:, 1:]  # (B, 1, 1, N), focused k = k * rk
-        n_tok = torch.ones_like(rk).sum(dim=-1, keepdim=True)  # (B, 1, 1, 1) = N, traceable
-        kw = k * (rk / n_tok)  # (B, nh, d, N): focused k / N
+        if _tracing():  # N from the graph, so a dynamic export stays right at every size
+            rk = torch.ones_like(qk[:, None, :1]) if r is None else r[:, 1:]  # (B, 1, 1, N), focused k = k * rk
+            kw = k * (rk / torch.ones_like(rk).sum(dim=-1, keepdim=True))  # (B, nh, d, N): focused k / N
+        else:
+            kw = k * (1.0 / n) if r is None else k * (r[:, 1:] * (1.0 / n))
         kv = kw @ v.view(b, nh, d, n).transpose(-2, -1)  # (B, nh, d, d) = mean_n k_n v_n^T
         m = torch.cat((kv, kw.sum(dim=-1, keepdim=True)), dim=-1).transpose(-2, -1)  # (B, nh, d+1, d): [kv^T; mean k]
         o = m @ q  # (B, nh, d+1, N): one pass over q gives Q (K^T V) and Q mean(K)^T
@@ -208,8 +213,27 @@ class FocusedLinearAttention(nn.Module):
         z = 1.0 / (den + EPS) if r is None else r[:, :1] / (r[:, :1] * den + EPS)  # focused q = q * rq, folded here
         if w_dwc is None:
             return (num * z).reshape(b, a, n)
-        fm = F.conv2d(v.view(b, a, h, w), w_dwc, b_dwc, padding=self.dwc.padding, groups=a)  # DWC per head
+        toeplitz = self._dwc_matrix(w_dwc, h, w, v.device) if inplace and n <= DWC_MATRIX_MAX_TOKENS else None
+        if toeplitz is not None:  # small fused maps: the DWC as one (d, N, N) bmm, far cheaper than a tiny conv
+            vv = v.view(b, nh, d, n).permute(2, 0, 1, 3).reshape(d, b * nh, n)
+            fm = torch.bmm(vv, toeplitz).view(d, b, nh, n).permute(1, 2, 0, 3)  # (B, nh, d, N)
+            return (num * z).add_(fm).view(b, a, n)
+        fm = F.conv2d(v.view(b, a, h, w), w_dwc, None, padding=self.dwc.padding, groups=a)  # DWC per head
         return torch.addcmul(fm.view(b, nh, d, n), num, z).view(b, a, n)  # DWC(V) + Q (K^T V) * z
+
+    def _dwc_matrix(self, w_dwc: torch.Tensor, h: int, w: int, device: torch.device) -> torch.Tensor | None:
+        """After fuse(): the depthwise conv (weights shared by the heads) at h x w as its transposed Toeplitz
+        matrices (d, N_src, N_out), cached per size, so DWC(v)[j] = v[j] @ T[j]; None before fuse()."""
+        if self._cache is None:
+            return None
+
+        def make() -> torch.Tensor:
+            d, n = self.head_dim, h * w
+            eye = torch.eye(n, device=device).view(n, 1, h, w).expand(n, d, h, w)  # one image per source pixel
+            resp = F.conv2d(eye, w_dwc[:d], None, padding=self.dwc.padding, groups=d)  # (N_src, d, h, w)
+            return resp.flatten(2).permute(1, 0, 2).contiguous()  # (d, N_src, N_out)
+
+        return _cached(self, ("dwc", device, h, w), make)
 
     def extra_macs(self, shape: tuple) -> int:
         """MACs of q/kv/proj and the attention matmuls for an input (B, C, H, W) (the Linear modules are not called,

@@ -292,12 +292,15 @@ def test_fused_equals_unfused(make, c_in):
     """fuse() folds the LayerNorm affine and 1/s into q/kv and caches the bias per size: same outputs."""
     torch.manual_seed(0)
     plain, fused = _fused_pair(_randomised(make()))
-    for hw in [(6, 5), (12, 10), (6, 5), (7, 3)]:  # base size, resized, the cached base size again, odd
+    for hw in [(6, 5), (12, 10), (6, 5), (7, 3), (20, 16)]:  # base, resized, base again, odd, > 196 tokens (conv)
         x = torch.randn(2, c_in, *hw)
         with torch.no_grad():
             torch.testing.assert_close(fused(x), plain(x), atol=2e-5, rtol=2e-5)
     attn = [sub for sub in fused.modules() if isinstance(sub, FocusedLinearAttention)]
     assert attn and all(a._cache for a in attn)  # the folded tensors were cached
+    with_dwc = [a for a in attn if a.dwc is not None]  # small maps ran the DWC as cached Toeplitz matmuls
+    assert all(("dwc", torch.device("cpu"), 12, 10) in a._cache for a in with_dwc)
+    assert not any(("dwc", torch.device("cpu"), 20, 16) in a._cache for a in with_dwc)
     assert not any(p.requires_grad for a in attn for p in a.parameters())  # inference only, like Conv + BN fusion
 
 
