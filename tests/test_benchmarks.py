@@ -228,3 +228,17 @@ def test_vs_official_alternates_pairs_and_formats_the_table(tmp_path):
         r"\| fake command \| [\d.e+-]+ s \| [\d.e+-]+ s \| \*\*[\d.]+\*\* \([\d.]+\) \| <= 0.75 \| (yes|no) \|", table
     )
     assert "| fake broken | | | n/a (exit 3) | | |" in lines and "| fake own | | | +1.0% | <= +2% | yes |" in lines
+
+
+def test_vs_official_attention_row_times_against_the_paper_rendering():
+    """The 'attention' row needs no official code: FLA unfused and fused against PaperFLA with the same weights."""
+    import argparse
+
+    from benchmarks.vs_official import attention_ratio
+
+    res = attention_ratio(argparse.Namespace(threads=2, latency_runs=2))
+    m = re.fullmatch(r"\*\*([\d.]+)\*\* unfused, ([\d.]+) fused \(([\d.]+) / ([\d.]+) vs ([\d.]+) ms\)", res["text"])
+    assert m, res["text"]
+    unfused, fused, a, f, b = map(float, m.groups())
+    assert unfused == pytest.approx(a / b, abs=0.01) and fused == pytest.approx(f / b, abs=0.01)
+    assert res["met"] == (a / b <= 1.0) and res["target"] == "<= 1"
