@@ -242,3 +242,20 @@ def test_vs_official_attention_row_times_against_the_paper_rendering():
     unfused, fused, a, f, b = map(float, m.groups())
     assert unfused == pytest.approx(a / b, abs=0.01) and fused == pytest.approx(f / b, abs=0.01)
     assert res["met"] == (a / b <= 1.0) and res["target"] == "<= 1"
+
+
+def test_keep_study_copies_results_not_weights(tmp_path):
+    from tools.keep_study import keep
+
+    run = tmp_path / "src" / "bccd" / "yolov5n_s0"
+    (run / "weights").mkdir(parents=True)
+    for name in ("study_run.json", "results.csv", "opt.yaml", "hyp.yaml"):
+        (run / name).write_text(name)
+    (run / "weights" / "last.pt").write_bytes(b"x")
+    (run / "weights" / "study_run.json").write_text("not a result")
+    (run.parent / "yolov5n_s0.log").write_text("log")
+    (tmp_path / "src" / "study.md").write_text("| table |")
+    assert keep(tmp_path / "src", tmp_path / "dst") == 5
+    got = sorted(str(p.relative_to(tmp_path / "dst")) for p in (tmp_path / "dst").rglob("*") if p.is_file())
+    assert got == ["bccd/yolov5n_s0/hyp.yaml", "bccd/yolov5n_s0/opt.yaml", "bccd/yolov5n_s0/results.csv",
+                   "bccd/yolov5n_s0/study_run.json", "study.md"]  # fmt: skip
