@@ -145,3 +145,24 @@ def test_flood_of_low_scores_every_image_scored():
         assert (o[1:, 4] <= o[:-1, 4]).all()
         best = (p[xi, :, 5:] * p[xi, :, 4:5]).max()
         assert o[0, 4].item() == pytest.approx(best.item())  # the best candidate always survives
+
+
+def test_torchvision_op_without_the_package_import():
+    """utils.nms loads torchvision's compiled nms op directly (the package import costs ~1.3 s per command)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, torch\n"
+        "import utils.nms as n\n"
+        "print('torchvision' in sys.modules, n._TV_NMS is not None)\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "b = torch.rand(200, 4, generator=g) * 100; b[:, 2:] += b[:, :2]; s = torch.rand(200, generator=g)\n"
+        "import torchvision\n"
+        "print(torch.equal(n.nms_boxes(b, s, 0.5), torchvision.ops.nms(b, s, 0.5)))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "True", "True"]
