@@ -9,6 +9,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _run(code: str) -> list:
+    """Run code in a fresh python (so torch's import state is its own); -> its stdout words."""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
 def test_init_seeds_deterministic_sets_the_flag_without_inductor():
     code = (
         "import sys, torch\n"
@@ -22,9 +29,7 @@ def test_init_seeds_deterministic_sets_the_flag_without_inductor():
         "set_deterministic(False)\n"
         "print(torch.are_deterministic_algorithms_enabled())\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["True", "True", "False", "True", "False"]
+    assert _run(code) == ["True", "True", "False", "True", "False"]
 
 
 def test_set_deterministic_with_inductor_loaded_uses_the_public_call():
@@ -34,6 +39,4 @@ def test_set_deterministic_with_inductor_loaded_uses_the_public_call():
         "set_deterministic(True)\n"
         "print(torch.are_deterministic_algorithms_enabled(), c.deterministic)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["True", "True"]
+    assert _run(code) == ["True", "True"]
