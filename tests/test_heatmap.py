@@ -8,7 +8,14 @@ import torch
 
 from models.fla import FocusedLinearAttention
 from models.yolo import DetectionModel
-from utils.deploy.heatmap import HeatmapWriter, attention_row, default_layer, eigen_cam, unletterbox
+from utils.deploy.heatmap import (
+    HeatmapWriter,
+    attention_row,
+    default_layer,
+    eigen_cam,
+    oriented_projection,
+    unletterbox,
+)
 from utils.errors import UserError
 
 pytest.importorskip("pytorch_grad_cam")
@@ -50,6 +57,23 @@ def test_eigen_cam_is_a_non_constant_map_and_bad_layer_is_one_line():
     assert maps.shape == (2, 96, 128) and maps.min() >= 0 and maps.max() <= 1 and maps[0].std() > 0.01
     with pytest.raises(UserError, match="--heatmap 99"):
         HeatmapWriter(net, ".", 99)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_eigen_projection_points_at_the_active_positions(monkeypatch, flip):
+    """The principal component's sign is arbitrary: the map must be high where the activations are, either way."""
+    import pytorch_grad_cam.utils.svd_on_activations as svd
+
+    rng = np.random.default_rng(0)
+    acts = rng.normal(0, 0.05, (2, 8, 6, 7)).astype(np.float32)
+    acts[0, :, 1:3, 2:4] += 3.0  # an active blob, all channels up
+    acts[1, :4, 4:, :2] += 2.0
+    if flip:  # what a solver returning -v instead of v gives
+        real = svd.get_2d_projection
+        monkeypatch.setattr(svd, "get_2d_projection", lambda a: -real(a))
+    m = oriented_projection(acts)
+    assert m.shape == (2, 6, 7)
+    assert m[0, 1:3, 2:4].min() > m[0].mean() and m[1, 4:, :2].min() > m[1].mean()
 
 
 def test_unletterbox_cuts_the_padding():

@@ -1,7 +1,8 @@
 """detect.py --heatmap: class-activation maps (EigenCAM, from the optional `grad-cam` package) and FLA's own attention.
 
 Per image, two overlays the size of the original image:
-- `<stem>_cam.png`: EigenCAM of a chosen layer (the first principal component of its activations; no gradients)
+- `<stem>_cam.png`: EigenCAM of a chosen layer (the first principal component of its activations, its sign turned
+  towards the active positions; no gradients)
   with the detections drawn on top. Default layer: the last FLA / C3FLA layer, else the last backbone layer.
 - `<stem>_attention.png` (models with FLA only): the attention weights one query token gives every key token,
   the normalised phi(q_i) . phi(k_j) row of the focused linear attention, averaged over heads; the query is the
@@ -69,10 +70,34 @@ def _eigen_cam_class():
     return EigenCAM
 
 
+def oriented_projection(acts: np.ndarray) -> np.ndarray:
+    """EigenCAM's projection of activations (B, C, h, w) -> (B, h, w), with its sign fixed.
+
+    The projection onto the first principal component of the centred activations has no sign of its own (v and -v
+    are both singular vectors), so after grad-cam's ReLU it shows the objects on one image and the background on
+    the next. Each map is turned to correlate positively with the activation energy (the L2 norm over channels
+    per position): the high end is where the layer is active.
+    """
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    proj = get_2d_projection(acts)  # (B, h, w)
+    energy = np.sqrt(np.square(np.nan_to_num(acts)).sum(1))  # (B, h, w)
+    for b in range(len(proj)):
+        p, e = proj[b].ravel(), energy[b].ravel()
+        if float(((p - p.mean()) * (e - e.mean())).sum()) < 0:
+            proj[b] = -proj[b]
+    return proj
+
+
 def eigen_cam(net: nn.Module, x: torch.Tensor, layer: int) -> np.ndarray:
-    """EigenCAM of net.model[layer] on x (B, 3, H, W) -> (B, H, W) float32 maps in [0, 1]."""
+    """EigenCAM (sign-fixed, see oriented_projection) of net.model[layer] on x (B, 3, H, W) -> (B, H, W) in [0, 1]."""
     EigenCAM = _eigen_cam_class()
-    cam = EigenCAM(_PredOnly(net), target_layers=[net.model[layer]])
+
+    class OrientedEigenCAM(EigenCAM):
+        def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
+            return oriented_projection(activations)
+
+    cam = OrientedEigenCAM(_PredOnly(net), target_layers=[net.model[layer]])
     try:
         with torch.enable_grad():  # grad-cam's hooks run under autograd; EigenCAM itself uses no gradients
             maps = cam(input_tensor=x.float(), targets=[])
