@@ -11,6 +11,7 @@ Per image, two overlays the size of the original image:
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -61,13 +62,20 @@ class _PredOnly(nn.Module):
         return out[0] if isinstance(out, (list, tuple)) else out
 
 
+@functools.cache
 def _eigen_cam_class():
-    """pytorch_grad_cam.EigenCAM, or a one-line UserError when the optional package is missing."""
+    """pytorch_grad_cam.EigenCAM with its sign fixed (oriented_projection), or a one-line UserError when the optional
+    package is missing. Built once."""
     try:
         from pytorch_grad_cam import EigenCAM
     except ImportError as e:
         raise UserError("--heatmap needs the optional grad-cam package: pip install grad-cam") from e
-    return EigenCAM
+
+    class OrientedEigenCAM(EigenCAM):
+        def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
+            return oriented_projection(activations)
+
+    return OrientedEigenCAM
 
 
 def oriented_projection(acts: np.ndarray) -> np.ndarray:
@@ -80,24 +88,15 @@ def oriented_projection(acts: np.ndarray) -> np.ndarray:
     """
     from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
-    proj = get_2d_projection(acts)  # (B, h, w)
+    proj = get_2d_projection(acts)  # (B, h, w), each map of mean 0 (a projection of centred data)
     energy = np.sqrt(np.square(np.nan_to_num(acts)).sum(1))  # (B, h, w)
-    for b in range(len(proj)):
-        p, e = proj[b].ravel(), energy[b].ravel()
-        if float(((p - p.mean()) * (e - e.mean())).sum()) < 0:
-            proj[b] = -proj[b]
-    return proj
+    sign = np.where((proj * energy).sum((1, 2)) < 0, -1.0, 1.0).astype(proj.dtype)  # the sign of the covariance
+    return proj * sign[:, None, None]
 
 
 def eigen_cam(net: nn.Module, x: torch.Tensor, layer: int) -> np.ndarray:
     """EigenCAM (sign-fixed, see oriented_projection) of net.model[layer] on x (B, 3, H, W) -> (B, H, W) in [0, 1]."""
-    EigenCAM = _eigen_cam_class()
-
-    class OrientedEigenCAM(EigenCAM):
-        def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
-            return oriented_projection(activations)
-
-    cam = OrientedEigenCAM(_PredOnly(net), target_layers=[net.model[layer]])
+    cam = _eigen_cam_class()(_PredOnly(net), target_layers=[net.model[layer]])
     try:
         with torch.enable_grad():  # grad-cam's hooks run under autograd; EigenCAM itself uses no gradients
             maps = cam(input_tensor=x.float(), targets=[])
