@@ -9,6 +9,7 @@ from pathlib import Path
 
 from utils.compat_flags import CompatFlag, add_compat_flags, check_compat_flags
 from utils.errors import UserError, run_cli
+from utils.flag_ranges import FRACTION, IMGSZ, NON_NEGATIVE, POSITIVE
 from utils.log import setup_logging
 from utils.paths import ROOT
 
@@ -32,15 +33,15 @@ def parse_opt(argv=None) -> argparse.Namespace:
         "(default: the built-in dataset's val images)",
     )
     g.add_argument("--data", type=str, default=None, help="dataset yaml, only for class names of bare models")
-    g.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="inference size h,w")
+    g.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=IMGSZ, default=[640], help="inference size h,w")
     g.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     g.add_argument("--half", action="store_true", help="FP16 half-precision inference (CUDA only)")
-    g.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
+    g.add_argument("--vid-stride", type=POSITIVE, default=1, help="video frame-rate stride")
     g = p.add_argument_group("post-processing")
-    g.add_argument("--conf-thres", type=float, default=0.25, help="confidence threshold")
-    g.add_argument("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
-    g.add_argument("--max-det", type=int, default=1000, help="maximum detections per image")
-    g.add_argument("--classes", nargs="+", type=int, help="filter by class: --classes 0, or --classes 0 2 3")
+    g.add_argument("--conf-thres", type=FRACTION, default=0.25, help="confidence threshold")
+    g.add_argument("--iou-thres", type=FRACTION, default=0.45, help="NMS IoU threshold")
+    g.add_argument("--max-det", type=POSITIVE, default=1000, help="maximum detections per image")
+    g.add_argument("--classes", nargs="+", type=NON_NEGATIVE, help="filter by class: --classes 0, or --classes 0 2 3")
     g.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
     g.add_argument("--augment", action="store_true", help="augmented inference (flips and scales)")
     g.add_argument(
@@ -78,7 +79,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--project", default=str(ROOT / "runs" / "detect"), help="save results to project/name")
     g.add_argument("--name", default="exp", help="save results to project/name")
     g.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    g.add_argument("--line-thickness", default=3, type=int, help="bounding box thickness (pixels)")
+    g.add_argument("--line-thickness", default=3, type=POSITIVE, help="bounding box thickness (pixels)")
     g.add_argument("--hide-labels", action="store_true", help="hide labels")
     g.add_argument("--hide-conf", action="store_true", help="hide confidences")
     add_compat_flags(p, COMPAT, "YOLOv5 flags without effect here")

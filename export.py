@@ -6,6 +6,7 @@ import argparse
 
 from utils.compat_flags import CompatFlag, add_compat_flags, check_compat_flags
 from utils.errors import run_cli
+from utils.flag_ranges import IMGSZ, POSITIVE, onnx_opset
 from utils.log import setup_logging
 
 TF_ONLY = "only TensorFlow formats use it and they are not exported here"
@@ -38,13 +39,13 @@ def parse_opt(argv=None) -> argparse.Namespace:
     """Command-line options: YOLOv5's export.py flags; those of formats we do not build are accepted (see --help)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--weights", nargs="+", type=str, default=["yolov5s.pt"], help="model .pt path(s)")
-    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="image (h, w)")
-    parser.add_argument("--batch-size", type=int, default=1, help="batch size")
+    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=IMGSZ, default=[640], help="image (h, w)")
+    parser.add_argument("--batch-size", type=POSITIVE, default=1, help="batch size")
     parser.add_argument("--device", default="cpu", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     parser.add_argument("--half", action="store_true", help="FP16 half-precision export (CUDA only)")
     parser.add_argument("--dynamic", action="store_true", help="ONNX / TorchScript: dynamic batch, height and width")
     parser.add_argument("--simplify", action="store_true", help="ONNX: simplify the graph with onnxslim")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX: opset version")
+    parser.add_argument("--opset", type=onnx_opset, default=17, help="ONNX: opset version")
     parser.add_argument(
         "--include",
         nargs="+",

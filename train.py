@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from utils.errors import UserError, run_cli
+from utils.flag_ranges import FRACTION, IMGSZ, NON_NEGATIVE
 from utils.log import setup_logging
 from utils.paths import ROOT
 
@@ -21,19 +22,23 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--data", type=str, default=None, help="dataset yaml (default: the built-in dataset)")
     g.add_argument("--hyp", type=str, default=str(ROOT / "data/hyps/hyp.scratch-low.yaml"), help="hyperparameters")
     g.add_argument("--single-cls", action="store_true", help="train multi-class data as single-class")
-    g.add_argument("--freeze", nargs="+", type=int, default=[0], help="freeze layers: backbone=10, first3=0 1 2")
+    g.add_argument(
+        "--freeze", nargs="+", type=NON_NEGATIVE, default=[0], help="freeze layers: backbone=10, first3=0 1 2"
+    )
     g = p.add_argument_group("schedule")
     g.add_argument("--epochs", type=int, default=100, help="total training epochs")
     g.add_argument("--batch-size", type=int, default=16, help="total batch size for all GPUs")
-    g.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="train, val image size (pixels)")
+    g.add_argument("--imgsz", "--img", "--img-size", type=IMGSZ, default=640, help="train, val image size (pixels)")
     g.add_argument("--rect", action="store_true", help="rectangular training")
     g.add_argument("--multi-scale", action="store_true", help="vary img-size +/- 50%%")
     g.add_argument("--image-weights", action="store_true", help="use weighted image selection for training")
     g.add_argument("--quad", action="store_true", help="quad dataloader")
     g.add_argument("--optimizer", type=str, choices=["SGD", "Adam", "AdamW"], default="SGD", help="optimizer")
     g.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
-    g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing epsilon")
-    g.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
+    g.add_argument("--label-smoothing", type=FRACTION, default=0.0, help="label smoothing epsilon")
+    g.add_argument(
+        "--patience", type=NON_NEGATIVE, default=100, help="EarlyStopping patience (epochs without improvement)"
+    )
     g.add_argument("--seed", type=int, default=0, help="global training seed")
     g.add_argument("--noautoanchor", action="store_true", help="disable AutoAnchor")
     g.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters (not supported)")
@@ -41,7 +46,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--resume", nargs="?", const=True, default=False, help="resume most recent training (or path)")
     g.add_argument("--cache", type=str, nargs="?", const="ram", help="image --cache ram/disk")
     g.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    g.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP mode)")
+    g.add_argument("--workers", type=NON_NEGATIVE, default=8, help="max dataloader workers (per RANK in DDP mode)")
     g.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
     g.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="set by torchrun; do not change")
     g = p.add_argument_group("output")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from utils.compat_flags import CompatFlag, add_compat_flags, check_compat_flags
 from utils.errors import UserError, run_cli
+from utils.flag_ranges import FRACTION, IMGSZ, NON_NEGATIVE, POSITIVE
 from utils.log import setup_logging
 from utils.paths import ROOT
 
@@ -25,16 +26,16 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--weights", nargs="+", type=str, default=["yolov5s.pt"], help="model path(s); several = ensemble")
     g.add_argument("--cfg", type=str, default=None, help="model yaml to build; weights are transferred by structure")
     g.add_argument("--batch-size", type=int, default=32, help="batch size")
-    g.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="inference size (pixels)")
+    g.add_argument("--imgsz", "--img", "--img-size", type=IMGSZ, default=640, help="inference size (pixels)")
     g.add_argument("--task", default="val", choices=TASKS, help="train, val, test, speed or study")
     g.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    g.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    g.add_argument("--workers", type=NON_NEGATIVE, default=8, help="max dataloader workers")
     g.add_argument("--single-cls", action="store_true", help="treat as single-class dataset")
     g.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
     g = p.add_argument_group("evaluation")
-    g.add_argument("--conf-thres", type=float, default=0.001, help="confidence threshold")
-    g.add_argument("--iou-thres", type=float, default=0.6, help="NMS IoU threshold")
-    g.add_argument("--max-det", type=int, default=300, help="maximum detections per image")
+    g.add_argument("--conf-thres", type=FRACTION, default=0.001, help="confidence threshold")
+    g.add_argument("--iou-thres", type=FRACTION, default=0.6, help="NMS IoU threshold")
+    g.add_argument("--max-det", type=POSITIVE, default=300, help="maximum detections per image")
     g.add_argument("--augment", action="store_true", help="augmented inference (flips and scales)")
     g.add_argument("--verbose", action="store_true", help="report mAP by class")
     g = p.add_argument_group("output")

@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import sys
+import warnings
 from copy import deepcopy
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import models.fla  # noqa: F401  (registers the FLA blocks)
 import models.ghost  # noqa: F401  (registers the Ghost blocks)
 from models.activations import activation_scope
 from models.common import Conv
-from models.registry import register, resolve
+from models.registry import RULES, register, resolve
+from models.validate import check_channels, check_layer, check_total_params, repeats, validate_model_dict
 from utils.errors import UserError, run_cli
 from utils.names import names_list
 from utils.paths import find_model_cfg
@@ -133,9 +135,6 @@ def _split_kwargs(i: int, args: list) -> tuple[list, dict]:
 
 def parse_model(d: dict, ch: int | list, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
     """Build the layers of a model dict. Returns (nn.Sequential of layers with .i .f .type .np, sorted save list)."""
-    for key in ("backbone", "head"):
-        if not isinstance(d.get(key), list):
-            raise UserError(f"model yaml needs a '{key}' list")
     act = d.get("activation")
     with activation_scope(act):  # Convs built below take the yaml's activation; later models do not
         layers, save, table = _build_layers(d, ch)
@@ -148,22 +147,27 @@ def parse_model(d: dict, ch: int | list, verbose: bool = True) -> tuple[nn.Seque
 
 def _build_layers(d: dict, ch: int | list) -> tuple[list, list, list]:
     """The layers of backbone + head, the indices to keep outputs of, and the layer table rows."""
-    gd, gw = float(d.get("depth_multiple", 1.0)), float(d.get("width_multiple", 1.0))
+    gd, gw = validate_model_dict({"ch": 3, **d})
     ch = [ch] if isinstance(ch, int) else list(ch)
     rows = d["backbone"] + d["head"]
-    layers, save, table = [], [], []
+    layers, save, table, total = [], [], [], 0
     for i, row in enumerate(rows):
         f, n, name, args = _check_row(i, row)
         args, kwargs = _split_kwargs(i, args)
         entry = resolve(name, i)
-        n_ = max(round(n * gd), 1) if n > 1 else n
+        n_ = repeats(i, n, gd)
         ch_in = [ch[j] for j in (f if isinstance(f, list) else [f])]
         try:
             cargs, c2, copies = entry.rule(ch_in, _substitute(args, d), n_, gw)
+            check_channels(i, c2, entry.rule is RULES["detect"])
+            with torch.device("meta"), warnings.catch_warnings():  # sizes and geometry first, allocating nothing
+                warnings.simplefilter("ignore")
+                total += check_layer(i, name, [entry.build(cargs, kwargs) for _ in range(copies)])
+            check_total_params(i, total)
             mods = [entry.build(cargs, kwargs) for _ in range(copies)]
-        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, RuntimeError, OverflowError) as e:
             shown = [*args, kwargs] if kwargs else args
-            raise UserError(f"layer {i}: bad arguments {shown!r} for {name}: {e}") from e
+            raise UserError(f"layer {i}: bad arguments {shown!r} for {name}: {_first_line(e)}") from e
         m_ = nn.Sequential(*mods) if copies > 1 else mods[0]
         m_.i, m_.f, m_.type = i, f, f"{entry.cls.__module__}.{entry.cls.__name__}"
         m_.np = sum(p.numel() for p in m_.parameters())
@@ -174,6 +178,11 @@ def _build_layers(d: dict, ch: int | list) -> tuple[list, list, list]:
             ch = []
         ch.append(c2)
     return layers, save, table
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 def _log_table(table: list) -> None:
@@ -221,8 +230,7 @@ class DetectionModel(nn.Module):
         if anchors:
             LOGGER.info(f"Overriding model.yaml anchors with anchors={anchors}")
             self.yaml["anchors"] = anchors
-        if not isinstance(self.yaml.get("nc"), int) or self.yaml["nc"] < 1:
-            raise UserError(f"model yaml needs a positive int 'nc', got {self.yaml.get('nc')!r}")
+        validate_model_dict(self.yaml)
         self.model, self.save = parse_model(deepcopy(self.yaml), ch, verbose)
         names, nc_ = names_list(self.yaml.get("names")), self.yaml["nc"]
         self.names = names if len(names) == nc_ else names_list(None, nc_)
@@ -241,8 +249,11 @@ class DetectionModel(nn.Module):
         training = self.training
         self.eval()
         m.train()  # raw per-level maps; the rest in eval so BatchNorm statistics stay untouched
-        with torch.no_grad():
-            out = self._forward_once(torch.zeros(1, ch, s, s))
+        try:
+            with torch.no_grad():
+                out = self._forward_once(torch.zeros(1, ch, s, s))
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:  # layers whose shapes do not fit together
+            raise UserError(f"model yaml: the layers do not fit together on a {s}x{s} image ({_first_line(e)})") from e
         self.train(training)
         m.stride.copy_(torch.tensor([s / x.shape[-2] for x in out]))
         check_anchor_order(m)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import logging
 import os
 import pickle
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.errors import UserError
+from utils.errors import CheckpointError, UserError
 from utils.safe_pickle import load_official
 from utils.torch_utils import de_parallel
 
@@ -58,15 +59,15 @@ def load_checkpoint(path: Union[str, Path]) -> dict:
         LOGGER.debug("read official YOLOv5 checkpoint %s", path)
         return ckpt
     except Exception as e:  # weights_only loading is safe; any other failure means a damaged or foreign file
-        raise UserError(f"cannot read {path}: not a PyTorch checkpoint or corrupt ({_first_line(e)})") from e
+        raise CheckpointError(f"cannot read {path}: not a PyTorch checkpoint or corrupt ({_first_line(e)})") from e
     if not isinstance(raw, dict) or "format" not in raw or not isinstance(raw.get("model"), dict):
-        raise UserError(f"{path} is not a YOLOv5-FLA checkpoint (expected a dict with 'model' and 'format')")
+        raise CheckpointError(f"{path} is not a YOLOv5-FLA checkpoint (expected a dict with 'model' and 'format')")
     if not str(raw["format"]).startswith("yolov5-fla/"):
-        raise UserError(f"{path} has unknown checkpoint format {raw['format']!r}")
+        raise CheckpointError(f"{path} has unknown checkpoint format {raw['format']!r}")
     for key in ("model", "ema"):
         md = raw.get(key)
         if md is not None and not (isinstance(md, dict) and {"yaml", "state_dict"} <= set(md)):
-            raise UserError(f"{path}: checkpoint entry '{key}' lacks 'yaml' / 'state_dict'")
+            raise CheckpointError(f"{path}: checkpoint entry '{key}' lacks 'yaml' / 'state_dict'")
     return {**copy.deepcopy(CKPT_DEFAULTS), **raw}
 
 
@@ -116,8 +117,10 @@ def save_checkpoint(ckpt: dict, path: Union[str, Path]) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()  # serialise in memory: a full disk then fails in write() with its own errno (ENOSPC),
+        torch.save(data, buf)  # not inside torch's zip writer as "unexpected pos"
         with open(tmp, "wb") as f:
-            torch.save(data, f)
+            f.write(buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -22,6 +22,12 @@ class DataError(UserError):
     exit_code = 1
 
 
+class CheckpointError(UserError):
+    """A weights file that cannot be used: damaged, foreign, or holding a model that does not fit its own yaml."""
+
+    exit_code = 1
+
+
 class UnsafeCheckpointError(UserError):
     """A checkpoint whose pickle asks to import or call something that is not a tensor or a plain container."""
 

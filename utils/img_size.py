@@ -6,6 +6,9 @@ import logging
 import math
 from typing import List, Sequence, Union
 
+from utils.errors import UserError
+from utils.flag_ranges import MAX_IMGSZ
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -20,6 +23,9 @@ def check_img_size(imgsz: Union[int, Sequence[int]], stride: int = 32, floor: in
     The result has the input's shape: an int gives an int (a square side), a sequence gives [h, w]
     (one value stands for a square).
     """
+    sides = [imgsz] if isinstance(imgsz, (int, float)) else list(imgsz)
+    if not sides or not all(isinstance(x, (int, float)) and 0 < x <= MAX_IMGSZ for x in sides):
+        raise UserError(f"--imgsz {imgsz} must be between 1 and {MAX_IMGSZ} pixels per side")
     if isinstance(imgsz, (int, float)):
         old, new = int(imgsz), _fit(int(imgsz), stride, floor)
     else:

@@ -12,7 +12,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from utils.errors import UnsafeCheckpointError, UserError
+from utils.errors import CheckpointError, UnsafeCheckpointError, UserError
 from utils.names import names_list
 
 LOGGER = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def restricted_torch_load(path: Union[str, Path]) -> Any:
     except UserError:
         raise
     except Exception as e:  # anything else the unpickler or torch raises on a damaged file
-        raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
 
 
 def _tensor(t: torch.Tensor) -> torch.Tensor:
@@ -210,10 +210,10 @@ def model_stub_to_dict(model: Stub) -> dict:
     d = model.__dict__
     yaml = to_plain(d.get("yaml"))
     if not isinstance(yaml, dict):
-        raise UserError("checkpoint model has no yaml dict; it is not a YOLOv5 detection model")
+        raise CheckpointError("checkpoint model has no yaml dict; it is not a YOLOv5 detection model")
     stride = d.get("stride")
     stride = [float(s) for s in stride.tolist()] if isinstance(stride, torch.Tensor) else to_plain(stride)
-    nc = int(yaml.get("nc", 0) or 0)
+    nc = yaml.get("nc") if isinstance(yaml.get("nc"), int) and not isinstance(yaml.get("nc"), bool) else 0
     return {
         "yaml": yaml,
         "state_dict": stub_state_dict(model),
@@ -232,10 +232,10 @@ def load_official(path: Union[str, Path]) -> dict:
     if isinstance(raw, Stub):  # torch.save(model) of a bare model
         raw = {"model": raw}
     if not isinstance(raw, dict):
-        raise UserError(f"{path} is not a YOLOv5 checkpoint (top level is {type(raw).__name__})")
+        raise CheckpointError(f"{path} is not a YOLOv5 checkpoint (top level is {type(raw).__name__})")
     models = {k: raw.get(k) for k in ("model", "ema")}
     if not any(isinstance(m, Stub) for m in models.values()):
-        raise UserError(f"{path} is not a YOLOv5 checkpoint (no 'model' entry)")
+        raise CheckpointError(f"{path} is not a YOLOv5 checkpoint (no 'model' entry)")
     converted = {k: model_stub_to_dict(m) if isinstance(m, Stub) else None for k, m in models.items()}
     if converted["model"] is None:  # official best.pt after strip keeps the EMA in 'model'; be lenient otherwise
         converted["model"], converted["ema"] = converted["ema"], None

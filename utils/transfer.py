@@ -23,10 +23,14 @@ def _family(module: str) -> str:
 
 def layer_signatures(yaml: dict) -> List[Tuple[str, str]]:
     """One (module name, args) pair per layer of a model yaml, backbone then head (the index order)."""
-    layers = list(yaml.get("backbone") or []) + list(yaml.get("head") or [])
+    layers = [r for key in ("backbone", "head") if isinstance(yaml.get(key), list) for r in yaml[key]]
     sigs = []
     for layer in layers:
-        args = [None if a == "None" else a for a in (layer[3] if len(layer) > 3 else [])]  # yaml 'None' == None
+        if not isinstance(layer, (list, tuple)) or len(layer) < 3:  # a malformed row matches nothing
+            sigs.append(("?", repr(layer)))
+            continue
+        raw = layer[3] if len(layer) > 3 and isinstance(layer[3], (list, tuple)) else []
+        args = [None if a == "None" else a for a in raw]  # yaml 'None' == None
         sigs.append((str(layer[2]).split(".")[-1], repr(args)))
     return sigs
 

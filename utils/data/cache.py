@@ -15,7 +15,7 @@ import numpy as np
 from utils.paths import user_cache_dir
 
 LOGGER = logging.getLogger(__name__)
-CACHE_VERSION = "yolov5-fla-labels/1"
+CACHE_VERSION = "yolov5-fla-labels/2"  # 2: images OpenCV cannot decode are skipped at the scan
 
 
 def is_writable_dir(path: Path) -> bool:

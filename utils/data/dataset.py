@@ -23,6 +23,7 @@ from utils.boxes import xywhn2xyxy, xyxy2xywhn
 from utils.data.augment import AugmentHSV, Mosaic, RandomFlip, RandomPerspective, letterbox, mixup
 from utils.data.buffer import ImageBuffer
 from utils.data.cache import cache_path_for, files_hash, is_writable_dir, load_cache, save_cache
+from utils.data.image_io import decode
 from utils.data.labels import IMG_FORMATS, img2label_paths, verify_image_label
 from utils.errors import DataError
 from utils.paths import user_cache_dir
@@ -219,7 +220,7 @@ class LoadImagesAndLabels(Dataset):
 
     @staticmethod
     def _read(im_file: str) -> np.ndarray:
-        im = cv2.imread(im_file)  # BGR, EXIF orientation applied
+        im = decode(im_file)  # BGR, EXIF orientation applied; the header's pixel count checked first
         if im is None:
             raise DataError(f"cannot read image {im_file}")
         return im
@@ -234,7 +235,7 @@ class LoadImagesAndLabels(Dataset):
             (2, cv2.IMREAD_REDUCED_COLOR_2),
         ):
             if r * k <= 1:
-                im = cv2.imread(im_file, flag)
+                im = decode(im_file, flag)
                 if im is None:
                     raise DataError(f"cannot read image {im_file}")
                 return im

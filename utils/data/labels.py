@@ -9,6 +9,8 @@ from typing import Dict, List, Tuple, Union
 import numpy as np
 from PIL import Image
 
+from utils.data.image_io import ImageTooLarge, header_size, opencv_can_decode
+
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")  # also detect.py sources
 COORD_TOL = 0.02  # coordinates up to this far outside 0-1 are clipped; further out the row is dropped
 SILENT_TOL = 1e-3  # ... and within this, without a message (rounding noise)
@@ -124,6 +126,12 @@ def verify_image(path: PathLike) -> Tuple[bool, Tuple[int, int], str]:
     are parsed again after verify() (which leaves the image unusable; a PNG's EXIF may sit after the pixels).
     """
     try:
+        header_size(path)  # the pixel count, before anything is decoded
+    except ImageTooLarge as e:
+        return False, (0, 0), str(e)
+    except Exception as e:
+        return False, (0, 0), f"unreadable image ({type(e).__name__}: {e})"
+    try:
         with open(path, "rb") as f:
             im = Image.open(f)
             fmt = (im.format or "").lower()
@@ -144,6 +152,8 @@ def verify_image(path: PathLike) -> Tuple[bool, Tuple[int, int], str]:
         return False, (h, w), f"image too small ({w}x{h} < {MIN_IMAGE_PX} px)"
     if fmt not in IMG_FORMATS:
         return False, (h, w), f"unsupported image format '{fmt}'"
+    if not opencv_can_decode(path, fmt):  # e.g. a 32-bit float TIFF: PIL reads it, the loader's OpenCV does not
+        return False, (h, w), f"unreadable image (OpenCV cannot decode this {fmt.upper()} variant; re-save it as 8-bit)"
     return True, (h, w), "truncated JPEG (read as-is)" if truncated else ""
 
 

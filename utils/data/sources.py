@@ -16,8 +16,9 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from utils.data.image_io import decode
 from utils.data.labels import IMG_FORMATS
-from utils.errors import UserError
+from utils.errors import DataError, UserError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -44,13 +45,11 @@ def _quiet_opencv() -> Iterator[None]:
 
 
 def read_image(path: Union[str, Path]) -> np.ndarray | None:
-    """Read an image file as BGR uint8 (H, W, 3); None when it cannot be decoded. Works with non-ASCII paths."""
-    try:
-        data = np.fromfile(str(path), np.uint8)
-    except OSError:
-        return None
-    im = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return im
+    """Read an image file as BGR uint8 (H, W, 3); None when it cannot be decoded. Works with non-ASCII paths.
+
+    The header's size is checked before decoding (utils/data/image_io.py): ImageTooLarge above MAX_PIXELS.
+    """
+    return decode(path)
 
 
 def prepare(im0: np.ndarray, img_size: ImgSize, stride: int, auto: bool) -> np.ndarray:
@@ -169,7 +168,13 @@ class LoadImages:
                 return path, prepare(im0, self.img_size, self.stride, self.auto), im0, self.cap, desc
             self.mode = "image"
             self.count += 1
-            im0 = read_image(path)
+            try:
+                im0 = read_image(path)
+            except DataError as e:  # too many pixels: refused before decoding
+                if self.nf == 1:
+                    raise
+                LOGGER.warning("WARNING: skipping %s: %s", path, e)
+                continue
             if im0 is None:
                 if self.nf == 1:
                     raise UserError(f"cannot read image: {path}")

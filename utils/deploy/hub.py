@@ -17,10 +17,12 @@ from PIL import Image
 
 from models.registry import make_divisible
 from utils.boxes import scale_boxes, xyxy2xywh
+from utils.data.image_io import check_array, check_size
 from utils.data.sources import read_image
 from utils.deploy.annotate import Annotator, colors
 from utils.deploy.predict import NMSOptions, infer, postprocess, summarize, warmup_nms
 from utils.errors import UserError
+from utils.flag_ranges import MAX_IMGSZ
 from utils.names import names_dict
 from utils.paths import increment_path
 from utils.torch_utils import time_sync
@@ -38,12 +40,18 @@ def _to_rgb(im: ImageLike, i: int, bgr: bool) -> tuple:
             raise UserError(f"cannot read image: {im}")
         return np.ascontiguousarray(arr[..., ::-1]), Path(im).name
     if isinstance(im, Image.Image):
+        check_size(im.width, im.height, f"image {i}")
         return np.asarray(im.convert("RGB")).copy(), Path(getattr(im, "filename", "") or f"image{i}.jpg").name
     if isinstance(im, np.ndarray):
-        arr = im if im.ndim == 3 else np.stack([im] * 3, -1)  # greyscale -> 3 channels
-        if arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+        if not (np.issubdtype(im.dtype, np.number) or im.dtype == bool):
+            raise UserError(f"image {i}: numpy dtype {im.dtype} is not a number type")
+        arr = im
+        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
             arr = arr.transpose(1, 2, 0)  # CHW -> HWC
-        arr = arr[..., :3]
+        check_array(arr, f"image {i}")
+        arr = np.nan_to_num(arr.astype(np.float32)) if arr.dtype.kind == "f" else arr
+        arr = arr if arr.ndim == 3 else arr[..., None]
+        arr = np.repeat(arr, 3, -1) if arr.shape[-1] == 1 else arr[..., :3]  # greyscale -> 3 channels
         if arr.dtype != np.uint8:
             arr = np.clip(arr * (255 if arr.max() <= 1 else 1), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(arr[..., ::-1] if bgr else arr), f"image{i}.jpg"
@@ -100,8 +108,11 @@ class Detector(nn.Module):
         items = list(ims) if isinstance(ims, (list, tuple)) else [ims]
         if not items:
             raise UserError("no images given")
+        size = self.size if size is None else size
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or not 1 <= size <= MAX_IMGSZ:
+            raise UserError(f"size must be an int between 1 and {MAX_IMGSZ} pixels, got {size!r}")
         rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
-        batch, shape = _letterbox_batch(list(rgb), int(size or self.size), self.stride)
+        batch, shape = _letterbox_batch(list(rgb), int(size), self.stride)
         x = torch.from_numpy(batch).to(self.device).float() / 255
         t1 = time_sync()
         pred = infer(self.model, x, augment)

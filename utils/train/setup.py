@@ -58,6 +58,7 @@ def freeze_layers(model: nn.Module, freeze: List[int]) -> List[str]:
 
 def build_model(opt, nc: int, names: List[str], hyp: Dict[str, Any]) -> Tuple[nn.Module, dict | None]:
     """DetectionModel from --cfg and/or --weights (transferred by structure). Returns (model, checkpoint or None)."""
+    from models.load import checkpoint_model, float_state
     from models.yolo import DetectionModel
     from utils.checkpoint import load_checkpoint
     from utils.paths import find_model_cfg
@@ -73,8 +74,9 @@ def build_model(opt, nc: int, names: List[str], hyp: Dict[str, Any]) -> Tuple[nn
     weights = find_file(opt.weights, "--weights", (ROOT,))
     ckpt = load_checkpoint(weights)
     md = ckpt.get("ema") or ckpt["model"]
-    model = DetectionModel(cfg or md["yaml"], ch=3, nc=nc, anchors=hyp.get("anchors"))
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in md["state_dict"].items()}
+    kw = {"ch": 3, "nc": nc, "anchors": hyp.get("anchors"), "verbose": True}
+    model = DetectionModel(cfg, **kw) if cfg else checkpoint_model(md, str(weights), **kw)
+    state = float_state(md, str(weights))
     if cfg or hyp.get("anchors"):
         state = {k: v for k, v in state.items() if not k.endswith("anchors")}  # keep the cfg's anchors
     transfer_weights(state, md["yaml"], model, source=str(weights))
