@@ -94,6 +94,7 @@ def test_train_and_val_finish_on_bad_data(tmp_path):
 
 def test_cached_labels_equal_scanned_labels(tmp_path, monkeypatch):
     import utils.data.dataset as dataset_mod
+    from utils.data.cache import cache_path_for
     from utils.data.dataset import scan_dataset
     from utils.data.labels import img2label_paths, verify_image_label
 
@@ -110,7 +111,7 @@ def test_cached_labels_equal_scanned_labels(tmp_path, monkeypatch):
     first = scan_dataset(images, im_files, lb_files, nc=2)  # scans and writes the cache
     monkeypatch.setattr(dataset_mod, "verify_image_label", None)  # a second scan would fail: the cache must serve
     cached = scan_dataset(images, im_files, lb_files, nc=2)
-    assert Path(images.parent / "labels.cache.json").is_file()
+    assert cache_path_for(images, lb_files)[0].is_file() and not (images.parent / "labels.cache.json").exists()
     for entry in (first[im_files[0]], cached[im_files[0]]):
         assert entry["labels"].dtype == np.float32 and entry["labels"].shape == (3, 5)
         assert np.array_equal(entry["labels"], fresh["labels"])

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import utils.data.dataset as dataset_mod
+from utils.data.cache import cache_path_for
 from utils.data.config import check_dataset
 from utils.data.dataset import LoadImagesAndLabels
 from utils.data.loader import InfiniteDataLoader, create_dataloader
@@ -88,8 +89,8 @@ def test_scan_counts_problems_and_items(tiny, caplog):
 
 def test_cache_round_trip_and_invalidation(tiny, monkeypatch):
     LoadImagesAndLabels(str(tiny), img_size=64, nc=1)
-    cache = tiny.parent.parent / "labels" / "train.cache.json"
-    assert cache.is_file()
+    cache = cache_path_for(tiny, [str(tiny.parent.parent / "labels" / "train" / "im0.txt")])[0]
+    assert cache.is_file() and str(cache).startswith(os.environ["YOLOV5FLA_CACHE"])  # never in the dataset
 
     def fail(*a, **k):
         raise AssertionError("scanned although the cache is valid")
@@ -148,7 +149,7 @@ def test_txt_list_source(tiny):
     lst = tiny.parent.parent / "train.txt"
     lst.write_text("./images/train/im0.png\n./images/train/im1.png\n")
     ds = LoadImagesAndLabels(str(lst), img_size=64)
-    assert ds.n == 2 and (tiny.parent.parent / "train.cache.json").is_file()
+    assert ds.n == 2 and cache_path_for(lst, [])[0].is_file() and not (tiny.parent.parent / "train.cache.json").exists()
 
 
 def test_augmented_items_and_collate(tiny):

@@ -27,29 +27,30 @@ def is_writable_dir(path: Path) -> bool:
 
 
 def files_hash(files: Sequence[str], extra: str = "") -> str:
-    """sha256 over (path, size, mtime_ns) of each file (absent files count as absent) plus an extra string."""
+    """sha256 over (path, size, mtime_ns) of each file (absent files count as absent) plus an extra string.
+
+    Paths are hashed as the OS's bytes (os.fsencode), so names that are not valid UTF-8 hash too."""
     h = hashlib.sha256(extra.encode())
     for f in files:
         try:
             st = os.stat(f)
-            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(os.fsencode(f) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         except OSError:
-            h.update(f"{f}\0-\n".encode())
+            h.update(os.fsencode(f) + b"\0-\n")
     return h.hexdigest()
 
 
 def cache_path_for(source: Path, label_files: Sequence[str]) -> List[Path]:
-    """Where a cache may live, preferred first: '<labels dir>.cache.json' (or '<list>.cache.json'), then a file
-    named by a hash of that path in the user cache folder (used when the dataset is read-only)."""
+    """Where the label cache lives: the user cache folder, in a file named by the dataset's labels folder (or list
+    file) and a hash of its resolved path. Never inside the dataset: its folders are not written to."""
     source = Path(source)
     if source.is_file():
-        preferred = source.with_suffix(".cache.json")
+        key_path = source
     else:
-        preferred = (
-            Path(label_files[0]).parent.with_suffix(".cache.json") if label_files else source / "labels.cache.json"
-        )
-    key = hashlib.sha1(str(preferred.resolve()).encode()).hexdigest()[:16]
-    return [preferred, user_cache_dir() / "labels" / f"{preferred.stem.split('.')[0]}-{key}.cache.json"]
+        key_path = Path(label_files[0]).parent if label_files else source / "labels"
+    key = hashlib.sha1(os.fsencode(key_path.resolve())).hexdigest()[:16]
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in key_path.stem)[:40] or "labels"
+    return [user_cache_dir() / "labels" / f"{stem}-{key}.cache.json"]
 
 
 def _to_json(entry: Dict) -> Dict:
@@ -95,8 +96,10 @@ def save_cache(paths: Sequence[Path], hash_: str, entries: Dict[str, Dict]) -> P
     """Write the cache atomically to the first writable location of paths; returns it (None when none worked)."""
     data = {"version": CACHE_VERSION, "hash": hash_, "entries": {k: _to_json(v) for k, v in entries.items()}}
     for p in paths:
-        if p.parent == user_cache_dir() / "labels":
+        try:
             p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            LOGGER.debug("cannot create %s (%s)", p.parent, e)
         if not is_writable_dir(p.parent):
             continue
         tmp = None
@@ -110,5 +113,8 @@ def save_cache(paths: Sequence[Path], hash_: str, entries: Dict[str, Dict]) -> P
             LOGGER.debug("could not write label cache %s (%s)", p, e)
             if tmp:
                 Path(tmp).unlink(missing_ok=True)
-    LOGGER.warning("WARNING: could not write a label cache anywhere (%s)", ", ".join(str(p) for p in paths))
+    LOGGER.warning(
+        "WARNING: could not write a label cache (%s); set $YOLOV5FLA_CACHE to a writable folder",
+        ", ".join(str(p) for p in paths),
+    )
     return None

@@ -22,15 +22,15 @@ from tqdm import tqdm
 from utils.boxes import xywhn2xyxy, xyxy2xywhn
 from utils.data.augment import AugmentHSV, Mosaic, RandomFlip, RandomPerspective, letterbox, mixup
 from utils.data.buffer import ImageBuffer
-from utils.data.cache import cache_path_for, files_hash, is_writable_dir, load_cache, save_cache
+from utils.data.cache import cache_path_for, files_hash, load_cache, save_cache
 from utils.data.image_io import decode
 from utils.data.labels import IMG_FORMATS, img2label_paths, verify_image_label
+from utils.data.problems import log_problems
 from utils.errors import DataError
 from utils.paths import user_cache_dir
 
 LOGGER = logging.getLogger(__name__)
 NUM_THREADS = min(8, max(1, os.cpu_count() or 1))
-MAX_PROBLEM_LINES = 30  # problems logged one per line; the rest are counted (all stay in dataset.problems)
 AUG_DEFAULTS = {  # hyp.scratch-low values for the keys the data pipeline reads
     "hsv_h": 0.015, "hsv_s": 0.7, "hsv_v": 0.4, "degrees": 0.0, "translate": 0.1, "scale": 0.5, "shear": 0.0,
     "perspective": 0.0, "flipud": 0.0, "fliplr": 0.5, "mosaic": 1.0, "mixup": 0.0, "copy_paste": 0.0,
@@ -150,10 +150,7 @@ class LoadImagesAndLabels(Dataset):
             f"{self.prefix}Scanning {source}... {nf + nm + ne} images, {nm + ne} backgrounds, {nb} corrupt "
             f"({nf} found, {nm} missing, {ne} empty, {nb} skipped, {dropped} label rows dropped)"
         )
-        for p in self.problems[:MAX_PROBLEM_LINES]:
-            LOGGER.warning(f"{self.prefix}WARNING: {p}")
-        if len(self.problems) > MAX_PROBLEM_LINES:
-            LOGGER.warning(f"{self.prefix}... and {len(self.problems) - MAX_PROBLEM_LINES} more (see .problems)")
+        self.problems_file = log_problems(self.problems, self.prefix)
         if nf == 0 and self.augment:
             raise DataError(f"{self.prefix}No labels found for {source}, cannot start training")
         if nf + nm + ne == 0:
@@ -191,11 +188,9 @@ class LoadImagesAndLabels(Dataset):
 
     # ---- image loading -----------------------------------------------------------------------------------------
     def _npy_path(self, im_file: str) -> Path:
-        """Disk-cache file: beside the image when its folder is writable, else in the user cache folder."""
+        """Disk-cache file in the user cache folder, named by a hash of the image path (datasets are never written)."""
         p = Path(im_file)
-        if is_writable_dir(p.parent):
-            return p.with_suffix(".npy")
-        key = hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:20]
+        key = hashlib.sha1(os.fsencode(p.resolve())).hexdigest()[:20]
         return user_cache_dir() / "images" / f"{p.stem}-{key}.npy"
 
     def _cache_images(self, mode: str) -> None:

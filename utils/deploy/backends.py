@@ -13,7 +13,8 @@ from typing import List, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from utils.errors import UserError
+from utils.deploy.onnx_check import check_onnx_session, check_prediction, check_stride
+from utils.errors import CheckpointError, UserError
 from utils.names import names_list
 
 LOGGER = logging.getLogger(__name__)
@@ -40,13 +41,11 @@ def parse_meta_value(text: str):
 def onnx_meta(meta: dict, path: Path) -> Tuple[int, list]:
     """(stride, names) from an ONNX custom_metadata_map; unreadable entries are a UserError naming the file."""
     try:
-        stride = int(parse_meta_value(meta["stride"])) if "stride" in meta else 32
+        stride = parse_meta_value(meta["stride"]) if "stride" in meta else 32
         names = names_list(parse_meta_value(meta["names"])) if "names" in meta else []
-    except (ValueError, TypeError, UserError) as e:
-        raise UserError(f"cannot read the metadata of ONNX model {path}: {e}") from e
-    if stride <= 0:
-        raise UserError(f"cannot read the metadata of ONNX model {path}: stride {stride} is not positive")
-    return stride, names
+    except (ValueError, TypeError, OverflowError, UserError) as e:
+        raise CheckpointError(f"cannot read the metadata of ONNX model {path}: {e}") from e
+    return check_stride(stride, path), names
 
 
 def read_torchscript_meta(path: Union[str, Path]) -> dict:
@@ -56,7 +55,7 @@ def read_torchscript_meta(path: Union[str, Path]) -> dict:
             entry = next((n for n in z.namelist() if n.endswith("/extra/config.txt")), None)
             meta = json.loads(z.read(entry)) if entry else {}
     except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise UserError(f"cannot read TorchScript file {path}: {e}") from e
+        raise CheckpointError(f"cannot read TorchScript file {path}: {e}") from e
     if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
         raise UserError(
             f"{path} was not exported by YOLOv5-FLA export.py; TorchScript files contain code, so only "
@@ -120,7 +119,7 @@ class DetectMultiBackend(nn.Module):
         self.pt, self.onnx, self.jit = suffix == ".pt", suffix == ".onnx", suffix == ".torchscript"
         self.xml = suffix == ".xml"
         self.dynamic, self.imgsz, self.batch, self.fp16 = True, None, None, bool(fp16)
-        self.stride, self.names = 32, []
+        self.stride, self.names, self.file = 32, [], files[0]
         if self.pt:
             self._init_pt(files, cfg, fuse)
         elif self.onnx:
@@ -155,9 +154,10 @@ class DetectMultiBackend(nn.Module):
         try:
             self.session = ort.InferenceSession(str(f), providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for bad files
-            raise UserError(f"cannot load ONNX model {f}: {str(e).splitlines()[0]}") from e
+            raise CheckpointError(f"cannot load ONNX model {f}: {str(e).splitlines()[0]}") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         self.stride, self.names = onnx_meta(meta, f)
+        check_onnx_session(self.session, self.names, f)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -183,8 +183,8 @@ class DetectMultiBackend(nn.Module):
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still works
                 self.model = torch.jit.load(str(f), map_location=self.device)
         except RuntimeError as e:
-            raise UserError(f"cannot load TorchScript model {f}: {str(e).splitlines()[0]}") from e
-        self.stride = int(meta.get("stride", 32))
+            raise CheckpointError(f"cannot load TorchScript model {f}: {str(e).splitlines()[0]}") from e
+        self.stride = check_stride(meta.get("stride", 32), f)
         self.names = names_list(meta.get("names"))
         self.dynamic = bool(meta.get("dynamic", False))
         self.fp16 = bool(meta.get("half", False))
@@ -196,7 +196,7 @@ class DetectMultiBackend(nn.Module):
         """im (B, 3, H, W) float 0-1 -> pred (B, N, 5 + nc): xywh pixels, objectness, class scores."""
         im = im.half() if self.fp16 else im.float()
         if self.onnx:
-            y = self.session.run(self.output_names, {self.input_name: im.cpu().numpy()})[0]
+            y = check_prediction(self.session.run(self.output_names, {self.input_name: im.cpu().numpy()})[0], self.file)
             return torch.from_numpy(y).to(self.device).float()
         if self.xml:
             return torch.from_numpy(self.session(im.cpu().numpy())).to(self.device).float()

@@ -24,9 +24,10 @@ def build_train_loader(
 ) -> Tuple[Any, Any]:  # fmt: skip
     """-> (loader, dataset) for one process: batch_size is per process; its first pass is start_epoch's."""
     from utils.data.loader import create_dataloader
+    from utils.data.problems import report_to
 
     cache = None if opt.cache == "val" else opt.cache
-    with rank_zero_first(local_rank):  # rank 0 scans and caches labels first; the others then read its cache
+    with rank_zero_first(local_rank), report_to(getattr(opt, "save_dir", None)):  # rank 0 scans and caches first
         loader, dataset = create_dataloader(
             path, imgsz, batch_size, stride, opt.single_cls, hyp=hyp, augment=True, cache=cache, rect=opt.rect,
             rank=local_rank, workers=opt.workers, image_weights=opt.image_weights, quad=opt.quad, prefix="train: ",
@@ -42,11 +43,13 @@ def build_val_loader(
 ) -> Any:
     """The rank-0 validation loader: rectangular batches of 2x the per-process train batch, as YOLOv5."""
     from utils.data.loader import create_dataloader
+    from utils.data.problems import report_to
 
-    return create_dataloader(
-        path, imgsz, batch_size * 2, stride, opt.single_cls, hyp=hyp, cache=None if opt.noval else opt.cache,
-        rect=True, rank=-1, workers=opt.workers * 2, pad=0.5, prefix="val: ", nc=nc,
-    )[0]  # fmt: skip
+    with report_to(getattr(opt, "save_dir", None)):
+        return create_dataloader(
+            path, imgsz, batch_size * 2, stride, opt.single_cls, hyp=hyp, cache=None if opt.noval else opt.cache,
+            rect=True, rank=-1, workers=opt.workers * 2, pad=0.5, prefix="val: ", nc=nc,
+        )[0]  # fmt: skip
 
 
 def check_labels(

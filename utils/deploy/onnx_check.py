@@ -1,0 +1,57 @@
+"""Checks that an exported model's inputs and outputs are a YOLOv5 detector's, so a foreign file is refused in one
+line at load (not an IndexError, or worse, nonsense "detections", at the first image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List
+
+import numpy as np
+
+from utils.errors import CheckpointError
+
+FLOAT_TYPES = ("tensor(float)", "tensor(float16)")
+MAX_STRIDE = 1024
+
+
+def check_stride(stride: Any, path: Path) -> int:
+    """The metadata stride as an int in 1..MAX_STRIDE (it rounds --imgsz up: a huge one asks for a huge image)."""
+    if isinstance(stride, bool) or not isinstance(stride, (int, float)) or not 1 <= stride <= MAX_STRIDE:
+        raise CheckpointError(f"cannot read the metadata of {path}: stride {stride!r} is not in 1..{MAX_STRIDE}")
+    return int(stride)
+
+
+def _detection_output(shape: List[Any], dtype: str, names: list, path: Path) -> None:
+    if dtype not in FLOAT_TYPES:
+        raise CheckpointError(f"{path} is not a YOLOv5 detection model: its first output is {dtype}, not float")
+    if len(shape) != 3:
+        raise CheckpointError(
+            f"{path} is not a YOLOv5 detection model: its first output has rank {len(shape)} {shape}; "
+            "expected (batch, boxes, 5 + classes)"
+        )
+    no = shape[2]
+    if isinstance(no, int) and (no < 6 or (names and no != 5 + len(names))):
+        want = f"5 + {len(names)} classes = {5 + len(names)}" if names else "at least 6 (x, y, w, h, obj, classes)"
+        raise CheckpointError(f"{path} is not a YOLOv5 detection model: its output has {no} columns; expected {want}")
+
+
+def check_onnx_session(session: Any, names: list, path: Path) -> None:
+    """The session takes one image batch (B, 3, H, W) float and gives (B, N, 5 + nc) float first."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if not inputs or not outputs:
+        raise CheckpointError(f"{path} is not a YOLOv5 detection model: it has no inputs or no outputs")
+    inp = inputs[0]
+    fixed_channels = len(inp.shape) == 4 and isinstance(inp.shape[1], int) and inp.shape[1] != 3
+    if inp.type not in FLOAT_TYPES or len(inp.shape) != 4 or fixed_channels:
+        raise CheckpointError(
+            f"{path} is not a YOLOv5 detection model: its input is {inp.type} {inp.shape}; expected float (B, 3, H, W)"
+        )
+    _detection_output(list(outputs[0].shape), outputs[0].type, names, path)
+
+
+def check_prediction(y: np.ndarray, path: Path) -> np.ndarray:
+    """A run's output must be (B, N, >= 6) floating point: what the load-time check could not see (dynamic dims)."""
+    if not isinstance(y, np.ndarray) or y.ndim != 3 or y.shape[2] < 6 or y.dtype.kind != "f":
+        shape = getattr(y, "shape", None)
+        raise CheckpointError(f"{path} gave an output of shape {shape}; a YOLOv5 detector gives (B, N, 5 + classes)")
+    return y
