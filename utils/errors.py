@@ -28,6 +28,12 @@ class CheckpointError(UserError):
     exit_code = 1
 
 
+class OutputError(UserError):
+    """An output that cannot be written: a full disk, a read-only folder (the message names the path)."""
+
+    exit_code = 1
+
+
 class UnsafeCheckpointError(UserError):
     """A checkpoint whose pickle asks to import or call something that is not a tensor or a plain container."""
 
@@ -35,7 +41,8 @@ class UnsafeCheckpointError(UserError):
 
 
 def run_cli(main: Callable[..., T]) -> Callable[..., T]:
-    """Wrap a script's main(): UserError -> 'error: message' on stderr and sys.exit(code); Ctrl-C -> exit 130."""
+    """Wrap a script's main(): UserError -> 'error: message' on stderr and sys.exit(code); an OSError -> one
+    'error:' line and exit 1; Ctrl-C -> exit 130."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -45,6 +52,11 @@ def run_cli(main: Callable[..., T]) -> Callable[..., T]:
             logging.shutdown()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(e.exit_code)
+        except OSError as e:  # an unexpected I/O failure (a full disk mid-write): still one line, naming the file
+            logging.shutdown()
+            where = f" {e.filename}" if getattr(e, "filename", None) else ""
+            print(f"error: cannot write or read{where}: {e.strerror or e}", file=sys.stderr)
+            sys.exit(1)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from utils.boxes import clip_boxes, xywh2xyxy, xyxy2xywh
+from utils.safe_write import write_image
 
 LOGGER = logging.getLogger(__name__)
 
@@ -166,9 +167,5 @@ def save_one_box(
     xyxy = clip_boxes(xywh2xyxy(b).long(), im.shape[:2])[0].tolist()
     crop = np.ascontiguousarray(im[xyxy[1] : xyxy[3], xyxy[0] : xyxy[2]])
     if save and file is not None:
-        file = Path(file)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        ok, buf = cv2.imencode(file.suffix or ".jpg", crop)
-        if ok:
-            buf.tofile(str(file))
+        write_image(file, crop)
     return crop

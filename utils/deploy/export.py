@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import tempfile
@@ -15,6 +16,7 @@ import torch.nn as nn
 
 from utils.deploy.backends import EXPORT_FORMAT, DetectMultiBackend
 from utils.errors import UserError
+from utils.safe_write import write_bytes, writing
 from utils.torch_utils import select_device
 
 LOGGER = logging.getLogger(__name__)
@@ -66,8 +68,9 @@ def export_torchscript(model: nn.Module, im: torch.Tensor, file: Path, meta: dic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (torch.jit.TracerWarning, FutureWarning, DeprecationWarning))
         ts = torch.jit.trace(ExportWrapper(model), im, strict=False)
-    ts.save(str(file), _extra_files={"config.txt": json.dumps(meta)})
-    return file
+    buf = io.BytesIO()  # in memory first: a read-only folder or a full disk is then one line naming the file
+    torch.jit.save(ts, buf, _extra_files={"config.txt": json.dumps(meta)})
+    return write_bytes(file, buf.getbuffer())
 
 
 def export_onnx(
@@ -85,24 +88,24 @@ def export_onnx(
     axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}} if dynamic else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (torch.jit.TracerWarning, FutureWarning, DeprecationWarning))
-        _onnx_export(ExportWrapper(model), im, file, opset, axes)
-    proto = onnx.load(str(file))
+        buf = io.BytesIO()  # in memory first, written once complete (see export_torchscript)
+        _onnx_export(ExportWrapper(model), im, buf, opset, axes)
+    proto = onnx.load_model_from_string(buf.getvalue())
     onnx.checker.check_model(proto)
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
     if simplify:
         proto = _slim(proto)
-    onnx.save(proto, str(file))
-    return file
+    return write_bytes(file, proto.SerializeToString())
 
 
-def _onnx_export(model: nn.Module, im: torch.Tensor, file: Path, opset: int, axes) -> None:
+def _onnx_export(model: nn.Module, im: torch.Tensor, file: Union[Path, io.BytesIO], opset: int, axes) -> None:
     """torch.onnx.export with the TorchScript-based exporter (no onnxscript needed)."""
     torch.onnx.export(
         model,
         (im,),
-        str(file),
+        file if isinstance(file, io.BytesIO) else str(file),
         opset_version=opset,
         do_constant_folding=True,
         input_names=["images"],
@@ -190,6 +193,8 @@ def run_export(
     if half and dynamic:
         raise UserError("--half and --dynamic cannot be combined")
     h, w = _imgsz(imgsz)
+    with writing(weights.parent), tempfile.TemporaryFile(dir=weights.parent):  # a read-only folder fails here, early
+        pass
     model = prepare_for_export(load_model(weights, device=dev, fuse=True), dynamic=dynamic)
     gs = int(max(model.stride))
     if h % gs or w % gs:

@@ -17,6 +17,7 @@ import torch
 from utils.boxes import xyxy2xywh
 from utils.deploy.annotate import Annotator, colors, save_one_box
 from utils.paths import increment_path
+from utils.safe_write import write_image, write_text, writing
 
 LOGGER = logging.getLogger(__name__)
 
@@ -47,14 +48,6 @@ def display_available() -> bool:
         return True
     except cv2.error:
         return False
-
-
-def write_image(path: Path, im: np.ndarray) -> None:
-    """cv2.imwrite that also works for non-ASCII paths."""
-    ok, buf = cv2.imencode(path.suffix or ".jpg", im)
-    if not ok:
-        raise OSError(f"cannot encode image for {path}")
-    buf.tofile(str(path))
 
 
 def label_rows(det: torch.Tensor, shape: tuple, with_conf: bool, corners: bool = False) -> List[str]:
@@ -106,7 +99,7 @@ class PredictionSaver:
         stem = p.stem if mode == "image" else f"{p.stem}_{frame}"
         if o.save_txt:
             rows = label_rows(det, im0.shape, o.save_conf, corners=o.save_format == 1)
-            (self.save_dir / "labels" / f"{stem}.txt").write_text("".join(r + "\n" for r in rows))
+            write_text(self.save_dir / "labels" / f"{stem}.txt", "".join(r + "\n" for r in rows))
             self.n_txt += 1
         if o.save_csv:
             self._csv_rows(p.name, det)
@@ -136,10 +129,15 @@ class PredictionSaver:
     def _crops(self, stem: str, im0: np.ndarray, det: torch.Tensor) -> None:
         for *xyxy, _conf, cls in det.tolist():
             folder = self.save_dir / "crops" / self.names.get(int(cls), str(int(cls)))
-            folder.mkdir(parents=True, exist_ok=True)
+            with writing(folder):
+                folder.mkdir(parents=True, exist_ok=True)
             save_one_box(xyxy, im0, increment_path(folder / f"{stem}.jpg"))
 
     def _csv_rows(self, image_name: str, det: torch.Tensor) -> None:
+        with writing(self.save_dir / "predictions.csv"):
+            self._append_csv(image_name, det)
+
+    def _append_csv(self, image_name: str, det: torch.Tensor) -> None:
         if self.csv_writer is None:
             self.csv_file = open(self.save_dir / "predictions.csv", "w", newline="")
             self.csv_writer = csv.writer(self.csv_file)
@@ -166,7 +164,8 @@ class PredictionSaver:
             w.release()
         self.vid_writers.clear()
         if self.csv_file is not None:
-            self.csv_file.close()
-            self.csv_file = None
+            f, self.csv_file = self.csv_file, None
+            with writing(self.save_dir / "predictions.csv"):
+                f.close()
         if self.opts.view_img:
             cv2.destroyAllWindows()

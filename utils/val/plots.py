@@ -15,6 +15,7 @@ import torch
 from utils.boxes import xywh2xyxy, xyxy2xywh
 from utils.deploy.annotate import Annotator, colors
 from utils.names import names_dict
+from utils.safe_write import write_image, writing
 from utils.val.metrics import Curves, smooth
 
 LOGGER = logging.getLogger(__name__)
@@ -35,9 +36,12 @@ def _plt():
 
 def _save(fig, fname: PathLike, dpi: int = 250) -> Path:
     fname = Path(fname)
-    fname.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(fname, dpi=dpi)
-    _plt().close(fig)
+    try:
+        with writing(fname):
+            fname.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(fname, dpi=dpi)
+    finally:
+        _plt().close(fig)
     return fname
 
 
@@ -90,10 +94,7 @@ def plot_images(
         if paths is not None and i < len(paths):
             ann.text((x + 5, y + 5), Path(paths[i]).name[:40], txt_color=(220, 220, 220))
         _draw_targets(ann, targets[targets[:, 0] == i] if len(targets) else targets, (x, y), (w, h), scale, names)
-    fname = Path(fname)
-    fname.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(fname), ann.result())
-    return fname
+    return write_image(fname, ann.result())
 
 
 def _draw_targets(ann: Annotator, ti: np.ndarray, offset, size, scale: float, names: Dict[int, str]) -> None:
