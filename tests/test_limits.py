@@ -178,8 +178,9 @@ def test_hub_checks_its_inputs(tmp_path):
     det = load(save_tiny(tmp_path / "w.pt"))
     good = np.full((48, 64, 3), 90, np.uint8)
     assert len(det(good, size=64)) == 1
-    for bad, match in ((np.zeros((0, 0, 3), np.uint8), "empty"), (np.zeros((5, 5, 2), np.uint8), "not an image"),
-                       (Image.new("RGB", (0, 0)), "empty"), (np.zeros((4, 4), object), "not a number type")):  # fmt: skip
+    bad_inputs = [(np.zeros((0, 0, 3), np.uint8), "empty"), (np.zeros((5, 5, 2), np.uint8), "not an image"),
+                  (Image.new("RGB", (0, 0)), "empty"), (np.zeros((4, 4), object), "not a number type")]  # fmt: skip
+    for bad, match in bad_inputs:
         with pytest.raises(UserError, match=match):
             det(bad, size=64)
     for size in (-5, 0, 10**6, 2.5, True):
