@@ -72,7 +72,10 @@ def decode(path: Union[str, Path], flags: int = cv2.IMREAD_COLOR) -> np.ndarray 
         raise
     except Exception:  # PIL cannot identify it: neither can the label scan, so no reader uses it
         return None
-    try:
+    im = cv2.imread(str(path), flags)  # reads a truncated JPEG as far as it goes (imdecode refuses it)
+    if im is not None:
+        return im
+    try:  # imread cannot open some non-ASCII paths (Windows): decode the bytes instead
         data = np.fromfile(str(path), np.uint8)
     except OSError:
         return None

@@ -128,6 +128,8 @@ def setup_run(config: TrainConfig, task: Task) -> Run:
     if resume is not None:
         state.restore(resume, c.epochs)
         LOGGER.info(f"Resuming training from {c.resume_path} from epoch {start_epoch} to {c.epochs}")
-        if results is not None:
+        if results is not None and "results" in (resume.get("train_state") or {}):
+            results.write(state.results)  # the csv as the checkpoint has it: no row it lacks, none twice
+        elif results is not None:
             results.truncate(state.epoch)
     return run

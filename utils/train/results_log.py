@@ -29,21 +29,31 @@ class ResultsLogger:
         self.csv, self.keys = Path(save_dir) / "results.csv", tuple(keys)
         self.tb = _tensorboard_writer(Path(save_dir)) if tensorboard else None
 
-    def log_epoch(self, epoch: int, values: Sequence[float]) -> None:
-        """values: one number per key, in order (detection: train losses, P, R, mAP50, mAP50-95, val losses, 3 lrs)."""
+    def log_epoch(self, epoch: int, values: Sequence[float], rows: Sequence[Sequence[float]] | None = None) -> None:
+        """values: one number per key, in order (detection: train losses, P, R, mAP50, mAP50-95, val losses, 3 lrs).
+
+        rows: every row of the run so far ([epoch, *values] each, the last one this epoch's), as the checkpoint
+        holds them; the csv is rewritten from them, so it never has a row that the checkpoint lacks, nor twice.
+        """
         values = [float(v) for v in values]
         if len(values) != len(self.keys):
             raise ValueError(f"expected {len(self.keys)} values, got {len(values)}")
-        n = len(self.keys) + 1
-        header = "" if self.csv.exists() else ("%20s," * n % ("epoch", *self.keys)).rstrip(",") + "\n"
-        with open(self.csv, "a") as f:
-            f.write(header + ("%20.5g," * n % (epoch, *values)).rstrip(",") + "\n")
+        self.write(rows if rows is not None else [[epoch, *values]])
         if self.tb is not None:
             for k, v in zip(self.keys, values):
                 self.tb.add_scalar(k, v, epoch)
 
+    def write(self, rows: Sequence[Sequence[float]]) -> None:
+        """Rewrite results.csv (atomically) with the header and rows [epoch, *values]."""
+        from utils.safe_write import write_text
+
+        n = len(self.keys) + 1
+        header = ("%20s," * n % ("epoch", *self.keys)).rstrip(",") + "\n"
+        body = "".join(("%20.5g," * n % tuple(r)).rstrip(",") + "\n" for r in rows if len(r) == n)
+        write_text(self.csv, header + body)
+
     def truncate(self, last_epoch: int) -> None:
-        """Drop rows after last_epoch (a resumed run re-does the epochs its checkpoint had not finished)."""
+        """Drop rows after last_epoch (resuming a checkpoint written before checkpoints held their rows)."""
         if not self.csv.exists():
             return
         lines = self.csv.read_text().splitlines()

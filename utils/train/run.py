@@ -120,9 +120,8 @@ def run_epochs(run: Run) -> None:
             if broadcast_flag(stop, c.rank):
                 break
     except KeyboardInterrupt:
-        if c.main:  # the interrupted epoch re-runs on resume
-            st.save(run.last)
-            LOGGER.info(f"\nInterrupted: saved {run.last}. Resume with: python train.py --resume {run.last}")
+        if c.main:
+            interrupted(run)
         raise
     if c.main:
         finish(run)
@@ -145,14 +144,16 @@ def end_epoch(run: Run, epoch: int, mloss: torch.Tensor, lrs: list, last: Metric
     fit = metrics.fitness if metrics is not None else 0.0
     if fit >= st.best_fitness or metrics is None:
         st.best_fitness, st.best_epoch = max(fit, st.best_fitness), epoch
-    run.results.log_epoch(epoch, [*mloss.tolist(), *values, *lrs])
+    row = [*mloss.tolist(), *values, *lrs]
+    st.results.append([float(epoch), *map(float, row)])
     LOGGER.info(f"{st.opt_steps} optimizer steps, accumulate {st.accumulate} (total batch {c.batch_size})")
-    st.epoch = epoch  # a Ctrl-C from here on saves this epoch as done, not the one before
-    if not c.nosave or final:
+    st.epoch = epoch
+    if not c.nosave or final:  # the checkpoint holds the row: it is written first, the csv from it after
         paths = [run.last] + ([run.best] if st.best_epoch == epoch else [])
         if c.save_period > 0 and epoch % c.save_period == 0:
             paths.append(run.last.parent / f"epoch{epoch}.pt")
         st.save(*paths)
+    run.results.log_epoch(epoch, row, st.results)
     patience = c.patience or float("inf")
     if epoch - st.best_epoch >= patience:
         LOGGER.info(
@@ -161,6 +162,25 @@ def end_epoch(run: Run, epoch: int, mloss: torch.Tensor, lrs: list, last: Metric
         )
         return True, metrics if metrics is not None else last
     return False, metrics if metrics is not None else last
+
+
+def interrupted(run: Run) -> None:
+    """Ctrl-C: nothing is saved mid-epoch. last.pt holds the last finished epoch (written at its end), so --resume
+    re-runs the interrupted epoch from exactly that state, as if it had never started."""
+    from utils.checkpoint import load_checkpoint
+
+    try:
+        epoch = int(load_checkpoint(run.last).get("epoch", -1)) if run.last.exists() else -1
+    except Exception:  # unreadable: say so below rather than fail while exiting
+        epoch = -1
+    if epoch >= 0:
+        LOGGER.info(
+            f"\nInterrupted: {run.last} holds epoch {epoch}, the last finished one. "
+            f"Resume with: python train.py --resume {run.last}"
+        )
+    else:
+        why = "with --nosave no checkpoint is kept" if run.config.nosave else "no epoch had finished"
+        LOGGER.info(f"\nInterrupted: nothing to resume ({why})")
 
 
 def validate(run: Run, final: bool, model: torch.nn.Module | None = None) -> Metrics:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict
@@ -97,6 +97,7 @@ class TrainState:
     accumulate: int = 1
     opt_steps: int = 0
     nonfinite: int = 0
+    results: list = field(default_factory=list)  # results.csv rows [epoch, *values] of the finished epochs
 
     def to_checkpoint(self, generator: torch.Generator | None = None) -> Dict[str, Any]:
         """The checkpoint dict of ARCHITECTURE.md, fp32, plus 'train_state' (what exact resume needs)."""
@@ -119,6 +120,7 @@ class TrainState:
                 "best_epoch": self.best_epoch,
                 "opt_steps": self.opt_steps,
                 "grads": pending_grads(de_parallel(self.model)),
+                "results": [list(map(float, row)) for row in self.results],
             },
         }
 
@@ -150,6 +152,8 @@ class TrainState:
         self.best_epoch, self.opt_steps = int(state.get("best_epoch", 0)), int(state.get("opt_steps", 0))
         self.last_opt_step, self.accumulate = int(state["last_opt_step"]), int(state["accumulate"])
         restore_grads(de_parallel(self.model), state.get("grads"))
+        rows = state.get("results") or []
+        self.results = [list(map(float, row)) for row in rows if isinstance(row, (list, tuple))]
         set_rng_state(ckpt.get("rng") or {})
         return start_epoch
 
