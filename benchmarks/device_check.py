@@ -11,6 +11,8 @@ Checks (each a row or a few rows; any FAIL makes the exit status 1):
   6. export.py --half --include onnx and the fp16 file run back.
 They run as --only names them (default: fla, sdpa, train, half, speed, export).
 Without CUDA it says so and exits 0. About 3-5 minutes on one H200 at the defaults (imgsz 320).
+--device cpu is a dry run that walks every check with tiny sizes and generated inputs (benchmarks/device_dry.py):
+fp32, and bf16 autocast where CUDA uses fp16; the suite runs it, so the GPU run cannot rot unnoticed.
 
 Example:
     python benchmarks/device_check.py --device 0
@@ -23,13 +25,12 @@ import argparse
 import csv
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple
+from typing import Dict, List, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -37,6 +38,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.device_dry import FLA_SIZES, SDPA_SIZES, low_precision, median_ms, prepare, synchronize  # noqa: E402
 
 NO_CUDA = "device_check: CUDA is not available on this machine; nothing was checked"
 CHECKS = ("fla", "sdpa", "train", "half", "speed", "export")
@@ -133,11 +136,11 @@ def check_speed(opt: argparse.Namespace) -> List[Row]:
     try:
         times = []
         for epoch in (0, 1):
-            torch.cuda.synchronize()
+            synchronize(run.device)
             t0 = time.perf_counter()
             s = epoch_settings(run, epoch)
             train_one_epoch(run.model, run.criterion, run.train_loader, st.optimizer, st.scaler, st.ema, st, s)
-            torch.cuda.synchronize()
+            synchronize(run.device)
             times.append(time.perf_counter() - t0)
         dt = times[1]
     finally:
@@ -220,20 +223,21 @@ def _fla(c: int, heads: int, device: torch.device) -> nn.Module:
 def check_fla(opt: argparse.Namespace) -> List[Row]:
     """FLA(128, 4 heads) with inputs x1e3 at 80x80 and 160x160: finite under autocast (fwd+bwd) and in .half()."""
     dev, rows = torch.device(opt.cuda), []
-    for s in (80, 160):
+    low = low_precision(dev)
+    for s in FLA_SIZES[dev.type]:
         m = _fla(128, 4, dev).train()
         x = (torch.randn(2, 128, s, s, device=dev) * 1e3).requires_grad_(True)
-        with torch.autocast("cuda", dtype=torch.float16):
+        with torch.autocast(dev.type, dtype=low):
             y = m(x)
         y.float().square().mean().backward()
         grads = [p.grad for p in m.parameters() if p.grad is not None] + [x.grad]
         ok = bool(torch.isfinite(y).all()) and all(bool(torch.isfinite(g).all()) for g in grads)
-        rows.append(Row(f"FLA {s}x{s} x1e3 autocast fp16 fwd+bwd", f"out {y.dtype}, |y| max {y.abs().max():.3g}", ok))
+        name = str(low).split(".")[-1]
+        rows.append(Row(f"FLA {s}x{s} x1e3 autocast {name} fwd+bwd", f"out {y.dtype}, |y| max {y.abs().max():.3g}", ok))
         with torch.no_grad():
-            yh = m.eval().half()(x.detach().half())
-        rows.append(
-            Row(f"FLA {s}x{s} x1e3 .half() forward", f"|y| max {yh.abs().max():.3g}", bool(yh.isfinite().all()))
-        )
+            yh = m.eval().to(low)(x.detach().to(low))
+        finite = bool(yh.isfinite().all())
+        rows.append(Row(f"FLA {s}x{s} x1e3 {name} weights forward", f"|y| max {yh.abs().max():.3g}", finite))
     return rows
 
 
@@ -256,21 +260,6 @@ class SoftmaxAttention(nn.Module):
         return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c))
 
 
-def _cuda_ms(fn: Callable[[], object], runs: int = 20, warmup: int = 5) -> float:
-    """Median milliseconds of fn on the GPU (CUDA events)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
-
-
 def check_sdpa(opt: argparse.Namespace) -> List[Row]:
     """Forward time of FocusedLinearAttention vs SDPA softmax attention, C 128, 4 heads, batch 8, fp16 autocast."""
     from utils.torch_utils import set_deterministic
@@ -291,11 +280,11 @@ def _time_attention(dev: torch.device) -> List[Row]:
     rows = []
     fla = _fla(128, 4, dev).attn.eval()
     soft = SoftmaxAttention(128, 4).to(dev).eval()
-    for s in (40, 80, 160):
+    for s in SDPA_SIZES[dev.type]:
         t = torch.randn(8, s * s, 128, device=dev)
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
-            ms_fla = _cuda_ms(lambda t=t, s=s: fla.forward_tokens(t, s, s))
-            ms_soft = _cuda_ms(lambda t=t: soft(t))
+        with torch.no_grad(), torch.autocast(dev.type, dtype=low_precision(dev)):
+            ms_fla = median_ms(lambda t=t, s=s: fla.forward_tokens(t, s, s), dev)
+            ms_soft = median_ms(lambda t=t: soft(t), dev)
         text = f"FLA {ms_fla:.2f} ms, SDPA {ms_soft:.2f} ms ({ms_fla / ms_soft:.2f}x)"
         rows.append(Row(f"FLA vs SDPA {s}x{s} tokens (B 8, C 128)", text, None))
     return rows
@@ -307,16 +296,15 @@ def check_export(opt: argparse.Namespace) -> List[Row]:
     from utils.deploy.backends import DetectMultiBackend
 
     w = Path(shutil.copy(opt.weights, opt.project / "half_export.pt"))
-    r = _script(
-        "export.py", "--weights", w, "--include", "onnx", "--half", "--device", opt.device, "--imgsz", opt.imgsz
-    )
+    half = ("--half",) if opt.device != "cpu" else ()  # export --half needs CUDA: the dry run exports fp32
+    r = _script("export.py", "--weights", w, "--include", "onnx", *half, "--device", opt.device, "--imgsz", opt.imgsz)
     if (bad := _failed(r, "export.py --half onnx")) is not None:
         return [bad]
     line = next((x for x in r.stdout.splitlines() + r.stderr.splitlines() if "max abs difference" in x), "")
     diff = float(line.split()[-1]) if line else float("nan")
     backend = DetectMultiBackend(w.with_suffix(".onnx"), device=opt.cuda)
     y = backend(torch.rand(1, 3, opt.imgsz, opt.imgsz, device=opt.cuda))
-    ok = backend.fp16 and bool(torch.isfinite(y).all()) and diff <= 2.0
+    ok = (backend.fp16 or not half) and bool(torch.isfinite(y).all()) and diff <= 2.0
     return [Row("export --half ONNX (diff <= 2 px)", f"fp16 input {backend.fp16}, max abs diff {diff:.3g}", ok)]
 
 
@@ -337,7 +325,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=shared / "data" / "bccd" / "bccd.yaml", help="dataset yaml")
     p.add_argument("--weights", type=Path, default=shared / "weights" / "yolov5n-bccd.pt", help="start weights")
-    p.add_argument("--device", default="0", help="CUDA device index")
+    p.add_argument("--device", default="0", help="CUDA device index, or cpu for the dry run with tiny sizes")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--batch-size", type=int, default=32)
@@ -362,7 +350,8 @@ def run_checks(opt: argparse.Namespace) -> List[Row]:
 
 
 def main(opt: argparse.Namespace) -> int:
-    if not torch.cuda.is_available():
+    dry = opt.device == "cpu"
+    if not dry and not torch.cuda.is_available():
         print(NO_CUDA)
         return 0
     from utils.errors import UserError, run_cli
@@ -374,16 +363,19 @@ def main(opt: argparse.Namespace) -> int:
     def _run() -> int:
         needs = {"train": (opt.data, opt.weights), "half": (opt.data, opt.weights), "speed": (opt.data, opt.weights),
                  "export": (opt.weights,)}  # fmt: skip
-        for f in {f for c in opt.only for f in needs.get(c, ())}:
+        for f in {f for c in opt.only for f in needs.get(c, ())} if not dry else ():
             if not f.is_file():
                 raise UserError(f"{f} not found (see --data / --weights)")
-        opt.cuda = f"cuda:{opt.device.split(',')[0]}"
+        opt.cuda = "cpu" if dry else f"cuda:{opt.device.split(',')[0]}"
         with tempfile.TemporaryDirectory() as tmp:
             opt.project = (opt.project or Path(tmp)).resolve()
             opt.project.mkdir(parents=True, exist_ok=True)
+            if dry:
+                prepare(opt)
             t0 = time.time()
             rows = run_checks(opt)
-        print(f"\n{torch.cuda.get_device_name(opt.cuda)}, torch {torch.__version__}, {time.time() - t0:.0f}s\n")
+        where = "CPU dry run" if dry else torch.cuda.get_device_name(opt.cuda)
+        print(f"\n{where}, torch {torch.__version__}, {time.time() - t0:.0f}s\n")
         print(table(rows))
         return 1 if any(r.ok is False for r in rows) else 0
 
