@@ -76,6 +76,9 @@ def float_tiff(path: Path, h: int = 64, w: int = 64) -> Path:
     return path
 
 
+LAST_OUT: list = []  # stdout lines of the last cli() call (the scripts log there)
+
+
 def cli(module, argv: list, capsys) -> tuple[int, list[str]]:
     """module.main(module.parse_opt(argv)) in-process -> (exit code, stderr lines); argparse errors included."""
     root = logging.getLogger()
@@ -88,7 +91,9 @@ def cli(module, argv: list, capsys) -> tuple[int, list[str]]:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
+    LAST_OUT[:] = captured.out.splitlines()
     assert "Traceback" not in err, err[-3000:]
     return code, [ln for ln in err.splitlines() if ln.strip()]
 

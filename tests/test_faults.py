@@ -18,7 +18,7 @@ import pytest
 import detect
 import export
 import val
-from tests.hardening_helpers import cli, float_tiff, make_dataset, one_error, save_tiny
+from tests.hardening_helpers import LAST_OUT, cli, float_tiff, make_dataset, one_error, save_tiny
 from utils.errors import CheckpointError, UserError, run_cli
 
 FULL = "/dev/full"  # every write fails with ENOSPC
@@ -184,7 +184,7 @@ def test_label_caches_never_go_into_the_dataset(tmp_path):
     assert list((Path(os.environ["YOLOV5FLA_CACHE"]) / "labels").glob("*.cache.json"))
 
 
-def test_full_problem_list_goes_to_the_run_folder(world, tmp_path, capsys, caplog):
+def test_full_problem_list_goes_to_the_run_folder(world, tmp_path, capsys):
     """35 duplicate rows used to hide the NaN and inf rows behind '... and N more (see .problems)'."""
     data = make_dataset(tmp_path / "ds")
     lab = data.parent / "labels" / "val" / "0.txt"
@@ -196,7 +196,7 @@ def test_full_problem_list_goes_to_the_run_folder(world, tmp_path, capsys, caplo
     listing = tmp_path / "exp" / "val_problems.txt"
     text = listing.read_text()
     assert text.count("duplicate row") == 35 and text.count("non-finite value") == 2
-    log = caplog.text
+    log = "\n".join(LAST_OUT + err)
     assert f"all 37 are listed in {listing}" in log and "2 non-finite value" in log
 
 

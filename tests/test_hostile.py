@@ -163,7 +163,10 @@ def test_ctrl_c_saves_state_and_run_resumes(world, tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
-    assert f"Interrupted: {last} holds epoch " in out + err and f"Resume with: python train.py --resume {last}" in out + err
+    assert (
+        f"Interrupted: {last} holds epoch " in out + err
+        and f"Resume with: python train.py --resume {last}" in out + err
+    )
     assert err.strip().splitlines()[-1] == "interrupted"
     assert 0 <= _loadable_epoch(last) < epochs - 1
     r = run_script("train.py", "--resume", last)
