@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from utils.errors import CheckpointError, UserError
 from utils.safe_pickle import load_official
+from utils.safe_write import write_all
 from utils.torch_utils import de_parallel
 
 LOGGER = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def save_checkpoint(ckpt: dict, path: Union[str, Path]) -> Path:
         buf = io.BytesIO()  # serialise in memory: a full disk then fails in write() with its own errno (ENOSPC),
         torch.save(data, buf)  # not inside torch's zip writer as "unexpected pos"
         with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
+            write_all(f, buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

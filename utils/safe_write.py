@@ -4,6 +4,7 @@ half-written: bytes go to a temporary name in the same folder, then are renamed 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import Iterator, Union
@@ -29,6 +30,19 @@ def writing(path: PathLike) -> Iterator[None]:
         raise output_error(path, e) from e
 
 
+def write_all(f, data: Union[bytes, memoryview]) -> None:
+    """f.write until every byte is written: a short write (a disk filling up) continues, and one that writes
+    nothing is ENOSPC, so a file is never silently cut short."""
+    view = memoryview(data).cast("B")
+    while len(view):
+        n = f.write(view)
+        if n is None:  # a buffered writer wrote everything
+            return
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+
+
 def write_bytes(path: PathLike, data: Union[bytes, memoryview, np.ndarray]) -> Path:
     """Write data to path atomically (temp file + os.replace); the temp file is removed on failure."""
     path = Path(path)
@@ -36,7 +50,7 @@ def write_bytes(path: PathLike, data: Union[bytes, memoryview, np.ndarray]) -> P
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
-            f.write(data.tobytes() if isinstance(data, np.ndarray) else data)
+            write_all(f, data.tobytes() if isinstance(data, np.ndarray) else data)
         os.replace(tmp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
