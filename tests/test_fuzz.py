@@ -54,7 +54,7 @@ def model_dicts(draw) -> dict:
     return d
 
 
-@FUZZ
+@settings(FUZZ, max_examples=40)
 @given(model_dicts())
 def test_model_yaml_parser(d):
     from models.yolo import DetectionModel

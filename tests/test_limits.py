@@ -230,3 +230,14 @@ def test_opset_range_is_the_installed_torch_one():
     lo, hi = onnx_opsets()
     assert lo <= 17 <= hi
     assert export.parse_opt(["--opset", str(hi)]).opset == hi
+
+
+@pytest.mark.parametrize("nc", [10**13, "abc", math.nan, 0, True])
+def test_dataset_nc_is_range_checked(nc):
+    """nc 1e13 without names used to build a list of 10^13 class names (found by tests/test_fuzz.py)."""
+    from utils.data.config import check_dataset
+
+    t = time.time()
+    with pytest.raises(UserError, match="'nc' must be an int"):
+        check_dataset({"train": ".", "val": ".", "nc": nc})
+    assert time.time() - t < 5

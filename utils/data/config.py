@@ -27,13 +27,20 @@ def find_data_yaml(name: Union[str, Path]) -> Path:
     raise UserError(f"--data file not found: {name} (also looked in {DATA_DIR})")
 
 
+MAX_CLASSES = 100_000  # far above any dataset (LVIS: 1203); a larger nc would only build a huge list of names
+
+
 def _names(data: Dict[str, Any], where: str) -> List[str]:
     """'names' as a list or {index: name} dict (indices 0..n-1) -> list of str; checked against 'nc'."""
     names, nc = data.get("names"), data.get("nc")
+    if nc is not None and (not isinstance(nc, int) or isinstance(nc, bool) or not 1 <= nc <= MAX_CLASSES):
+        raise UserError(f"{where}: 'nc' must be an int in [1, {MAX_CLASSES}], got {nc!r:.60}")
     if names is None:
         if nc is None:
             raise UserError(f"{where}: needs 'names' (a list of class names) or at least 'nc'")
-        names = names_list(None, int(nc))
+        names = names_list(None, nc)
+    if isinstance(names, (list, dict)) and len(names) > MAX_CLASSES:
+        raise UserError(f"{where}: {len(names)} names; at most {MAX_CLASSES} classes are allowed")
     if not isinstance(names, (list, dict)):
         raise UserError(f"{where}: 'names' must be a list or an {{index: name}} mapping")
     try:
@@ -44,7 +51,7 @@ def _names(data: Dict[str, Any], where: str) -> List[str]:
     if keys != list(range(len(keys))):
         raise UserError(f"{where}: 'names' keys must be the indices 0..{len(keys) - 1} without gaps, got {keys}")
     names = [by_index[k] for k in keys]
-    if nc is not None and int(nc) != len(names):
+    if nc is not None and nc != len(names):
         raise UserError(f"{where}: nc is {nc} but {len(names)} names are given")
     return names
 
