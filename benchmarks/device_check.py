@@ -200,7 +200,7 @@ def check_half(opt: argparse.Namespace) -> List[Row]:
         source = check_dataset(str(opt.data))["val"]
         source = source[0] if isinstance(source, (list, tuple)) else source
         r = _script("detect.py", *common, "--source", source, "--project", opt.project, "--name", f"det_{name}",
-                    "--exist-ok", "--save-txt", "--save-conf", "--nosave")  # fmt: skip
+                    "--exist-ok", "--save-txt", "--save-conf", "--nosave", *opt.detect_extra)  # fmt: skip
         if (bad := _failed(r, f"detect.py {name}")) is not None:
             return [bad]
         labels[name] = _labels(opt.project / f"det_{name}" / "labels")
@@ -283,7 +283,8 @@ def _time_attention(dev: torch.device) -> List[Row]:
     for s in SDPA_SIZES[dev.type]:
         t = torch.randn(8, s * s, 128, device=dev)
         with torch.no_grad(), torch.autocast(dev.type, dtype=low_precision(dev)):
-            ms_fla = median_ms(lambda t=t, s=s: fla.forward_tokens(t, s, s), dev)
+            tc = t.transpose(1, 2).contiguous()  # FLA takes channel-first tokens (B, C, N)
+            ms_fla = median_ms(lambda tc=tc, s=s: fla.run(tc, s, s), dev)
             ms_soft = median_ms(lambda t=t: soft(t), dev)
         text = f"FLA {ms_fla:.2f} ms, SDPA {ms_soft:.2f} ms ({ms_fla / ms_soft:.2f}x)"
         rows.append(Row(f"FLA vs SDPA {s}x{s} tokens (B 8, C 128)", text, None))
@@ -332,6 +333,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--map-tol", type=float, default=0.03, help="AMP vs fp32 mAP tolerance after --epochs")
     p.add_argument("--only", nargs="+", choices=CHECKS, default=list(CHECKS), help="run these checks only")
+    p.set_defaults(detect_extra=())  # the dry run's untrained model: --conf-thres 0.001 so boxes are compared
     p.add_argument("--project", type=Path, default=None, help="run folder (default: a temporary one, removed)")
     return p.parse_args(argv)
 

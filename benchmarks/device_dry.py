@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-DRY = {"imgsz": 64, "epochs": 1, "batch_size": 2, "workers": 0}
+DRY = {"imgsz": 64, "epochs": 1, "batch_size": 2, "workers": 0, "detect_extra": ("--conf-thres", "0.001")}
 FLA_SIZES = {"cuda": (80, 160), "cpu": (8, 16)}
 SDPA_SIZES = {"cuda": (40, 80, 160), "cpu": (8, 16)}
 

@@ -47,7 +47,7 @@ def onnx_meta(meta: dict, path: Path) -> Tuple[int, list]:
         names = names_list(parse_meta_value(meta["names"])) if "names" in meta else []
     except (ValueError, TypeError, OverflowError, UserError) as e:
         raise CheckpointError(f"cannot read the metadata of ONNX model {path}: {e}") from e
-    return check_stride(stride, path), names
+    return check_stride(stride, f"ONNX model {path}"), names
 
 
 def read_torchscript_meta(path: Union[str, Path]) -> dict:
@@ -154,7 +154,7 @@ class TorchScriptBackend(Predictor):
                 self.model = torch.jit.load(str(f), map_location=self.device)
         except RuntimeError as e:
             raise CheckpointError(f"cannot load TorchScript model {f}: {str(e).splitlines()[0]}") from e
-        self.stride = check_stride(self.meta.get("stride", 32), f)
+        self.stride = check_stride(self.meta.get("stride", 32), f"TorchScript model {f}")
         self.names = names_dict(names_list(self.meta.get("names")))
         self.dynamic = bool(self.meta.get("dynamic", False))
         self.fp16 = bool(self.meta.get("half", False))

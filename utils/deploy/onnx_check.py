@@ -14,7 +14,7 @@ FLOAT_TYPES = ("tensor(float)", "tensor(float16)")
 MAX_STRIDE = 1024
 
 
-def check_stride(stride: Any, path: Path) -> int:
+def check_stride(stride: Any, path: Path | str) -> int:
     """The metadata stride as an int in 1..MAX_STRIDE (it rounds --imgsz up: a huge one asks for a huge image)."""
     if isinstance(stride, bool) or not isinstance(stride, (int, float)) or not 1 <= stride <= MAX_STRIDE:
         raise CheckpointError(f"cannot read the metadata of {path}: stride {stride!r} is not in 1..{MAX_STRIDE}")
