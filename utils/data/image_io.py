@@ -61,10 +61,12 @@ def check_array(im: np.ndarray, what: str = "image") -> None:
     check_size(im.shape[1], im.shape[0], what)
 
 
-def decode(path: Union[str, Path], flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+def decode(path: Union[str, Path], flags: int = cv2.IMREAD_COLOR, strict: bool = False) -> np.ndarray | None:
     """BGR uint8 (H, W, 3) of an image file (non-ASCII paths too), its header size checked first.
 
-    None when the file cannot be read or decoded; ImageTooLarge when its header claims too many pixels.
+    None when the file cannot be read or decoded; ImageTooLarge when its header claims too many pixels. strict
+    (detect.py, the hub API) refuses a truncated JPEG; the dataset loader reads it as far as it goes, as the label
+    scan announced ("truncated JPEG (read as-is)").
     """
     try:
         header_size(path)
@@ -72,7 +74,7 @@ def decode(path: Union[str, Path], flags: int = cv2.IMREAD_COLOR) -> np.ndarray 
         raise
     except Exception:  # PIL cannot identify it: neither can the label scan, so no reader uses it
         return None
-    im = cv2.imread(str(path), flags)  # reads a truncated JPEG as far as it goes (imdecode refuses it)
+    im = None if strict else cv2.imread(str(path), flags)  # reads a truncated JPEG as far as it goes
     if im is not None:
         return im
     try:  # imread cannot open some non-ASCII paths (Windows): decode the bytes instead

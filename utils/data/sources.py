@@ -49,7 +49,7 @@ def read_image(path: Union[str, Path]) -> np.ndarray | None:
 
     The header's size is checked before decoding (utils/data/image_io.py): ImageTooLarge above MAX_PIXELS.
     """
-    return decode(path)
+    return decode(path, strict=True)
 
 
 def prepare(im0: np.ndarray, img_size: ImgSize, stride: int, auto: bool) -> np.ndarray:
