@@ -94,7 +94,7 @@ def test_unreadable_onnx_metadata_is_one_line(shared, tmp_path):
     bad = tmp_path / "bad.onnx"
     onnx.save(proto, str(bad))
     r = run_script("detect.py", "--weights", bad, "--source", shared / "images/bus.jpg", "--project", tmp_path)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         f"error: cannot read the metadata of ONNX model {bad}: not JSON nor a Python literal: \"{{0: 'person', 1: \""
     ], r.stderr
 
