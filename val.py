@@ -81,6 +81,7 @@ def run(opt: argparse.Namespace, weights, imgsz: int | None = None, save_dir: Pa
     """Validate one weights entry (a path or a list = ensemble) on opt.task's split -> EvalResult."""
     from utils.data.config import check_dataset
     from utils.data.loader import create_dataloader
+    from utils.data.options import DataOptions, LoaderOptions
     from utils.data.problems import report_to
     from utils.deploy.backends import load_predictor
     from utils.torch_utils import select_device
@@ -106,11 +107,10 @@ def run(opt: argparse.Namespace, weights, imgsz: int | None = None, save_dir: Pa
         raise UserError(f"--data {opt.data} has no '{split}' split")
     model.warmup(imgsz=(1 if model.pt else batch_size, 3, imgsz, imgsz))
     model.use_channels_last()
+    data_opt = DataOptions(img_size=imgsz, batch_size=batch_size, rect=rect, single_cls=opt.single_cls,
+                           stride=model.stride, pad=pad, prefix=f"{split}: ", nc=int(data["nc"]))  # fmt: skip
     with report_to(save_dir):
-        loader = create_dataloader(
-            data[split], imgsz, batch_size, model.stride, opt.single_cls, pad=pad, rect=rect, workers=opt.workers,
-            prefix=f"{split}: ", nc=int(data["nc"]),
-        )[0]  # fmt: skip
+        loader = create_dataloader(data[split], data_opt, LoaderOptions(workers=opt.workers))[0]
     stem = Path(weights[0] if isinstance(weights, (list, tuple)) else weights).stem
     options = EvalOptions(
         conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det, single_cls=opt.single_cls,

@@ -57,10 +57,16 @@ def forward_ms(cfg: str, imgsz: int, runs: int, warmup: int, threads: int) -> fl
 
 def loader_images_per_s(data: str, imgsz: int, batch: int, workers: int, epochs: int) -> float:
     """Images/s of the mosaic train loader over `epochs` passes, after its first batch (workers started)."""
-    create_dataloader = _import_first(LOADER_MODULES).create_dataloader
-    loader, _ = create_dataloader(
-        data, imgsz, batch, 32, hyp=dict(AUGMENT), augment=True, workers=workers, shuffle=True, prefix=""
-    )
+    module = _import_first(LOADER_MODULES)
+    if module.__name__ == "utils.data.loader":  # ours takes option objects
+        from utils.data.options import DataOptions, LoaderOptions
+
+        opts = DataOptions(imgsz, batch, augment=True, hyp=dict(AUGMENT)), LoaderOptions(workers, shuffle=True)
+        loader, _ = module.create_dataloader(data, *opts)
+    else:
+        loader, _ = module.create_dataloader(
+            data, imgsz, batch, 32, hyp=dict(AUGMENT), augment=True, workers=workers, shuffle=True, prefix=""
+        )
     n, t0 = 0, None
     for _ in range(epochs):
         for ims, *_ in loader:

@@ -18,6 +18,8 @@ from utils.data.cache import cache_path_for
 from utils.data.config import check_dataset
 from utils.data.dataset import LoadImagesAndLabels
 from utils.data.loader import InfiniteDataLoader, create_dataloader
+from utils.data.mosaic import MosaicDataset
+from utils.data.options import DataOptions, LoaderOptions
 from utils.data.synthetic import SPLITS
 from utils.errors import DataError
 
@@ -67,7 +69,7 @@ def tree_hash(root: Path) -> str:
 
 def test_scan_counts_problems_and_items(tiny, caplog):
     caplog.set_level("INFO")
-    ds = LoadImagesAndLabels(str(tiny), img_size=64, batch_size=2, nc=1)
+    ds = LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, batch_size=2, nc=1))
     assert ds.n == len(ds) == 7  # broken.jpg skipped
     assert "7 images, 2 backgrounds, 1 corrupt (5 found, 1 missing, 1 empty, 1 skipped, 2 label rows dropped)" in (
         caplog.text
@@ -88,7 +90,7 @@ def test_scan_counts_problems_and_items(tiny, caplog):
 
 
 def test_cache_round_trip_and_invalidation(tiny, monkeypatch):
-    LoadImagesAndLabels(str(tiny), img_size=64, nc=1)
+    LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, nc=1))
     cache = cache_path_for(tiny, [str(tiny.parent.parent / "labels" / "train" / "im0.txt")])[0]
     assert cache.is_file() and str(cache).startswith(os.environ["YOLOV5FLA_CACHE"])  # never in the dataset
 
@@ -96,16 +98,16 @@ def test_cache_round_trip_and_invalidation(tiny, monkeypatch):
         raise AssertionError("scanned although the cache is valid")
 
     monkeypatch.setattr(dataset_mod, "verify_image_label", fail)
-    ds = LoadImagesAndLabels(str(tiny), img_size=64, nc=1)  # served from the cache
+    ds = LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, nc=1))  # served from the cache
     assert ds.n == 7 and any("class 7" in p for p in ds.problems)
     monkeypatch.undo()
     lab = tiny.parent.parent / "labels" / "train" / "im0.txt"
     lab.write_text("0 0.5 0.5 0.5 0.5\n0 0.25 0.25 0.1 0.1\n")
     os.utime(lab, ns=(lab.stat().st_atime_ns, lab.stat().st_mtime_ns + 5_000_000_000))
-    ds = LoadImagesAndLabels(str(tiny), img_size=64, nc=1)
+    ds = LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, nc=1))
     assert len(ds.labels[ds.im_files.index(str(tiny / "im0.png"))]) == 2  # rebuilt after the change
     cache.write_text("{not json")
-    assert LoadImagesAndLabels(str(tiny), img_size=64, nc=1).n == 7  # a broken cache is rebuilt
+    assert LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, nc=1)).n == 7  # a broken cache is rebuilt
 
 
 def test_read_only_dataset_untouched(tiny, tmp_path):
@@ -114,9 +116,9 @@ def test_read_only_dataset_untouched(tiny, tmp_path):
         p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     try:
         before = tree_hash(root)
-        ds = LoadImagesAndLabels(str(tiny), img_size=64, cache_images="disk", nc=1)
+        ds = LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, cache_images="disk", nc=1))
         assert ds[0][0].shape == (3, 64, 64)
-        LoadImagesAndLabels(str(tiny), img_size=64, cache_images="ram", nc=1)
+        LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, cache_images="ram", nc=1))
         assert tree_hash(root) == before
         user_cache = Path(os.environ["YOLOV5FLA_CACHE"])
         assert list((user_cache / "labels").glob("train-*.cache.json"))
@@ -127,7 +129,7 @@ def test_read_only_dataset_untouched(tiny, tmp_path):
 
 
 def test_rect_batch_shapes(tiny):
-    ds = LoadImagesAndLabels(str(tiny), img_size=64, batch_size=2, rect=True, stride=32, pad=0.5, nc=1)
+    ds = LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, batch_size=2, rect=True, stride=32, pad=0.5, nc=1))
     ar = ds.shapes[:, 1] / ds.shapes[:, 0]
     assert (np.diff(ar) >= 0).all()  # sorted by aspect ratio h/w
     # batch 0: the two wide images (h/w 0.6, 0.667) -> [0.667, 1] * 64 / 32 + 0.5 -> ceil -> (2, 3) * 32
@@ -138,7 +140,7 @@ def test_rect_batch_shapes(tiny):
 
 def test_single_cls_min_items_and_no_images(tiny, tmp_path):
     (tiny.parent.parent / "labels" / "train" / "im1.txt").write_text("0 0.5 0.5 0.2 0.2\n2 0.3 0.3 0.1 0.1\n")
-    ds = LoadImagesAndLabels(str(tiny), img_size=64, single_cls=True, min_items=2, nc=1)
+    ds = LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, single_cls=True, min_items=2, nc=1))
     assert ds.n == 2 and [lb[:, 0].tolist() for lb in ds.labels] == [[0, 0], [0, 0]]  # class 2 and 7 kept as 0
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="No images found"):
@@ -148,14 +150,15 @@ def test_single_cls_min_items_and_no_images(tiny, tmp_path):
 def test_txt_list_source(tiny):
     lst = tiny.parent.parent / "train.txt"
     lst.write_text("./images/train/im0.png\n./images/train/im1.png\n")
-    ds = LoadImagesAndLabels(str(lst), img_size=64)
+    ds = LoadImagesAndLabels(str(lst), DataOptions(img_size=64))
     assert ds.n == 2 and cache_path_for(lst, [])[0].is_file() and not (tiny.parent.parent / "train.cache.json").exists()
 
 
 def test_augmented_items_and_collate(tiny):
     random.seed(0)
     np.random.seed(0)
-    ds = LoadImagesAndLabels(str(tiny), img_size=64, augment=True, hyp={"mixup": 1.0, "degrees": 5.0}, nc=1)
+    opts = DataOptions(img_size=64, augment=True, hyp={"mixup": 1.0, "degrees": 5.0}, nc=1)
+    ds = MosaicDataset(LoadImagesAndLabels(str(tiny), opts))  # mosaic (and mixup) wrap the dataset
     batch = [ds[i] for i in range(4)]
     ims, targets, paths, shapes = LoadImagesAndLabels.collate_fn(batch)
     assert ims.shape == (4, 3, 64, 64) and targets.shape[1] == 6 and shapes == (None,) * 4
@@ -167,7 +170,8 @@ def test_augmented_items_and_collate(tiny):
 
 def test_dataloader_builtin_and_determinism():
     data = check_dataset("builtin")
-    loader, ds = create_dataloader(data["train"], 96, 8, 32, augment=True, shuffle=True, workers=0, seed=1, nc=4)
+    train_opts = DataOptions(96, 8, augment=True, seed=1, nc=4), LoaderOptions(0, shuffle=True)
+    loader, ds = create_dataloader(data["train"], *train_opts)
     assert isinstance(loader, InfiniteDataLoader) and len(loader) == SPLITS["train"][0] // 8
     state = loader.generator.get_state()
     rng = (random.getstate(), np.random.get_state())
@@ -175,13 +179,13 @@ def test_dataloader_builtin_and_determinism():
     ims, targets, paths, _ = first
     assert ims.shape == (8, 3, 96, 96) and targets.shape[1] == 6 and len(paths) == 8
     assert targets[:, 1].max() < 4 and ((targets[:, 2:] > 0) & (targets[:, 2:] <= 1)).all()
-    loader2, _ = create_dataloader(data["train"], 96, 8, 32, augment=True, shuffle=True, workers=0, seed=1, nc=4)
+    loader2, _ = create_dataloader(data["train"], *train_opts)
     loader2.generator.set_state(state)
     random.setstate(rng[0])
     np.random.set_state(rng[1])
     second = next(iter(loader2))
     assert second[2] == paths and torch.equal(second[0], ims) and torch.equal(second[1], targets)
-    val, _ = create_dataloader(data["val"], 96, 16, 32, rect=True, pad=0.5, workers=2)
+    val, _ = create_dataloader(data["val"], DataOptions(96, 16, rect=True, pad=0.5), LoaderOptions(workers=2))
     n = sum(len(b[2]) for b in val)
     assert n == 32 and sum(len(b[2]) for b in val) == 32  # second epoch from the same workers
 
@@ -190,11 +194,13 @@ def test_dataloader_coco8(shared):
     root = shared / "data" / "coco8"
     before = tree_hash(root)
     data = check_dataset(root / "coco8.yaml")
-    loader, ds = create_dataloader(data["val"], 160, 4, 32, rect=True, pad=0.5, workers=0, nc=80, prefix="val: ")
+    loader, ds = create_dataloader(
+        data["val"], DataOptions(160, 4, rect=True, pad=0.5, nc=80, prefix="val: "), LoaderOptions(workers=0)
+    )
     ims, targets, paths, shapes = next(iter(loader))
     assert ims.shape == (4, 3, 192, 192) and len(shapes) == 4 and targets.shape[0] == sum(len(lb) for lb in ds.labels)
     assert shapes[0][0] == tuple(int(v) for v in ds.shapes[0][::-1])  # (h0, w0)
-    train, _ = create_dataloader(data["train"], 128, 4, 32, augment=True, workers=0, nc=80)
+    train, _ = create_dataloader(data["train"], DataOptions(128, 4, augment=True, nc=80), LoaderOptions(workers=0))
     assert next(iter(train))[0].shape == (4, 3, 128, 128)
     assert tree_hash(root) == before  # a shared (read-only) dataset is never written to
 
@@ -225,8 +231,8 @@ def test_training_images_decoded_at_reduced_size(tmp_path, ext):
     cv2.imwrite(str(img / f"a.{ext}"), im)
     (lab / "a.txt").write_text("0 0.5 0.5 0.25 0.25\n")
     for size in (32, 64):
-        train = LoadImagesAndLabels(str(img), img_size=size, augment=True, nc=1)
-        val = LoadImagesAndLabels(str(img), img_size=size, augment=False, nc=1)
+        train = LoadImagesAndLabels(str(img), DataOptions(img_size=size, augment=True, nc=1))
+        val = LoadImagesAndLabels(str(img), DataOptions(img_size=size, augment=False, nc=1))
         a, hw0, hw = train.load_image(0)
         b, hw0_val, hw_val = val.load_image(0)
         assert (hw0, hw) == (hw0_val, hw_val) == ((96, 128), (size * 3 // 4, size))
@@ -236,9 +242,9 @@ def test_training_images_decoded_at_reduced_size(tmp_path, ext):
 
 
 def test_cache_ram_and_disk_in_a_thread_pool_match_uncached(tiny):
-    plain = LoadImagesAndLabels(str(tiny), img_size=64, nc=1)
-    ram = LoadImagesAndLabels(str(tiny), img_size=64, cache_images="ram", nc=1)
-    disk = LoadImagesAndLabels(str(tiny), img_size=64, cache_images="disk", nc=1)
+    plain = LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, nc=1))
+    ram = LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, cache_images="ram", nc=1))
+    disk = LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, cache_images="disk", nc=1))
     assert all(x is not None for x in ram.ims) and all(f.is_file() for f in disk.npy_files)
     for i in range(plain.n):
         a, b, c = plain.load_image(i), ram.load_image(i), disk.load_image(i)
@@ -267,11 +273,11 @@ def test_image_buffer_keeps_the_recent_images_within_its_share():
 
 
 def test_training_dataset_buffers_decoded_images(tiny, monkeypatch):
-    ds = LoadImagesAndLabels(str(tiny), img_size=64, augment=True, nc=1)
+    ds = LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, augment=True, nc=1))
     first = [ds.load_image(i) for i in range(ds.n)]
     monkeypatch.setattr(ds, "_decode", lambda i: (_ for _ in ()).throw(AssertionError("decoded twice")))
     for i in range(ds.n):
         im, hw0, hw = ds.load_image(i)
         assert im is first[i][0] and (hw0, hw) == first[i][1:]
-    assert LoadImagesAndLabels(str(tiny), img_size=64, augment=True, nc=1, buffer_mb=0).buffer is None
-    assert LoadImagesAndLabels(str(tiny), img_size=64, nc=1).buffer is None  # validation reads each image once
+    assert LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, augment=True, nc=1, buffer_mb=0)).buffer is None
+    assert LoadImagesAndLabels(str(tiny), DataOptions(img_size=64, nc=1)).buffer is None  # validation: read once

@@ -174,12 +174,13 @@ def test_any_stray_os_error_is_one_line(capsys):
 def test_float_tiff_is_skipped_at_the_scan_and_training_goes_on(tmp_path):
     """PIL reads a 32-bit float TIFF, OpenCV does not: the scan used to accept it and the loader then stopped."""
     from utils.data.dataset import LoadImagesAndLabels
+    from utils.data.options import DataOptions
 
     data = make_dataset(tmp_path / "ds")
     tif = float_tiff(data.parent / "images" / "train" / "float.tif")
     assert cv2.imread(str(tif)) is None
     (data.parent / "labels" / "train" / "float.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-    ds = LoadImagesAndLabels(str(data.parent / "images" / "train"), img_size=64, nc=2)
+    ds = LoadImagesAndLabels(str(data.parent / "images" / "train"), DataOptions(img_size=64, nc=2))
     assert ds.n == 4 and any(
         "float.tif: image skipped: unreadable image (OpenCV cannot decode" in p for p in ds.problems
     )
@@ -189,28 +190,30 @@ def test_float_tiff_is_skipped_at_the_scan_and_training_goes_on(tmp_path):
 def test_non_utf8_file_names_are_hashed_and_cached(tmp_path):
     from utils.data.cache import cache_path_for
     from utils.data.dataset import LoadImagesAndLabels
+    from utils.data.options import DataOptions
 
     data = make_dataset(tmp_path / "ds")
     images, labels = data.parent / "images" / "train", data.parent / "labels" / "train"
     name = os.fsdecode(b"bad\xff\xfename")
     (images / "0.png").rename(images / f"{name}.png")
     (labels / "0.txt").rename(labels / f"{name}.txt")
-    ds = LoadImagesAndLabels(str(images), img_size=64, nc=2)
+    ds = LoadImagesAndLabels(str(images), DataOptions(img_size=64, nc=2))
     assert ds.n == 4 and any(name in f for f in ds.im_files)
     assert cache_path_for(images, [str(labels / "1.txt")])[0].is_file()
-    assert LoadImagesAndLabels(str(images), img_size=64, nc=2).n == 4  # served from the cache
+    assert LoadImagesAndLabels(str(images), DataOptions(img_size=64, nc=2)).n == 4  # served from the cache
 
 
 def test_label_caches_never_go_into_the_dataset(tmp_path):
     """The dataset folders are writable here: the cache used to land in labels/ (or beside a .txt list)."""
     from utils.data.dataset import LoadImagesAndLabels
+    from utils.data.options import DataOptions
 
     data = make_dataset(tmp_path / "ds")
     root = data.parent
     (root / "train.txt").write_text("./images/train/0.png\n./images/train/1.png\n")
     before = _tree(root)
-    LoadImagesAndLabels(str(root / "images" / "train"), img_size=64, nc=2)
-    LoadImagesAndLabels(str(root / "train.txt"), img_size=64, nc=2, cache_images="disk")
+    LoadImagesAndLabels(str(root / "images" / "train"), DataOptions(img_size=64, nc=2))
+    LoadImagesAndLabels(str(root / "train.txt"), DataOptions(img_size=64, nc=2, cache_images="disk"))
     assert _tree(root) == before
     assert list((Path(os.environ["YOLOV5FLA_CACHE"]) / "labels").glob("*.cache.json"))
 

@@ -164,11 +164,12 @@ def test_detect_refuses_a_bomb_and_skips_it_among_others(tmp_path, capsys):
 def test_dataset_skips_a_bomb(tmp_path):
     from tests.hardening_helpers import make_dataset
     from utils.data.dataset import LoadImagesAndLabels
+    from utils.data.options import DataOptions
 
     data = make_dataset(tmp_path / "ds")
     bomb_jpeg(data.parent / "images" / "val" / "bomb.jpg")
     (data.parent / "labels" / "val" / "bomb.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-    ds = LoadImagesAndLabels(str(data.parent / "images" / "val"), img_size=64, nc=2)
+    ds = LoadImagesAndLabels(str(data.parent / "images" / "val"), DataOptions(img_size=64, nc=2))
     assert ds.n == 4 and any("bomb.jpg: image skipped: image too large" in p for p in ds.problems)
 
 

@@ -20,11 +20,12 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from utils.boxes import xywhn2xyxy, xyxy2xywhn
-from utils.data.augment import AugmentHSV, Mosaic, RandomFlip, RandomPerspective, letterbox, mixup
+from utils.data.augment import AugmentHSV, RandomFlip, RandomPerspective, letterbox
 from utils.data.buffer import ImageBuffer
 from utils.data.cache import cache_path_for, files_hash, load_cache, save_cache
 from utils.data.image_io import decode
 from utils.data.labels import IMG_FORMATS, img2label_paths, verify_image_label
+from utils.data.options import DataOptions
 from utils.data.problems import log_problems
 from utils.errors import DataError
 from utils.paths import user_cache_dir
@@ -82,37 +83,19 @@ class LoadImagesAndLabels(Dataset):
     workers (0 turns it off; --cache ram/disk replace it).
     """
 
-    def __init__(
-        self,
-        path,
-        img_size: int = 640,
-        batch_size: int = 16,
-        augment: bool = False,
-        hyp: Dict | None = None,
-        rect: bool = False,
-        image_weights: bool = False,
-        cache_images: str | None = None,
-        single_cls: bool = False,
-        stride: int = 32,
-        pad: float = 0.0,
-        min_items: int = 0,
-        prefix: str = "",
-        rank: int = -1,
-        seed: int = 0,
-        nc: int | None = None,
-        buffer_mb: float = 512,
-    ):
-        self.img_size, self.augment, self.image_weights = img_size, augment, image_weights
-        self.hyp = {**AUG_DEFAULTS, **(hyp or {})}
-        self.rect = False if image_weights else rect
-        self.mosaic = augment and not self.rect
+    def __init__(self, path, options: DataOptions = DataOptions()):
+        o = options
+        self.options, img_size = o, o.img_size
+        self.img_size, self.augment, self.rect = img_size, o.augment, o.rect
+        self.hyp = {**AUG_DEFAULTS, **(o.hyp or {})}
         self.mosaic_border = [-img_size // 2, -img_size // 2]
-        self.stride, self.path, self.prefix, self.seed = stride, path, prefix, seed
+        self.stride, self.path, self.prefix, self.seed = o.stride, path, o.prefix, o.seed
+        single_cls, min_items, prefix, batch_size = o.single_cls, o.min_items, o.prefix, o.batch_size
         self.im_files = list_image_files(path)
         self.label_files = img2label_paths(self.im_files)
         source = Path(path[0] if isinstance(path, (list, tuple)) else path)
-        nc = None if single_cls else nc  # single_cls: every class becomes 0, so none is out of range
-        entries = scan_dataset(source, self.im_files, self.label_files, nc, prefix, rank)
+        nc = None if single_cls else o.nc  # single_cls: every class becomes 0, so none is out of range
+        entries = scan_dataset(source, self.im_files, self.label_files, nc, prefix, o.rank)
         self._summarise(source, entries)
         self._keep([i for i, f in enumerate(self.im_files) if entries[f]["ok"]], entries)
         if single_cls:
@@ -126,12 +109,12 @@ class LoadImagesAndLabels(Dataset):
                 raise DataError(f"{prefix}no images left in {source} with at least {min_items} labels")
         self.n = len(self.im_files)
         self.batch = np.floor(np.arange(self.n) / batch_size).astype(int)
-        self.indices = list(range(self.n))
         self.batch_shapes = None
         if self.rect:
-            self._rect_shapes(batch_size, pad)
+            self._rect_shapes(batch_size, o.pad)
         self.ims: List[np.ndarray | None] = [None] * self.n  # 'ram' cache: resized images and their shapes
-        self.buffer = ImageBuffer(buffer_mb) if augment and buffer_mb and not cache_images else None
+        cache_images = o.cache_images
+        self.buffer = ImageBuffer(o.buffer_mb) if o.augment and o.buffer_mb and not cache_images else None
         self._hw0: List[Tuple[int, int] | None] = [None] * self.n
         self._hw: List[Tuple[int, int] | None] = [None] * self.n
         self.npy_files = [self._npy_path(f) for f in self.im_files] if cache_images == "disk" else None
@@ -277,11 +260,9 @@ class LoadImagesAndLabels(Dataset):
         self.random_perspective = RandomPerspective(**geo)
         self.hsv = AugmentHSV(h["hsv_h"], h["hsv_s"], h["hsv_v"])
         self.flip = RandomFlip(h["flipud"], h["fliplr"])
-        self.mosaic_fn = Mosaic(
-            self._mosaic_item, self.indices, self.img_size, RandomPerspective(**geo), h["copy_paste"]
-        )
 
-    def _mosaic_item(self, i: int) -> Tuple[np.ndarray, np.ndarray, List[np.ndarray]]:
+    def mosaic_item(self, i: int) -> Tuple[np.ndarray, np.ndarray, List[np.ndarray]]:
+        """What a mosaic tile needs: (im resized BGR, labels (n, 5) [cls, xywh normalised], segments)."""
         return self.load_image(i)[0], self.labels[i], self.segments[i]
 
     def __len__(self) -> int:
@@ -299,15 +280,14 @@ class LoadImagesAndLabels(Dataset):
         return im, labels, shapes
 
     def __getitem__(self, index: int):
-        if self.mosaic and random.random() < self.hyp["mosaic"]:
-            im, labels = self.mosaic_fn(index)
-            shapes = None
-            if random.random() < self.hyp["mixup"]:
-                im, labels = mixup(im, labels, *self.mosaic_fn(random.choice(self.indices)))
-        else:
-            im, labels, shapes = self._letterboxed(index)
-            if self.augment:
-                im, labels = self.random_perspective(im, labels)
+        """One letterboxed sample; training datasets add a random perspective, HSV and flips."""
+        im, labels, shapes = self._letterboxed(index)
+        if self.augment:
+            im, labels = self.random_perspective(im, labels)
+        return self.to_item(im, labels, index, shapes)
+
+    def to_item(self, im: np.ndarray, labels: np.ndarray, index: int, shapes):
+        """(im HWC BGR, labels (n, 5) [cls, xyxy px]) -> the item tuple; training: HSV and flips first."""
         if self.augment:
             im, labels = self.flip(*self.hsv(im, labels))
         nl = len(labels)

@@ -7,7 +7,8 @@ import logging
 import math
 import os
 import random
-from typing import Callable, Dict, Iterator, Tuple
+from dataclasses import replace
+from typing import Callable, Iterator, Tuple
 
 import cv2
 import numpy as np
@@ -16,6 +17,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from utils.data.dataset import LoadImagesAndLabels
+from utils.data.mosaic import MosaicDataset
+from utils.data.options import DataOptions, LoaderOptions
 
 LOGGER = logging.getLogger(__name__)
 SEED_BASE = 6148914691236517205  # a fixed odd 64-bit constant mixed into the loader generator's seed
@@ -166,58 +169,43 @@ def _max_stride(stride) -> int:
 
 
 def create_dataloader(
-    path,
-    imgsz: int,
-    batch_size: int,
-    stride: int,
-    single_cls: bool = False,
-    hyp: Dict | None = None,
-    augment: bool = False,
-    cache=None,
-    pad: float = 0.0,
-    rect: bool = False,
-    rank: int = -1,
-    workers: int = 8,
-    image_weights: bool = False,
-    quad: bool = False,
-    prefix: str = "",
-    shuffle: bool = False,
-    seed: int = 0,
-    min_items: int = 0,
-    nc: int | None = None,
-    start_epoch: int = 0,
+    path, data: DataOptions = DataOptions(), loader: LoaderOptions = LoaderOptions()
 ) -> Tuple[DataLoader, LoadImagesAndLabels]:
     """-> (loader, dataset). Batches: (ims (B, 3, H, W) uint8 RGB, targets (n, 6) [i, cls, x, y, w, h], paths, shapes).
 
-    Every pass (epoch) is a pure function of (seed, epoch): the order, and each sample's augmentation draws (see
-    EpochSampler, SeededSamples); loader.sampler.epoch is the epoch of the next pass (start_epoch at first).
+    A training dataset (augment, not rect) is served through the MosaicDataset wrapper; the returned dataset is the
+    plain one (labels, shapes). Every pass (epoch) is a pure function of (seed, epoch, position): the order, and
+    each sample's augmentation draws (see EpochSampler, SeededSamples); loader.sampler.epoch is the epoch of the next
+    pass (start_epoch at first).
     """
-    if rect and shuffle:
+    shuffle = loader.shuffle
+    if data.rect and shuffle:
         LOGGER.warning("WARNING: --rect is incompatible with DataLoader shuffle, setting shuffle=False")
         shuffle = False
-    dataset = LoadImagesAndLabels(
-        path, imgsz, batch_size, augment=augment, hyp=hyp, rect=rect, image_weights=image_weights,
-        cache_images=cache or None, single_cls=single_cls, stride=_max_stride(stride), pad=pad, min_items=min_items,
-        prefix=prefix, rank=rank, seed=seed, nc=nc,
-    )  # fmt: skip
-    batch_size = min(batch_size, len(dataset))
+    if loader.image_weights:  # weighted draws replace the rectangular batches' fixed order
+        data = replace(data, rect=False)
+    dataset = LoadImagesAndLabels(path, replace(data, stride=_max_stride(data.stride)))
+    served = MosaicDataset(dataset) if data.augment and not data.rect else dataset
+    batch_size = min(data.batch_size, len(dataset))
     nd = torch.cuda.device_count()
-    nw = min(os.cpu_count() // max(nd, 1), batch_size if batch_size > 1 else 0, workers)
+    nw = min(os.cpu_count() // max(nd, 1), batch_size if batch_size > 1 else 0, loader.workers)
+    rank, seed = data.rank, data.seed
     world = (dist.get_world_size() if dist.is_initialized() else int(os.getenv("WORLD_SIZE", 1))) if rank != -1 else 1
-    sampler = EpochSampler(len(dataset), shuffle, seed, rank, world, epoch=start_epoch)
-    loader_cls = DataLoader if image_weights else InfiniteDataLoader
+    sampler = EpochSampler(len(dataset), shuffle, seed, rank, world, epoch=loader.start_epoch)
+    loader_cls = DataLoader if loader.image_weights else InfiniteDataLoader  # a new pass picks up new weights
     generator = torch.Generator()
     generator.manual_seed(SEED_BASE + seed + max(rank, 0))
-    loader = loader_cls(
-        SeededSamples(dataset),
+    collate = LoadImagesAndLabels.collate_fn4 if loader.quad else LoadImagesAndLabels.collate_fn
+    out = loader_cls(
+        SeededSamples(served),
         batch_size=batch_size,
         shuffle=False,
         num_workers=nw,
         sampler=sampler,
         pin_memory=torch.cuda.is_available(),
-        collate_fn=SeededCollate(LoadImagesAndLabels.collate_fn4 if quad else LoadImagesAndLabels.collate_fn),
+        collate_fn=SeededCollate(collate),
         worker_init_fn=seed_worker,
         generator=generator,
         persistent_workers=False,
     )
-    return loader, dataset
+    return out, dataset

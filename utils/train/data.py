@@ -9,6 +9,7 @@ from typing import Any, Tuple
 import numpy as np
 import torch.nn as nn
 
+from utils.data.options import DataOptions, LoaderOptions
 from utils.errors import UserError
 from utils.train.autoanchor import check_anchors
 from utils.train.config import TrainConfig
@@ -25,12 +26,14 @@ def build_train_loader(config: TrainConfig, imgsz: int, stride: int, start_epoch
     path = config.data["train"]
     cache = None if config.cache == "val" else config.cache
     with rank_zero_first(config.local_rank), report_to(config.save_dir):  # rank 0 scans and caches labels first
-        loader, dataset = create_dataloader(
-            path, imgsz, config.batch_per_process, stride, config.single_cls, hyp=dict(config.hyp), augment=True,
-            cache=cache, rect=config.rect, rank=config.local_rank, workers=config.workers,
-            image_weights=config.image_weights, quad=config.quad, prefix="train: ", shuffle=True, seed=config.seed,
-            nc=config.nc, start_epoch=start_epoch,
+        data = DataOptions(
+            img_size=imgsz, batch_size=config.batch_per_process, augment=True, hyp=dict(config.hyp), rect=config.rect,
+            cache_images=cache, single_cls=config.single_cls, stride=stride, prefix="train: ",
+            rank=config.local_rank, seed=config.seed, nc=config.nc,
         )  # fmt: skip
+        serve = LoaderOptions(config.workers, shuffle=True, quad=config.quad, image_weights=config.image_weights,
+                              start_epoch=start_epoch)  # fmt: skip
+        loader, dataset = create_dataloader(path, data, serve)
     if not len(dataset):
         raise UserError(f"no usable training images in {path}")
     return loader, dataset
@@ -41,12 +44,13 @@ def build_val_loader(config: TrainConfig, imgsz: int, stride: int) -> Any:
     from utils.data.loader import create_dataloader
     from utils.data.problems import report_to
 
+    data = DataOptions(
+        img_size=imgsz, batch_size=config.batch_per_process * 2, hyp=dict(config.hyp), rect=True,
+        cache_images=None if config.noval else config.cache, single_cls=config.single_cls, stride=stride, pad=0.5,
+        prefix="val: ", nc=config.nc,
+    )  # fmt: skip
     with report_to(config.save_dir):
-        return create_dataloader(
-            config.data["val"], imgsz, config.batch_per_process * 2, stride, config.single_cls, hyp=dict(config.hyp),
-            cache=None if config.noval else config.cache, rect=True, rank=-1, workers=config.workers * 2, pad=0.5,
-            prefix="val: ", nc=config.nc,
-        )[0]  # fmt: skip
+        return create_dataloader(config.data["val"], data, LoaderOptions(workers=config.workers * 2))[0]
 
 
 def check_labels(dataset, model: nn.Module, config: TrainConfig, imgsz: int) -> None:
