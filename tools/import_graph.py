@@ -1,6 +1,7 @@
 """The project's import graph, read with `ast` (nothing is imported): files, edges, circles and upward imports.
 
 Layers, lowest first: leaves (`utils/*.py`) < models and data (`models/`, `utils/data/`) < deploy < val < train <
+task folders (`utils/classify/`, `utils/segment/`: they may import the shared wings, never the reverse) <
 scripts (the CLIs, `benchmarks/`, `tools/`). An import may go to its own layer or below, never above;
 `python tools/import_graph.py` prints the counts and any violation.
 """
@@ -15,7 +16,8 @@ from typing import Dict, List, Set, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "utils")
-LAYERS = {"leaf": 0, "models": 1, "data": 1, "deploy": 2, "val": 3, "train": 4, "script": 5}
+LAYERS = {"leaf": 0, "models": 1, "data": 1, "deploy": 2, "val": 3, "train": 4, "task": 5, "script": 6}
+TASKS = ("classify", "segment")
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -29,6 +31,8 @@ def layer_of(module: str) -> str:
     parts = module.split(".")
     if parts[0] == "models":
         return "models"
+    if parts[0] == "utils" and len(parts) >= 2 and parts[1] in TASKS:
+        return "task"
     if parts[0] == "utils" and len(parts) > 2 and parts[1] in ("data", "deploy", "val", "train"):
         return parts[1]
     if parts[0] == "utils" and len(parts) == 2 and parts[1] in ("data", "deploy", "val", "train"):
