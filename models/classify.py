@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from models.common import Conv, autopad
+from models.input_norm import InputNormalize
 from models.registry import register
 from models.yolo import fuse_conv_and_bn, load_model_yaml, parse_model
 from utils.errors import UserError
@@ -80,8 +81,10 @@ def is_classifier_yaml(d: dict) -> bool:
 class ClassificationModel(nn.Module):
     """A YOLOv5 classifier built from a classifier yaml dict (see `classifier_yaml`).
 
-    forward(x (B, 3, H, W)) -> logits (B, nc). Attributes as official: `.model` (nn.Sequential with .i .f .type .np),
-    `.save`, `.stride` (the cut detector's strides), `.nc`, `.names`; plus `.yaml` so our checkpoints rebuild it.
+    forward(x (B, 3, H, W) RGB 0-1) -> logits (B, nc); `normalize` applies the ImageNet statistics first (official
+    classifiers get them from their loader; see models/input_norm.py). Attributes as official: `.model`
+    (nn.Sequential with .i .f .type .np), `.save`, `.stride` (the cut detector's strides), `.nc`, `.names`; plus
+    `.yaml` so our checkpoints rebuild it.
     """
 
     def __init__(self, cfg: str | Path | dict, nc: int | None = None, ch: int = 3, verbose: bool = False):
@@ -94,6 +97,7 @@ class ClassificationModel(nn.Module):
         if not isinstance(self.yaml.get("nc"), int) or self.yaml["nc"] < 1:
             raise UserError(f"classifier yaml needs a positive int 'nc', got {self.yaml.get('nc')!r}")
         ch = self.yaml["ch"] = self.yaml.get("ch", ch)
+        self.normalize = InputNormalize()
         self.model, self.save = parse_model(deepcopy(self.yaml), ch, verbose)
         self.nc = self.yaml["nc"]
         names = names_list(self.yaml.get("names"))
@@ -106,7 +110,8 @@ class ClassificationModel(nn.Module):
         return cls(classifier_yaml(det_yaml, nc, cutoff))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, ch, H, W) -> logits (B, nc)."""
+        """(B, ch, H, W) RGB 0-1 -> logits (B, nc)."""
+        x = self.normalize(x)
         y = []
         for m in self.model:
             if m.f != -1:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from models.input_norm import InputNormalize
 from utils.errors import UserError
 
 LOGGER = logging.getLogger(__name__)
@@ -61,6 +62,20 @@ def reshape_output(net: nn.Module, nc: int) -> None:
     setattr(parent, name.rsplit(".", 1)[-1], nn.Linear(m.in_features, nc))
 
 
+class TorchvisionClassifier(nn.Module):
+    """A torchvision classification net behind the ImageNet input normalisation: (B, 3, H, W) RGB 0-1 -> (B, nc)."""
+
+    def __init__(self, net: nn.Module, name: str, nc: int):
+        super().__init__()
+        self.normalize = InputNormalize()
+        self.net = net
+        self.yaml = {"torchvision": name, "nc": int(nc)}
+        self.nc, self.stride, self.names = int(nc), torch.tensor([32.0]), [f"class{i}" for i in range(nc)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
 def torchvision_classifier(name: str, nc: int, pretrained: bool | str = False) -> nn.Module:
     """torchvision `name` with nc outputs. pretrained: True -> torchvision's cached ImageNet file if it is already on
     disk (else a warning and random weights), a path -> that state_dict file, False -> random weights."""
@@ -80,6 +95,4 @@ def torchvision_classifier(name: str, nc: int, pretrained: bool | str = False) -
         _load_state(net, f)
         LOGGER.info(f"{name}: weights from {f}")
     reshape_output(net, nc)
-    net.yaml = {"torchvision": name, "nc": int(nc)}
-    net.nc, net.stride = int(nc), torch.tensor([32.0])
-    return net
+    return TorchvisionClassifier(net, name, nc)

@@ -37,7 +37,7 @@ def resize_head(model: nn.Module, nc: int) -> None:
             head.linear = nn.Linear(head.linear.in_features, nc)
         model.nc = model.yaml["nc"] = nc
     else:
-        reshape_output(model, nc)
+        reshape_output(model.net, nc)
         model.nc = model.yaml["nc"] = nc
 
 

@@ -22,9 +22,16 @@ def preprocess(im0: np.ndarray, size: int) -> torch.Tensor:
     return to_chw_rgb(center_crop(im0, size))
 
 
-def to_input(ims: torch.Tensor, device: torch.device, half: bool = False) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> the normalised float batch a classifier takes, on device."""
-    x = normalize(ims.to(device, non_blocking=True))
+def takes_normalized(model) -> bool:
+    """True for exported classifiers (official's and ours take ImageNet-normalised input); False for PyTorch
+    classifiers, which normalise their 0-1 input themselves (models/input_norm.py)."""
+    return not getattr(model, "pt", True)
+
+
+def to_input(ims: torch.Tensor, device: torch.device, half: bool = False, normalized: bool = False) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float on device: 0-1, or ImageNet-normalised when `normalized`."""
+    ims = ims.to(device, non_blocking=True)
+    x = normalize(ims) if normalized else ims.float() / 255.0
     return x.half() if half else x
 
 

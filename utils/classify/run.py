@@ -10,7 +10,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 
 from utils.classify.metrics import ClassifyEvaluator, ClassifyMetrics
-from utils.classify.predict import ClassifySaver, batch_from_source, postprocess, summary, to_input
+from utils.classify.predict import ClassifySaver, batch_from_source, postprocess, summary, takes_normalized, to_input
 from utils.deploy.predict import Profile
 from utils.deploy.predict_io import SaveOptions
 from utils.errors import UserError
@@ -51,7 +51,7 @@ def validate(
     evaluator, loss, prof = ClassifyEvaluator(names), torch.zeros(1, device=device), Profile()
     for batch in loader:
         t0 = time_sync()
-        x = to_input(batch[0], device, half)
+        x = to_input(batch[0], device, half, takes_normalized(model))
         _fits(model, x)
         t1 = time_sync()
         logits = model(x)
@@ -78,7 +78,7 @@ def predict_source(model, dataset, save_dir: Path, imgsz: int, save: SaveOptions
         for path, _im, im0s, cap, desc in dataset:
             stream = dataset.mode == "stream"
             t0 = time_sync()
-            x = to_input(batch_from_source(im0s, stream, imgsz), device, half)
+            x = to_input(batch_from_source(im0s, stream, imgsz), device, half, takes_normalized(model))
             _fits(model, x)
             t1 = time_sync()
             logits = model(x)

@@ -32,6 +32,8 @@ def prepare_for_export(model: nn.Module, dynamic: bool = False) -> nn.Module:
             m.export = True
             if hasattr(m, "dynamic"):
                 m.dynamic = dynamic
+        elif getattr(m, "input_norm", False):  # classifiers: exported files take normalised input, as official's
+            m.export = True
     return model
 
 
