@@ -87,6 +87,8 @@ class ClassificationModel(nn.Module):
     `.yaml` so our checkpoints rebuild it.
     """
 
+    task = "classify"
+
     def __init__(self, cfg: str | Path | dict, nc: int | None = None, ch: int = 3, verbose: bool = False):
         super().__init__()
         self.yaml = deepcopy(cfg) if isinstance(cfg, dict) else load_model_yaml(cfg)[0]

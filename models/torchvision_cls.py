@@ -65,6 +65,8 @@ def reshape_output(net: nn.Module, nc: int) -> None:
 class TorchvisionClassifier(nn.Module):
     """A torchvision classification net behind the ImageNet input normalisation: (B, 3, H, W) RGB 0-1 -> (B, nc)."""
 
+    task = "classify"
+
     def __init__(self, net: nn.Module, name: str, nc: int):
         super().__init__()
         self.normalize = InputNormalize()

@@ -54,6 +54,7 @@ def export_metadata(model: nn.Module, im: torch.Tensor, dynamic: bool, half: boo
     """What a backend needs to run the exported file: stride, names, input size, flags and our format tag."""
     return {
         "format": EXPORT_FORMAT,
+        "task": getattr(model, "task", "detect"),
         "stride": int(max(model.stride)),
         "names": [str(n) for n in model.names],
         "imgsz": list(im.shape[2:]),
