@@ -89,9 +89,12 @@ class Classifier(nn.Module):
 
         items = list(ims) if isinstance(ims, (list, tuple)) else [ims]
         rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
-        size = size or self.size
+        fixed = getattr(self.model, "imgsz", None)  # a static export takes its own size and batch only
+        size = int(fixed[0]) if fixed else size or self.size
         batch = torch.stack([preprocess(np.ascontiguousarray(im[..., ::-1]), size) for im in rgb])
-        probs = postprocess(self.model(to_input(batch, self.device, normalized=takes_normalized(self.model))))
+        x = to_input(batch, self.device, normalized=takes_normalized(self.model))
+        step = getattr(self.model, "batch", None) or len(x)
+        probs = [p for i in range(0, len(x), step) for p in postprocess(self.model(x[i : i + step]))]
         top5 = [[(self.names.get(i, str(i)), p) for i, p in top_k(prob)] for prob in probs]
         return Classifications(list(files), top5, [p.cpu() for p in probs])
 
