@@ -49,6 +49,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
 @run_cli
 def main(opt: argparse.Namespace) -> Path:
     """Classify every image / frame of opt.source; returns the run folder."""
+    from utils.classify.predict import classifier_predictor
     from utils.classify.run import predict_source
     from utils.data.sources import load_source
     from utils.deploy.predict import load_backend
@@ -65,7 +66,7 @@ def main(opt: argparse.Namespace) -> Path:
         raise UserError(f"--imgsz {imgsz}: classifiers take a square size (the centre crop), e.g. --imgsz 224")
     device = select_device(opt.device)
     half = opt.half and device.type != "cpu"
-    model = load_backend(opt.weights, device, data=opt.data, half=half)
+    model = classifier_predictor(load_backend(opt.weights, device, data=opt.data, half=half))
     size = int(imgsz[0])
     if model.imgsz is not None and model.imgsz[0] != size:
         LOGGER.warning("WARNING: --imgsz %s differs from the exported size %s; using the latter", size, model.imgsz[0])
@@ -74,7 +75,7 @@ def main(opt: argparse.Namespace) -> Path:
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     save = SaveOptions(save_img=not opt.nosave and not str(opt.source).endswith(".txt"), save_txt=opt.save_txt,
                        view_img=opt.view_img)  # fmt: skip
-    prof = predict_source(model, dataset, save_dir, size, save, half=half)
+    prof = predict_source(model, dataset, save_dir, size, save)
     pre, inf, post = prof.per_image_ms()
     LOGGER.info(f"Speed: {pre:.1f}ms pre-process, {inf:.1f}ms inference, {post:.1f}ms post-process per image "
                 f"at shape {(1, 3, size, size)}")  # fmt: skip

@@ -47,11 +47,12 @@ def main(opt: argparse.Namespace):
     import json
 
     from utils.classify.dataset import create_classification_dataloader, split_dir
-    from utils.classify.run import validate
-    from utils.deploy.backends import DetectMultiBackend
-    from utils.names import names_dict
+    from utils.classify.metrics import ClassifyEvaluator
+    from utils.classify.predict import classifier_predictor
+    from utils.deploy.backends import load_predictor
     from utils.paths import increment_path
     from utils.torch_utils import select_device
+    from utils.val.loop import validate
 
     setup_logging()
     check_compat_flags(opt, COMPAT)
@@ -60,8 +61,7 @@ def main(opt: argparse.Namespace):
     if opt.batch_size < 1:
         raise UserError(f"--batch-size must be positive (got {opt.batch_size})")
     device = select_device(opt.device, opt.batch_size)
-    half = opt.half and device.type != "cpu"
-    model = DetectMultiBackend(opt.weights[0], device=device, fp16=half)
+    model = classifier_predictor(load_predictor(opt.weights[0], device=device, fp16=opt.half and device.type != "cpu"))
     imgsz, bs = opt.imgsz, opt.batch_size
     if model.imgsz is not None and model.imgsz[0] != imgsz:
         LOGGER.warning("WARNING: --imgsz %s differs from the exported size %s; using the latter", imgsz, model.imgsz[0])
@@ -73,12 +73,9 @@ def main(opt: argparse.Namespace):
     loader, dataset = create_classification_dataloader(
         split_dir(opt.data, "val"), imgsz, bs, augment=False, workers=opt.workers, shuffle=False
     )
-    names = names_dict(model.names) or dict(enumerate(dataset.classes))
-    metrics, _, prof = validate(model, loader, names, half=half)
-    metrics.log_table(per_class=_truthy(opt.verbose))
-    pre, inf, post = prof.per_image_ms()
-    LOGGER.info(f"Speed: {pre:.1f}ms pre-process, {inf:.1f}ms inference, {post:.1f}ms post-process per image "
-                f"at shape {(1, 3, imgsz, imgsz)}")  # fmt: skip
+    names = model.names or dict(enumerate(dataset.classes))
+    evaluator = ClassifyEvaluator(names, save_dir, per_class=_truthy(opt.verbose))
+    metrics = validate(model, loader, evaluator, speed_shape=(1, imgsz))
     (save_dir / "metrics.json").write_text(json.dumps(metrics.to_dict(), indent=1))
     LOGGER.info("Results saved to %s", save_dir)
     return metrics

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.classify.predict import postprocess, preprocess, takes_normalized, to_input, top_k
+from utils.classify.predict import classifier_predictor, postprocess, preprocess, top_k
+from utils.deploy.predictor import ModelPredictor, Predictor
 from utils.errors import UserError
-from utils.names import names_dict
 
 LOGGER = logging.getLogger(__name__)
 
@@ -73,27 +73,23 @@ class Classifier(nn.Module):
     Called on a float tensor (B, 3, H, W) in 0-1 it returns the logits (B, nc), like the model itself.
     """
 
-    def __init__(self, model: Any, size: int = 224):
+    def __init__(self, model: Predictor, size: int = 224):
         super().__init__()
-        self.model, self.size = model, size
-        self.names = names_dict(getattr(model, "names", None))
-        net = getattr(model, "model", model)
-        params = list(net.parameters()) if isinstance(net, nn.Module) else []
-        self.device = getattr(model, "device", params[0].device if params else torch.device("cpu"))
+        self.model, self.size = classifier_predictor(model), size
+        self.names = self.model.names
 
     @torch.no_grad()
     def forward(self, ims: Union[torch.Tensor, Any, Sequence[Any]], size: int | None = None, bgr: bool = False):
         if isinstance(ims, torch.Tensor):
-            return self.model(ims.to(self.device))
+            return self.model(ims)
         from utils.deploy.hub import _to_rgb
 
         items = list(ims) if isinstance(ims, (list, tuple)) else [ims]
         rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
-        fixed = getattr(self.model, "imgsz", None)  # a static export takes its own size and batch only
+        fixed = self.model.imgsz  # a static export takes its own size and batch only
         size = int(fixed[0]) if fixed else size or self.size
-        batch = torch.stack([preprocess(np.ascontiguousarray(im[..., ::-1]), size) for im in rgb])
-        x = to_input(batch, self.device, normalized=takes_normalized(self.model))
-        step = getattr(self.model, "batch", None) or len(x)
+        x = self.model.prepare(torch.stack([preprocess(np.ascontiguousarray(im[..., ::-1]), size) for im in rgb]))
+        step = self.model.batch or len(x)
         probs = [p for i in range(0, len(x), step) for p in postprocess(self.model(x[i : i + step]))]
         top5 = [[(self.names.get(i, str(i)), p) for i, p in top_k(prob)] for prob in probs]
         return Classifications(list(files), top5, [p.cpu() for p in probs])
@@ -102,10 +98,10 @@ class Classifier(nn.Module):
 def load(weights: Union[str, Path, nn.Module], device: str = "", size: int = 224) -> Classifier:
     """A classifier from weights (.pt ours or official, .onnx, .torchscript) or a model in memory -> Classifier."""
     if isinstance(weights, nn.Module):
-        return Classifier(weights.eval(), size)
-    from utils.deploy.backends import DetectMultiBackend
+        return Classifier(ModelPredictor(weights.eval()), size)
+    from utils.deploy.backends import load_predictor
     from utils.torch_utils import select_device
 
     if not Path(weights).is_file():
         raise UserError(f"weights file not found: {weights}")
-    return Classifier(DetectMultiBackend(str(weights), device=select_device(device)), size)
+    return Classifier(load_predictor(str(weights), device=select_device(device)), size)

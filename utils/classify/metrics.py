@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 
 LOGGER = logging.getLogger(__name__)
-METRIC_NAMES = ("metrics/accuracy_top1", "metrics/accuracy_top5")
+METRIC_NAMES = ("accuracy_top1", "accuracy_top5")  # results.csv: metrics/accuracy_top1, metrics/accuracy_top5
 
 
 @dataclass
@@ -21,6 +21,8 @@ class ClassifyMetrics:
     top5: float = 0.0
     images: int = 0
     per_class: Dict[str, Tuple[int, float, float]] = field(default_factory=dict)
+    losses: Tuple[float, ...] = ()  # mean validation loss (training), else ()
+    speeds: Tuple[float, ...] = ()  # ms per image: pre-process, inference, post-process
 
     @property
     def row(self) -> Tuple[float, ...]:
@@ -37,6 +39,8 @@ class ClassifyMetrics:
             "top5": self.top5,
             "per_class_top1": {k: v[1] for k, v in self.per_class.items()},
             "per_class_top5": {k: v[2] for k, v in self.per_class.items()},
+            "losses": list(self.losses),
+            "speeds": list(self.speeds),
         }
 
     def log_table(self, per_class: bool = True) -> None:
@@ -55,13 +59,24 @@ def topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int = 5) -> torch
 
 
 class ClassifyEvaluator:
-    """Evaluator: update(probabilities per image, batch) for each batch, then summarize() -> ClassifyMetrics."""
+    """Evaluator (utils/task.py): postprocess (softmax) and update per batch, then summarize() -> ClassifyMetrics.
 
-    def __init__(self, names: Dict[int, str] | Sequence[str], save_dir: Path | None = None, plots: bool = False, **_):
+    per_class: log the official table with a row per class at summarize(); otherwise only its 'all' row.
+    """
+
+    header = f"{'Class':>24}{'Images':>12}{'top1_acc':>12}{'top5_acc':>12}"
+    post_name = "post-process"
+
+    def __init__(self, names: Dict[int, str] | Sequence[str], save_dir: Path | None = None, plots: bool = False,
+                 per_class: bool = False, **_):  # fmt: skip
         self.names = dict(enumerate(names)) if not isinstance(names, dict) else dict(names)
-        self.save_dir, self.plots = save_dir, plots
+        self.save_dir, self.plots, self.per_class = save_dir, plots, per_class
         self.correct: List[torch.Tensor] = []
         self.labels: List[torch.Tensor] = []
+
+    def postprocess(self, preds: torch.Tensor, batch: Sequence[Any]) -> torch.Tensor:
+        """logits (B, nc) -> softmax probabilities (B, nc)."""
+        return preds.float().softmax(1)
 
     def update(self, results: Sequence[torch.Tensor], batch: Sequence[Any]) -> None:
         """results: (nc,) probabilities per image; batch[1]: labels (B,)."""
@@ -70,7 +85,13 @@ class ClassifyEvaluator:
         self.correct.append(topk_correct(probs, labels).cpu())
         self.labels.append(labels.cpu())
 
-    def summarize(self) -> ClassifyMetrics:
+    def summarize(self, losses: Sequence[float] = (), speeds: Sequence[float] = ()) -> ClassifyMetrics:
+        m = self._summary()
+        m.losses, m.speeds = tuple(losses), tuple(speeds)
+        m.log_table(per_class=self.per_class)
+        return m
+
+    def _summary(self) -> ClassifyMetrics:
         if not self.correct:
             return ClassifyMetrics()
         acc, labels = torch.cat(self.correct), torch.cat(self.labels)  # (N, 2), (N,)

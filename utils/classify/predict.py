@@ -12,6 +12,7 @@ import torch
 from utils.classify.augment import center_crop, normalize, to_chw_rgb
 from utils.deploy.annotate import Annotator
 from utils.deploy.predict_io import PredictionSaver, write_image
+from utils.deploy.predictor import Predictor
 
 LOGGER = logging.getLogger(__name__)
 TOP_K = 5
@@ -22,17 +23,25 @@ def preprocess(im0: np.ndarray, size: int) -> torch.Tensor:
     return to_chw_rgb(center_crop(im0, size))
 
 
-def takes_normalized(model) -> bool:
-    """True for exported classifiers (official's and ours take ImageNet-normalised input); False for PyTorch
-    classifiers, which normalise their 0-1 input themselves (models/input_norm.py)."""
-    return not getattr(model, "pt", True)
+class NormalizedInput(Predictor):
+    """An exported classifier (its input ImageNet-normalised, as official's exports take it) behind the 0-1 face of
+    every predictor. PyTorch classifiers normalise inside (models/input_norm.py) and need no wrapper."""
+
+    task = "classify"
+
+    def __init__(self, inner: Predictor):
+        super().__init__(inner.device)
+        self.inner, self.format = inner, inner.format
+        for k in ("names", "stride", "imgsz", "batch", "fp16", "dynamic", "nhwc", "meta"):
+            setattr(self, k, getattr(inner, k))
+
+    def run(self, im: torch.Tensor) -> torch.Tensor:
+        return self.inner.run(normalize(im * 255).to(im.dtype))
 
 
-def to_input(ims: torch.Tensor, device: torch.device, half: bool = False, normalized: bool = False) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float on device: 0-1, or ImageNet-normalised when `normalized`."""
-    ims = ims.to(device, non_blocking=True)
-    x = normalize(ims) if normalized else ims.float() / 255.0
-    return x.half() if half else x
+def classifier_predictor(predictor: Predictor) -> Predictor:
+    """The predictor a classification loop calls with 0-1 images, whatever the backend."""
+    return predictor if predictor.pt else NormalizedInput(predictor)
 
 
 def postprocess(logits: torch.Tensor, **_) -> List[torch.Tensor]:
