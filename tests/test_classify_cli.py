@@ -132,3 +132,19 @@ def test_official_predict_cli_writes_official_rows(shared, tmp_path, restore_log
         want = [ln.split() for ln in f.read_text().splitlines()]
         assert [r[1] for r in rows[f.stem]] == [w[1] for w in want]
         assert all(abs(float(r[0]) - float(w[0])) <= 0.011 for r, w in zip(rows[f.stem], want))
+
+
+@pytest.mark.slow
+def test_openvino_export_gives_the_pt_probabilities(tiny_cls, tiny_folder, tmp_path):  # noqa: F811
+    pytest.importorskip("openvino")
+    import shutil
+
+    from utils.classify.hub import load
+    from utils.deploy.export import run_export
+
+    w = tmp_path / tiny_cls.name
+    shutil.copy(tiny_cls, w)
+    folder = run_export(w, imgsz=32, include=("openvino",))["openvino"]
+    images = [str(p) for p in sorted((tiny_folder / "val").rglob("*.jpg"))]
+    ref, got = load(w, size=32)(images), load(folder, size=32)(images)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(ref.probs, got.probs))

@@ -102,6 +102,6 @@ def load(weights: Union[str, Path, nn.Module], device: str = "", size: int = 224
     from utils.deploy.backends import load_predictor
     from utils.torch_utils import select_device
 
-    if not Path(weights).is_file():
+    if not Path(weights).exists():
         raise UserError(f"weights file not found: {weights}")
     return Classifier(load_predictor(str(weights), device=select_device(device)), size)
