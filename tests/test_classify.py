@@ -147,3 +147,10 @@ def test_postprocess_text_and_annotation():
     im = np.zeros((120, 160, 3), np.uint8)
     drawn, rows = annotate(im, probs[0], {0: "ant", 1: "bee", 2: "wasp"})
     assert drawn.shape == im.shape and drawn.max() == 255 and rows[0] == "0.67 ant"
+
+
+def test_study_table_reports_welch_t():
+    from benchmarks.ablate_classify import parse_opt, table
+
+    md = table({"yolov5n": [0.80, 0.82, 0.81], "yolov5n-fla": [0.78, 0.80, 0.79]}, parse_opt([]))
+    assert "| yolov5n-fla | 3 | 0.780, 0.800, 0.790 | 0.7900 | 0.0100 | -2.45 | False |" in md
