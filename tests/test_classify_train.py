@@ -66,3 +66,25 @@ def test_train_outputs_and_exact_resume(tiny_folder, tmp_path, monkeypatch, rest
     a = torch.load(ref / "weights/last.pt", weights_only=True)["model"]["state_dict"]
     b = torch.load(last, weights_only=True)["model"]["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes(tiny_folder, tmp_path):  # noqa: F811
+    """torchrun with 2 gloo processes on the CPU: the total batch is split, one optimizer step per total batch."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+           "classify/train.py", *_args(tiny_folder, tmp_path, "ddp", epochs=1)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "batch 2 per process (total 4)" in r.stdout and "3 optimizer steps, accumulate 1" in r.stdout
+    assert (tmp_path / "ddp/weights/best.pt").is_file()
