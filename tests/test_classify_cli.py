@@ -148,3 +148,14 @@ def test_openvino_export_gives_the_pt_probabilities(tiny_cls, tiny_folder, tmp_p
     images = [str(p) for p in sorted((tiny_folder / "val").rglob("*.jpg"))]
     ref, got = load(w, size=32)(images), load(folder, size=32)(images)
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(ref.probs, got.probs))
+
+
+def test_predict_on_a_video(tiny_cls, tmp_path, restore_logging):
+    """A video source: one labels/<stem>_<frame>.txt per frame and an annotated .mp4, as official."""
+    f = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(f), cv2.VideoWriter_fourcc(*"mp4v"), 5, (48, 40))
+    for i in range(3):
+        writer.write(np.full((40, 48, 3), 60 * i, np.uint8))
+    writer.release()
+    run = _predict(tiny_cls, f, tmp_path)
+    assert sorted(_labels(run)) == ["clip_1", "clip_2", "clip_3"] and (run / "clip.mp4").is_file()
