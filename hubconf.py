@@ -17,9 +17,18 @@ def _create(name, pretrained=True, channels=3, classes=80, autoshape=True, verbo
 
 
 def custom(path="path/to/model.pt", autoshape=True, _verbose=True, device=None):
-    """Weights from a file (.pt ours or official, .onnx, .torchscript); a bare name gets '.pt'."""
-    from utils.deploy.hub_models import custom as load_custom
+    """Weights from a file (.pt ours or official, .onnx, .torchscript); a bare name gets '.pt'.
 
+    A classifier comes back as a top-5 Classifier (utils/classify/hub.py) with autoshape, else as the bare model.
+    """
+    from utils.classify.hub import is_classifier_file
+    from utils.deploy.hub_models import custom as load_custom
+    from utils.deploy.hub_models import custom_path
+
+    if autoshape and is_classifier_file(custom_path(path)):
+        from utils.classify.hub import load
+
+        return load(custom_path(path), device="" if device is None else str(device))
     return load_custom(path, autoshape=autoshape, verbose=_verbose, device=device)
 
 

@@ -4,7 +4,8 @@
 
 Rows (issue 14's table): detect.py on BCCD val at 320 saving images; val.py on BCCD val at 320; one fine-tuning
 epoch of train.py from yolov5n-bccd.pt and from yolov5n.pt (wall time of the whole command); the fused yolov5s
-forward at 640; the mosaic train loader's images/s at 640; and the FLA layers' own cost (ours only). Without
+forward at 640; the mosaic train loader's images/s at 640; classify/val.py and one classify/train.py epoch on
+ants/bees at 224 (issue 22); and the FLA layers' own cost (ours only). Without
 --official it prints why and exits 0, so CI never needs the official code. The official code is only run,
 never imported into this process; its python defaults to <official>/../venv/bin/python.
 """
@@ -172,6 +173,14 @@ def build_rows(opt: argparse.Namespace, tmp: Path) -> List[Row]:
         Side([ours_py, str(PROBE), *ld, "--root", str(ROOT)], ROOT, {}, True),
         Side([off_py, str(PROBE), *ld, "--root", str(off)], off, env_off, True), unit="img/s", higher_better=True,
     )  # fmt: skip
+    cls_data, cls_w = ["--data", str(SHARED / "data/hymenoptera")], str(w / "yolov5n-cls-hymenoptera.pt")
+    cv = [*cls_data, "--weights", cls_w, "--imgsz", "224", "--batch-size", "32", "--workers", "2"]
+    rows["cls-val"] = Row("classify/val.py, ants/bees val (153 images), yolov5n-cls-hymenoptera.pt, 224", 0.85,
+                          *pair("classify/val.py", cv, "cls-val"))  # fmt: skip
+    ct = [*cls_data, "--model", str(w / "yolov5n.pt"), "--img", "224", "--batch-size", "16", "--workers", "2",
+          "--epochs", "1"]  # fmt: skip
+    rows["cls-train"] = Row("classify/train.py 1 epoch from yolov5n.pt (cut), ants/bees, 224, batch 16", 0.9,
+                            *pair("classify/train.py", ct, "cls-train"))  # fmt: skip
     rows["fla-s"] = Row("FLA layer cost, yolov5s-fla vs yolov5s, 640 (ours only)", 2.0,
                         own=lambda: fla_cost("yolov5s.yaml", "yolov5s-fla.yaml", 640, 2.0, opt))  # fmt: skip
     rows["fla-n"] = Row("FLA layer cost, yolov5n-fla vs yolov5n, 320 (ours only)", 3.0,
@@ -222,7 +231,8 @@ def attention_ratio(opt: argparse.Namespace) -> Dict:
             "target": "<= 1", "met": a / b <= 1.0}  # fmt: skip
 
 
-ROW_KEYS = ("detect", "val", "train", "train-coco", "forward", "loader", "fla-s", "fla-n", "attention")
+ROW_KEYS = ("detect", "val", "train", "train-coco", "forward", "loader", "cls-val", "cls-train", "fla-s", "fla-n",
+            "attention")  # fmt: skip
 
 
 def parse_opt(argv=None) -> argparse.Namespace:

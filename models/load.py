@@ -1,4 +1,4 @@
-"""Checkpoint model dicts -> DetectionModel: rebuild from the stored yaml, or transfer into another config."""
+"""Checkpoint model dicts -> DetectionModel or classifier: rebuild from the stored yaml, or transfer into a cfg."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Union
 import torch
 import torch.nn as nn
 
+from models.classify import classifier_from_dict, is_classifier_yaml
 from models.yolo import DetectionModel
 from utils.checkpoint import load_checkpoint
 from utils.errors import CheckpointError, UserError
@@ -54,6 +55,10 @@ def _own_model(md: dict, state: dict, source: str) -> nn.Module:
 
 def model_from_dict(md: dict, cfg: Union[str, dict, None] = None, source: str = "") -> nn.Module:
     """Build a float32 DetectionModel from a checkpoint model dict; with cfg, build cfg and transfer by structure."""
+    if is_classifier_yaml(md.get("yaml")):
+        if cfg is not None:
+            raise UserError(f"{source or 'checkpoint'} is a classifier; --cfg applies to detection models only")
+        return classifier_from_dict(md, source)
     names = names_list(md.get("names"))
     state = float_state(md, source)
     if cfg is not None:

@@ -18,7 +18,8 @@ from utils.names import names_list
 LOGGER = logging.getLogger(__name__)
 
 # Module prefixes whose classes are replaced by inert stubs (YOLOv5's own classes, torch layers, options objects).
-STUB_PREFIXES = ("models.", "utils.", "torch.nn.modules.")
+# torchvision.transforms: official classifiers pickle their inference transforms (model.transforms).
+STUB_PREFIXES = ("models.", "utils.", "torch.nn.modules.", "torchvision.transforms.")
 STUB_GLOBALS = {("argparse", "Namespace"), ("types", "SimpleNamespace")}
 
 
@@ -209,6 +210,10 @@ def model_stub_to_dict(model: Stub) -> dict:
     """A pickled YOLOv5 Model stub -> {'yaml', 'state_dict', 'names', 'stride'} (fp32 tensors)."""
     d = model.__dict__
     yaml = to_plain(d.get("yaml"))
+    if yaml is None and model.stub_name == "ClassificationModel":  # official classifiers keep no yaml
+        from utils.stub_yaml import classifier_yaml_from_stub
+
+        yaml = classifier_yaml_from_stub(model)
     if not isinstance(yaml, dict):
         raise CheckpointError("checkpoint model has no yaml dict; it is not a YOLOv5 detection model")
     stride = d.get("stride")

@@ -34,6 +34,8 @@ def prepare_for_export(model: nn.Module, dynamic: bool = False) -> nn.Module:
             m.export = True
             if hasattr(m, "dynamic"):
                 m.dynamic = dynamic
+        elif getattr(m, "input_norm", False):  # classifiers: exported files take normalised input, as official's
+            m.export = True
     return model
 
 
@@ -54,6 +56,7 @@ def export_metadata(model: nn.Module, im: torch.Tensor, dynamic: bool, half: boo
     """What a backend needs to run the exported file: stride, names, input size, flags and our format tag."""
     return {
         "format": EXPORT_FORMAT,
+        "task": getattr(model, "task", "detect"),
         "stride": int(max(model.stride)),
         "names": [str(n) for n in model.names],
         "imgsz": list(im.shape[2:]),

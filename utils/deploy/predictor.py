@@ -164,6 +164,8 @@ class ModelPredictor(Predictor):
     def run_with_raw(self, im: torch.Tensor) -> Tuple[torch.Tensor, Any]:
         """(predictions, the model's raw per-level outputs) for a validation loss; im from prepare()."""
         out = self.model(im)
+        if isinstance(out, torch.Tensor):  # a classifier: its logits are both the prediction and the raw output
+            return out.float(), out
         return out[0].float(), out[1]
 
     def augmented(self, im: torch.Tensor) -> torch.Tensor | None:

@@ -1,0 +1,1 @@
+"""The classification CLIs (train.py, val.py, predict.py), as official YOLOv5's classify/ folder."""

@@ -1,0 +1,42 @@
+"""The classification steps of official YOLOv5's ci-testing.yml, run unchanged on a copy of this checkout.
+
+The shared ants/bees set stands in where CI downloads mnist160 (--data), one of its val images for
+mnist160/test/7/60.png, and the shared official-format yolov5n-cls checkpoint for the downloaded yolov5n-cls.pt.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_official_ci import SKIP, ci
+
+pytestmark = pytest.mark.slow
+M, B = "yolov5n-cls.pt", "runs/train-cls/exp/weights/best.pt"  # CI's official weights and best.pt checkpoint
+HUB = f"""
+import torch
+for path in '{M}', '{B}':
+    model = torch.hub.load('.', 'custom', path=path, source='local')
+    print(model('data/images/bus.jpg'))
+"""
+
+
+def test_official_ci_classification_steps(shared, tmp_path):
+    dst = tmp_path / "yolov5-fla"
+    shutil.copytree(ROOT, dst, ignore=SKIP)
+    shutil.copy(shared / "weights/yolov5n-cls-hymenoptera.pt", dst / M)
+    (dst / "data/images").mkdir(parents=True, exist_ok=True)
+    shutil.copy(shared / "images/bus.jpg", dst / "data/images/bus.jpg")
+    data = str(shared / "data/hymenoptera")
+    image = str(next((shared / "data/hymenoptera/val/bees").glob("*.jpg")))
+    ci(dst, "classify/train.py", "--imgsz", "32", "--model", M, "--data", data, "--epochs", "1")
+    assert (dst / B).is_file()
+    assert "all" in ci(dst, "classify/val.py", "--imgsz", "32", "--weights", B, "--data", data).stdout
+    assert "bees" in ci(dst, "classify/predict.py", "--imgsz", "32", "--weights", B, "--source", image).stdout
+    r = ci(dst, "classify/predict.py", "--imgsz", "32", "--weights", M, "--source", "data/images/bus.jpg")
+    assert "bus.jpg" in r.stdout
+    ci(dst, "export.py", "--weights", B, "--img", "64", "--include", "torchscript")
+    assert (dst / B).with_suffix(".torchscript").is_file()
+    assert ci(dst, "-", stdin=HUB).stdout.count("bus.jpg:") == 2

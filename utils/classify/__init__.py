@@ -1,0 +1,1 @@
+"""Image classification: the task's parts (data, criterion, evaluator, postprocess, annotator) for the engine."""
