@@ -1,4 +1,5 @@
-"""Stand-ins for a training in evolution tests: a run folder with results.csv whose mAP is a known function of hyp."""
+"""Stand-ins for Ray and evolution tests (importable by Ray workers as tests.evolve_fakes): a fake training whose
+mAP is a known function of hyp, and jobs that fail."""
 
 from __future__ import annotations
 
@@ -33,3 +34,15 @@ def fake_train(opt: Namespace, hyp: Dict[str, Any]) -> Path:
         log.log_epoch(epoch, [values[k] for k in KEYS])
     time.sleep(float(getattr(opt, "fake_seconds", 0.0)))
     return save_dir
+
+
+def fails_first_time(marker: str) -> str:
+    """Raises when marker is absent (creating it), returns 'ok' the second time: a job that needs its one retry."""
+    if not Path(marker).exists():
+        Path(marker).touch()
+        raise RuntimeError("first try fails")
+    return "ok"
+
+
+def always_fails() -> None:
+    raise RuntimeError("this job never works")

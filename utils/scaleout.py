@@ -26,6 +26,7 @@ from utils.errors import UserError
 LOGGER = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 MAX_RETRIES = 1  # a job whose node or worker dies, or that raises, runs once more
+LOCAL_OBJECT_STORE = 200 * 2**20  # bytes, for `--ray` / `--ray local`
 
 
 # ---- run folders as archives -----------------------------------------------------------------------------------
@@ -163,6 +164,8 @@ def connect(address: Optional[str]) -> Any:
     )
     if address and address != "local":
         kwargs["address"] = address
+    else:  # a new single-machine cluster: finished runs pass through the object store, spilling to disk beyond this
+        kwargs["object_store_memory"] = LOCAL_OBJECT_STORE
     try:
         ray.init(**kwargs)
     except ConnectionError as e:
