@@ -66,10 +66,12 @@ class EvolveTask:
 
 @dataclass
 class TrialResult:
-    """One finished trial: final-epoch metrics, its packed folder (no weights), seconds, and the node it ran on."""
+    """One finished trial: final-epoch metrics, its packed folder (no weights), start time (epoch seconds) and
+    duration, and the node it ran on."""
 
     metrics: List[float]
     files: bytes
+    started: float
     seconds: float
     node: Dict[str, str]
 
@@ -110,7 +112,7 @@ def run_trial(task: EvolveTask, opt_dict: Dict[str, Any], hyp: Dict[str, float])
             LOGGER.warning(f"evolve: trial scored 0 ({e})")
             save_dir, metrics = tmp / "trial", [0.0] * len(task.metric_keys)
             save_dir.mkdir(exist_ok=True)
-        return TrialResult(metrics, pack_dir(save_dir, skip=("weights",)), time.time() - t0, node_info())
+        return TrialResult(metrics, pack_dir(save_dir, skip=("weights",)), t0, time.time() - t0, node_info())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -153,7 +155,9 @@ class Evolution:
         n = append_evolve_row(self.csv, self.keys, values)
         self.rows = read_evolve_csv(self.csv)[1]
         trial = unpack_into(result.files, self.save_dir / "trials" / f"t{n - 1:04d}")
-        (trial / "trial.json").write_text(json.dumps({"row": n - 1, "seconds": result.seconds, **result.node}))
+        (trial / "trial.json").write_text(
+            json.dumps({"row": n - 1, "started": result.started, "seconds": result.seconds, **result.node})
+        )
         m = len(self.task.metric_keys)
         fit = self.task.fitness(self.rows[:, :m])
         write_hyp_yaml(self.save_dir / "hyp_evolve.yaml", self.keys, self.rows, fit, m, self.fixed, training_hyp)
