@@ -42,7 +42,7 @@ DETECT_METRICS = (
 
 def train_detect(opt: Namespace, hyp: Dict[str, Any]) -> Path:
     """The detection task's training (imported when called, so Ray workers import it on their own node)."""
-    from utils.train.trainer import train
+    from utils.train.run import train
 
     return train(opt, hyp)
 
