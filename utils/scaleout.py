@@ -162,13 +162,12 @@ def connect(address: Optional[str]) -> Any:
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
     )
-    if address and address != "local":
-        kwargs["address"] = address
-    else:  # a new single-machine cluster: finished runs pass through the object store, spilling to disk beyond this
+    kwargs["address"] = address or "local"
+    if kwargs["address"] == "local":  # always a new one-machine Ray; runs pass its object store, spilling beyond this
         kwargs["object_store_memory"] = LOCAL_OBJECT_STORE
     try:
         ray.init(**kwargs)
-    except ConnectionError as e:
+    except (ConnectionError, ValueError) as e:
         raise UserError(f"--ray {address}: no Ray cluster there ({e})") from None
     return ray
 
