@@ -41,7 +41,15 @@ def parse_opt(argv=None) -> argparse.Namespace:
     )
     g.add_argument("--seed", type=int, default=0, help="global training seed")
     g.add_argument("--noautoanchor", action="store_true", help="disable AutoAnchor")
-    g.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters (not supported)")
+    g = p.add_argument_group("hyperparameter evolution (docs/evolve.md)")
+    g.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters for x trials")
+    g.add_argument("--evolve_population", type=str, default=None, help="evolve: folder of hyp yamls, the first trials")
+    g.add_argument(
+        "--resume_evolve", type=str, nargs="?", const="", default=None, help="evolve: resume this folder (or newest)"
+    )
+    g.add_argument("--bucket", type=str, default=None, help="evolve: gsutil bucket (ignored: nothing is uploaded)")
+    g.add_argument("--ray", nargs="?", const="local", default=None, help="evolve on Ray: local, auto or an address")
+    g.add_argument("--ray-cpus", type=int, default=None, help="--ray: CPUs per trial (default: 1 GPU, else 1 CPU)")
     g = p.add_argument_group("runtime")
     g.add_argument("--resume", nargs="?", const=True, default=False, help="resume most recent training (or path)")
     g.add_argument("--cache", type=str, nargs="?", const="ram", help="image --cache ram/disk")
@@ -58,9 +66,6 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--noplots", action="store_true", help="save no plot files")
     g.add_argument("--save-period", type=int, default=-1, help="save checkpoint every x epochs (disabled if < 1)")
     g = p.add_argument_group("official flags without an effect here (a warning, or exit 2 where it would matter)")
-    g.add_argument("--evolve_population", type=str, default=None, help="evolve: population folder (unsupported)")
-    g.add_argument("--resume_evolve", type=str, default=None, help="evolve: resume (unsupported, exit 2)")
-    g.add_argument("--bucket", type=str, default=None, help="evolve: gsutil bucket (ignored)")
     g.add_argument("--entity", default=None, help="W&B / ClearML entity (no logger integrations: ignored)")
     g.add_argument("--upload_dataset", nargs="?", const=True, default=None, help="logger dataset upload (ignored)")
     g.add_argument("--bbox_interval", type=int, default=None, help="logger box-image interval (ignored)")
@@ -68,8 +73,6 @@ def parse_opt(argv=None) -> argparse.Namespace:
 
 
 IGNORED = {  # official flag -> why ignoring it changes nothing the run relies on
-    "evolve_population": "it only matters with --evolve",
-    "bucket": "it only matters with --evolve",
     "entity": "there are no W&B / ClearML loggers; results go to results.csv and TensorBoard",
     "upload_dataset": "there are no W&B / ClearML loggers",
     "bbox_interval": "there are no W&B / ClearML loggers",
@@ -78,9 +81,16 @@ IGNORED = {  # official flag -> why ignoring it changes nothing the run relies o
 
 def check_unsupported(opt: argparse.Namespace) -> None:
     """Official flags we do not implement: one warning line each, or a UserError (exit 2) where the run would differ."""
-    if opt.evolve or opt.resume_evolve:
-        flag = "--evolve" if opt.evolve else "--resume_evolve"
-        raise UserError(f"{flag} is not supported in YOLOv5-FLA; tune --hyp by hand or run several trainings")
+    evolving = bool(opt.evolve) or opt.resume_evolve is not None
+    if opt.ray is not None and not evolving:
+        raise UserError("--ray runs hyperparameter evolution on Ray: add --evolve (one training needs no cluster)")
+    if opt.bucket:
+        LOGGER.warning(
+            "WARNING: --bucket is ignored: YOLOv5-FLA never downloads or uploads; evolve.csv stays in the run "
+            "folder (share a cluster with --ray, or copy the folder and --resume_evolve it)"
+        )
+    if opt.evolve_population and not evolving:
+        LOGGER.warning("WARNING: --evolve_population is ignored: it only matters with --evolve")
     for name, why in IGNORED.items():
         if getattr(opt, name, None) not in (None, ""):
             LOGGER.warning(f"WARNING: --{name} is not supported by YOLOv5-FLA and is ignored ({why})")
@@ -97,9 +107,17 @@ def main(opt: argparse.Namespace) -> None:
     check_unsupported(opt)
     if opt.cache not in (None, "ram", "disk", "val"):
         raise UserError(f"--cache must be ram or disk, got {opt.cache!r}")
-    if not opt.resume and not opt.weights and not opt.cfg:
+    evolving = bool(opt.evolve) or opt.resume_evolve is not None
+    if (evolving or not opt.resume) and not opt.weights and not opt.cfg and opt.resume_evolve is None:
         LOGGER.info("no --weights or --cfg given: training yolov5s.yaml from scratch")
         opt.cfg = "yolov5s.yaml"
+    if evolving:
+        from utils.train.evolve import evolve
+
+        if get_dist_info()[1] != -1:
+            raise UserError("--evolve is not compatible with DDP training: run it as one process (or on --ray)")
+        evolve(opt)
+        return
     train(resolve_config(opt))
 
 

@@ -9,6 +9,8 @@ study folder add one line per config across the datasets (mean of the per-datase
 Example (the study published in the README):
     python benchmarks/ablate.py --data ../shared/data/bccd/bccd.yaml --weights ../shared/weights/yolov5n.pt \
         --cfgs yolov5n.yaml yolov5n-fla.yaml --seeds 0 1 2 3 4 --epochs 20 --imgsz 320
+On a Ray cluster (`ray start --head` here, `ray start --address HEAD:6379` on the others), all runs at once:
+    python benchmarks/ablate.py ... --ray auto        (docs/evolve.md)
 Two datasets, one command:
     python benchmarks/ablate.py --datasets ../shared/data/bccd/bccd.yaml ../shared/data/raccoon/raccoon.yaml \
         --weights ../shared/weights/yolov5n.pt --cfgs yolov5n.yaml yolov5n-fla.yaml --seeds 0 1 2 3 4
@@ -57,9 +59,31 @@ def run_stem(entry: str) -> str:
     return Path(cfg).stem + (f"@{Path(hyp).stem}" if hyp else "")
 
 
+def train_argv(entry: str, seed: int, opt: argparse.Namespace, data: str) -> List[str]:
+    """train.py's flags for one (cfg[@hyp], seed) run, without --project / --name."""
+    cfg, variant_hyp = split_variant(entry)
+    argv = ["--cfg", cfg, "--data", data, "--weights", opt.weights, "--epochs", str(opt.epochs),
+            "--imgsz", str(opt.imgsz), "--batch-size", str(opt.batch_size), "--seed", str(seed),
+            "--workers", str(opt.workers), "--noplots", *opt.train_args]  # fmt: skip
+    return argv + (["--hyp", variant_hyp or opt.hyp] if variant_hyp or opt.hyp else [])
+
+
+def record_run(run_dir: Path, seconds: float, extra: Optional[Dict[str, str]] = None) -> Dict[str, float]:
+    """study_run.json of a finished run (its best epoch's metrics and wall time, plus extra); returns the metrics."""
+    best = best_row(read_results(run_dir / "results.csv"))
+    result = {
+        "mAP50": best["metrics/mAP_0.5"],
+        "mAP50-95": best["metrics/mAP_0.5:0.95"],
+        "best_epoch": int(best["epoch"]),
+        "train_hours": seconds / 3600,
+        **(extra or {}),
+    }
+    (run_dir / "study_run.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def run_one(entry: str, seed: int, run_dir: Path, opt: argparse.Namespace, data: str) -> Dict[str, float]:
     """Train one (cfg[@hyp], seed) unless a finished run exists; returns its best-epoch metrics and wall time."""
-    cfg, variant_hyp = split_variant(entry)
     done = run_dir / "study_run.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -67,52 +91,16 @@ def run_one(entry: str, seed: int, run_dir: Path, opt: argparse.Namespace, data:
     if last.is_file():
         cmd = [sys.executable, str(ROOT / "train.py"), "--resume", str(last)]
     else:
-        cmd = [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "--cfg",
-            cfg,
-            "--data",
-            data,
-            "--weights",
-            opt.weights,
-            "--epochs",
-            str(opt.epochs),
-            "--imgsz",
-            str(opt.imgsz),
-            "--batch-size",
-            str(opt.batch_size),
-            "--seed",
-            str(seed),
-            "--workers",
-            str(opt.workers),
-            "--project",
-            str(run_dir.parent),
-            "--name",
-            run_dir.name,
-            "--exist-ok",
-            "--noplots",
-            *opt.train_args,
-        ]
-        if variant_hyp or opt.hyp:
-            cmd += ["--hyp", variant_hyp or opt.hyp]
+        where = ["--project", str(run_dir.parent), "--name", run_dir.name, "--exist-ok"]
+        cmd = [sys.executable, str(ROOT / "train.py"), *train_argv(entry, seed, opt, data), *where]
     t0 = time.time()
     log = run_dir.parent / f"{run_dir.name}.log"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
         proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        raise SystemExit(f"error: training {cfg} seed {seed} failed (exit {proc.returncode}); see {log}")
-    rows = read_results(run_dir / "results.csv")
-    best = best_row(rows)
-    result = {
-        "mAP50": best["metrics/mAP_0.5"],
-        "mAP50-95": best["metrics/mAP_0.5:0.95"],
-        "best_epoch": int(best["epoch"]),
-        "train_hours": (time.time() - t0) / 3600,
-    }
-    done.write_text(json.dumps(result, indent=2))
-    return result
+        raise SystemExit(f"error: training {entry} seed {seed} failed (exit {proc.returncode}); see {log}")
+    return record_run(run_dir, time.time() - t0)
 
 
 def model_costs(cfgs: List[str], nc: int, imgsz: int, runs: int = 100) -> Dict[str, Dict[str, float]]:
@@ -310,6 +298,8 @@ def parse_opt(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--name", default="exp")
     p.add_argument("--latency-runs", type=int, default=100, help="timed calls per config (interleaved)")
     p.add_argument("--report-only", action="store_true", help="train nothing: tabulate the finished runs of each cfg")
+    p.add_argument("--ray", nargs="?", const="local", default=None, help="train the runs as Ray tasks: local|auto|ADDR")
+    p.add_argument("--ray-cpus", type=int, default=None, help="--ray: CPUs per run (default: 1 GPU, else 1 CPU)")
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra train.py flags, last")
     return p.parse_args(argv)
 
@@ -371,6 +361,15 @@ def main(opt: argparse.Namespace) -> None:
             if variant_hyp:
                 load_hyp(variant_hyp)
         out = Path(opt.project) / opt.name
+        if opt.ray is not None and not opt.report_only:
+            from benchmarks.ablate_ray import train_on_ray
+
+            jobs = []
+            for data in datasets:
+                sub = out / Path(data).stem if opt.datasets else out
+                jobs += [(c, s, sub / f"{run_stem(c)}_s{s}", train_argv(c, s, opt, data))
+                         for s in opt.seeds for c in opt.cfgs if not finished(sub, c, s)]  # fmt: skip
+            train_on_ray(jobs, opt, record_run)
         per_dataset = {}
         for data, nc in zip(datasets, ncs):
             sub = out / Path(data).stem if opt.datasets else out

@@ -36,10 +36,13 @@ def test_all_official_flags_at_once():
     assert opt.bbox_interval == 5 and opt.upload_dataset == "val" and opt.imgsz == 320
 
 
-@pytest.mark.parametrize("flag", [("--evolve",), ("--evolve", "10"), ("--resume_evolve", "runs/evolve/x")])
-def test_evolve_flags_exit_2(flag, tmp_path):
+@pytest.mark.parametrize(
+    "flag, message",
+    [(("--ray",), "add --evolve"), (("--resume_evolve", "runs/evolve/no-such"), "no such folder")],
+)
+def test_evolve_flag_misuse_exits_2(flag, message, tmp_path):
     r = run_script("train.py", *flag, "--project", tmp_path)
-    assert r.returncode == 2 and "not supported" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
@@ -47,8 +50,10 @@ def test_ignored_flags_warn_one_line_each(tmp_path):
     flags = ["--bucket", "b", "--entity", "e", "--upload_dataset", "--bbox_interval", "3", "--evolve_population", "p"]
     r = run_script("train.py", *flags, "--cfg", "yolov5n.yaml", "--epochs", "0", "--project", tmp_path)
     out = r.stdout + r.stderr
-    for name in ("bucket", "entity", "upload_dataset", "bbox_interval", "evolve_population"):
+    for name in ("entity", "upload_dataset", "bbox_interval"):
         assert sum(f"--{name} is not supported" in ln for ln in out.splitlines()) == 1, name
+    for name in ("bucket", "evolve_population"):  # evolve's flags: --bucket never uploads; the other needs --evolve
+        assert sum(f"--{name} is ignored" in ln for ln in out.splitlines()) == 1, name
     assert r.returncode == 2 and "error: --epochs" in r.stderr  # the run then goes on to check the real options
 
 

@@ -1,0 +1,115 @@
+"""train.py --evolve: the GA's operators, evolve.csv / hyp_evolve.yaml / evolve.png, seeds, and resume after a kill."""
+
+from __future__ import annotations
+
+import random
+from argparse import Namespace
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.evolve_fakes import fake_train, score
+from tests.test_train import make_dataset
+from train import main as train_main
+from train import parse_opt
+from utils.train.evolve import EvolveTask, evolve
+from utils.train.evolve_ga import META, clip_hyp, mutate, select_parent
+from utils.train.evolve_io import append_evolve_row, read_evolve_csv
+from utils.yaml_io import read_yaml_mapping
+
+TINY = ["--cfg", "yolov5n.yaml", "--imgsz", "64", "--epochs", "1", "--batch-size", "4", "--workers", "0",
+        "--device", "cpu"]  # fmt: skip
+
+
+def test_mutation_stays_in_limits_and_keeps_gain_zero_keys():
+    base = clip_hyp(read_yaml_mapping(Path("data/hyps/hyp.scratch-low.yaml"), "hyp", "hyp"))
+    base["anchors"] = 3.0
+    keys = [k for k in META if k in base]
+    rng = np.random.default_rng(0)
+    moved = set()
+    for _ in range(200):
+        child = mutate(base, keys, rng)
+        for k in keys:
+            lo, hi = META[k][1:]
+            assert lo <= child[k] <= hi and child[k] == round(child[k], 5), k
+            if META[k][0] == 0:
+                assert child[k] == base[k], k  # iou_t, fl_gamma, perspective, fliplr never move
+        moved |= {k for k in keys if child[k] != base[k]}
+        assert child != base  # every trial changes something
+    assert {"lr0", "momentum", "anchors", "mosaic"} <= moved
+
+
+def test_parent_comes_from_the_top_five_by_fitness():
+    rows = np.arange(20, dtype=float).reshape(10, 2)  # row i: fitness 2i (first column)
+    fit = rows[:, 0]
+    picks = {select_parent(rows, fit, random.Random(s))[0] for s in range(300)}
+    assert picks <= {10.0, 12.0, 14.0, 16.0, 18.0} and 18.0 in picks and len(picks) >= 3
+
+
+def test_csv_rows_are_appended_whole(tmp_path):
+    f = tmp_path / "evolve.csv"
+    for i in range(3):
+        assert append_evolve_row(f, ["metrics/mAP_0.5", "lr0"], [0.1 * i, 0.01]) == i + 1
+    keys, rows = read_evolve_csv(f)
+    assert keys == ["metrics/mAP_0.5", "lr0"] and rows.shape == (3, 2) and rows[2, 0] == pytest.approx(0.2)
+    assert len(f.read_text().splitlines()[0].split(",")[0]) == 20  # YOLOv5's 20-wide columns
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def _opt(tmp_path: Path, n: int, *extra: str) -> Namespace:
+    opt = parse_opt([*TINY, "--data", "unused.yaml", "--evolve", str(n), "--project", str(tmp_path), *extra])
+    opt.fake_seconds = 0.0
+    return opt
+
+
+def test_fake_evolution_layout_seeds_and_progress(tmp_path):
+    seeds = tmp_path / "pop"
+    seeds.mkdir()
+    (seeds / "a.yaml").write_text("lr0: 0.02\nmosaic: 0.5\n")
+    save = evolve(_opt(tmp_path, 12, "--evolve_population", str(seeds)), EvolveTask(train_fn=fake_train), seed=0)
+    keys, rows = read_evolve_csv(save / "evolve.csv")
+    assert rows.shape == (12, 7 + 29) and keys[3] == "metrics/mAP_0.5:0.95" and "anchors" in keys
+    hyp0 = dict(zip(keys[7:], rows[0, 7:]))
+    assert hyp0["lr0"] == 0.02 and hyp0["mosaic"] == 0.5 and hyp0["anchors"] == 3  # the seed trains first
+    for r in rows:  # each row's metrics came from training with that row's hyperparameters
+        assert r[3] == pytest.approx(score(dict(zip(keys[7:], r[7:]))), abs=1e-4)
+    fit = 0.1 * rows[:, 2] + 0.9 * rows[:, 3]
+    best = read_yaml_mapping(save / "hyp_evolve.yaml", "hyp", "hyp")
+    assert best["lr0"] == pytest.approx(rows[fit.argmax(), 7]) and best["label_smoothing"] == 0.0
+    assert f"# Best generation: {fit.argmax()}" in (save / "hyp_evolve.yaml").read_text()
+    assert (save / "evolve.png").stat().st_size > 10_000 and len(list((save / "trials").iterdir())) == 12
+    assert not (save / "trials/t0000/weights").exists() and (save / "trials/t0011/results.csv").is_file()
+
+
+@pytest.mark.slow
+def test_evolve_3_real_trainings_resume_after_kill(tmp_path, restore_logging):
+    """Real tiny trainings: a kill during trial 3 keeps rows 1-2; --resume_evolve adds only row 3."""
+    data = make_dataset(tmp_path / "data", n_train=4, n_val=4)
+    opt = _opt(tmp_path / "runs", 3, "--noautoanchor")
+    opt.data = str(data)
+    calls = []
+
+    def killed_third(o, hyp):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return EvolveTask().train_fn(o, hyp)
+
+    with pytest.raises(KeyboardInterrupt):
+        evolve(opt, replace(EvolveTask(), train_fn=killed_third))
+    save = tmp_path / "runs" / "exp"
+    before = (save / "evolve.csv").read_text()
+    assert len(before.splitlines()) == 1 + 2 and not (save / "evolve.png").exists()
+    train_main(parse_opt(["--resume_evolve", str(save)]))  # the CLI path; an error would exit
+    after = (save / "evolve.csv").read_text()
+    assert after.startswith(before) and len(after.splitlines()) == 1 + 3  # the two finished rows untouched
+    keys, rows = read_evolve_csv(save / "evolve.csv")
+    fit = 0.1 * rows[:, 2] + 0.9 * rows[:, 3]
+    best = read_yaml_mapping(save / "hyp_evolve.yaml", "hyp", "hyp")
+    row = dict(zip(keys, rows[fit.argmax()]))
+    assert all(best[k] == pytest.approx(row[k]) for k in keys[7:]) and len(best) == len(keys) - 7 + 1  # + fixed
+    assert "anchors" not in keys  # --noautoanchor keeps the anchors of the cfg
+    trials = sorted(p.name for p in (save / "trials").iterdir())
+    assert (save / "evolve.png").is_file() and trials == ["t0000", "t0001", "t0002"]
