@@ -81,8 +81,8 @@ def freeze_graphdef(saved_model: Path, file: Path, meta: dict) -> Path:
     tf = need("tensorflow", "TF GraphDef export", "tensorflow-cpu")
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    fn = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
-    frozen = convert_variables_to_constants_v2(fn)
+    loaded = tf.saved_model.load(str(saved_model))  # keep a reference: the signature needs its variables
+    frozen = convert_variables_to_constants_v2(loaded.signatures["serving_default"])
     graph_def = frozen.graph.as_graph_def()
     tf.io.write_graph(graph_def, str(file.parent), file.name, as_text=False)
     ins = [t.name for t in frozen.inputs if t.dtype != tf.resource]

@@ -83,7 +83,8 @@ class SavedModelBackend(Predictor):
         tf = need("tensorflow", "running a TF SavedModel", "tensorflow-cpu")
         apply_meta(self, read_meta_yaml(f / "metadata.yaml"))
         try:
-            self.fn = tf.saved_model.load(str(f)).signatures["serving_default"]
+            self.loaded = tf.saved_model.load(str(f))  # held: the signature needs its variables
+            self.fn = self.loaded.signatures["serving_default"]
         except (OSError, KeyError, ValueError) as e:
             raise UserError(f"cannot load TF SavedModel {f}: {str(e).splitlines()[0]}") from e
         self.tf = tf
