@@ -4,6 +4,7 @@ on bus.jpg and zidane.jpg against the .pt; the formats that cannot be built here
 from __future__ import annotations
 
 import shutil
+from importlib.util import find_spec
 
 import cv2
 import numpy as np
@@ -18,12 +19,8 @@ from utils.deploy.export import run_export
 from utils.errors import UserError
 from utils.nms import non_max_suppression
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("onnx2tf")
-pytest.importorskip("ai_edge_litert")
-pytest.importorskip("ncnn")
-pytest.importorskip("pnnx")
-pytest.importorskip("coremltools")
+MISSING = [m for m in ("tensorflow", "onnx2tf", "ai_edge_litert", "ncnn", "pnnx", "coremltools") if not find_spec(m)]
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"export extras not installed: {MISSING}")
 
 SIZE = 64
 FLOAT_FORMATS = ("saved_model", "pb", "tflite", "ncnn")

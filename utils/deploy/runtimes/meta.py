@@ -12,9 +12,16 @@ from utils.errors import UserError
 from utils.names import names_dict, names_list
 from utils.yaml_io import read_yaml_mapping
 
+TF_MODULES = ("tensorflow", "onnx2tf", "tensorflowjs", "tf_keras")
+
 
 def need(module: str, what: str, pip: str):
-    """Import module, or a one-line UserError naming the package that is missing."""
+    """Import module, or a one-line UserError naming the package that is missing.
+
+    TensorFlow is imported after torch._dynamo (and its triton): the other order segfaults in triton's import.
+    """
+    if module.split(".")[0] in TF_MODULES:
+        import torch._dynamo  # noqa: F401
     try:
         return importlib.import_module(module)
     except ImportError as e:
