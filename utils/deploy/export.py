@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from utils.deploy.backends import EXPORT_FORMAT, DetectMultiBackend
 from utils.deploy.export_formats import MORE_FORMATS, export_more
+from utils.deploy.export_onnx import ExportWrapper, export_onnx, prepare_for_export
 from utils.errors import UserError
 from utils.torch_utils import select_device
 
@@ -22,32 +23,6 @@ LOGGER = logging.getLogger(__name__)
 
 TORCH_FORMATS = ("torchscript", "onnx", "openvino")
 FORMATS = (*TORCH_FORMATS, *MORE_FORMATS)
-
-
-def prepare_for_export(model: nn.Module, dynamic: bool = False) -> nn.Module:
-    """Eval mode, no grads, Detect returns only the (B, N, 5 + nc) prediction and rebuilds grids from input shape."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for m in model.modules():
-        if hasattr(m, "export") and hasattr(m, "anchors"):  # Detect
-            m.export = True
-            if hasattr(m, "dynamic"):
-                m.dynamic = dynamic
-    return model
-
-
-class ExportWrapper(nn.Module):
-    """Exposes only forward(images) so tracing sees no optional flags: (B, 3, H, W) -> (B, N, 5 + nc)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        self.train(False)  # exporters restore the wrapper's mode afterwards, recursively: keep it eval
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        y = self.model(images)
-        return y[0] if isinstance(y, (list, tuple)) else y
 
 
 def export_metadata(model: nn.Module, im: torch.Tensor, dynamic: bool, half: bool) -> dict:
@@ -73,48 +48,6 @@ def export_torchscript(model: nn.Module, im: torch.Tensor, file: Path, meta: dic
     return file
 
 
-def export_onnx(
-    model: nn.Module,
-    im: torch.Tensor,
-    file: Path,
-    meta: dict,
-    opset: int = 17,
-    dynamic: bool = False,
-    simplify: bool = False,
-) -> Path:
-    """Export to ONNX: input 'images' (B, 3, H, W), output 'output0' (B, N, 5 + nc); meta in metadata_props."""
-    import onnx
-
-    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}} if dynamic else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (torch.jit.TracerWarning, FutureWarning, DeprecationWarning))
-        _onnx_export(ExportWrapper(model), im, file, opset, axes)
-    proto = onnx.load(str(file))
-    onnx.checker.check_model(proto)
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
-    if simplify:
-        proto = _slim(proto)
-    onnx.save(proto, str(file))
-    return file
-
-
-def _onnx_export(model: nn.Module, im: torch.Tensor, file: Path, opset: int, axes) -> None:
-    """torch.onnx.export with the TorchScript-based exporter (no onnxscript needed)."""
-    torch.onnx.export(
-        model,
-        (im,),
-        str(file),
-        opset_version=opset,
-        do_constant_folding=True,
-        input_names=["images"],
-        output_names=["output0"],
-        dynamic_axes=axes,
-        dynamo=False,
-    )
-
-
 def export_openvino_ir(
     model: nn.Module, im: torch.Tensor, weights: Path, meta: dict, opset: int = 17, dynamic: bool = False
 ) -> Path:
@@ -125,23 +58,6 @@ def export_openvino_ir(
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = export_onnx(model, im, Path(tmp) / f"{weights.stem}.onnx", meta, opset=opset, dynamic=dynamic)
         return export_openvino(onnx_file, openvino_folder(weights), meta, half=bool(meta.get("half")))
-
-
-def _slim(proto):
-    """Simplify with onnxslim when it is installed; metadata is carried over."""
-    try:
-        import onnxslim
-    except ImportError:
-        LOGGER.warning("--simplify: onnxslim is not installed, skipping (pip install onnxslim)")
-        return proto
-    props = {p.key: p.value for p in proto.metadata_props}
-    slim = onnxslim.slim(proto)
-    present = {p.key for p in slim.metadata_props}
-    for k, v in props.items():
-        if k not in present:
-            entry = slim.metadata_props.add()
-            entry.key, entry.value = k, v
-    return slim
 
 
 def _imgsz(imgsz: Union[int, Sequence[int]]) -> Tuple[int, int]:

@@ -33,7 +33,7 @@ def export_coreml(model: nn.Module, im: torch.Tensor, weights: Path, meta: dict,
 
     half: fp16 compute (the ML Program default); else fp32. int8: weights linearly quantised to 8 bits.
     """
-    from utils.deploy.export import ExportWrapper
+    from utils.deploy.export_onnx import ExportWrapper
 
     ct = _import_coremltools()
     with warnings.catch_warnings():

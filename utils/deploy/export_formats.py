@@ -42,7 +42,7 @@ def unavailable(fmt: str) -> None:
 
 def _static_onnx(model: nn.Module, im: torch.Tensor, folder: Path, name: str, meta: dict, opset: int) -> Path:
     """A constant-folded static ONNX export (what the converters take) in folder."""
-    from utils.deploy.export import export_onnx
+    from utils.deploy.export_onnx import export_onnx
 
     return export_onnx(model, im, folder / f"{name}.onnx", meta, opset=opset, dynamic=False, simplify=True)
 
