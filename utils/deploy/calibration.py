@@ -31,14 +31,14 @@ def _image_files(source) -> List[Path]:
 
 
 def calibration_images(data: Optional[str], imgsz: Tuple[int, int], n: int = 64) -> np.ndarray:
-    """(k, 3, h, w) float32 RGB 0-1, k <= n images of --data's val split (train if val has none), letterboxed."""
+    """(k, 3, h, w) float32 RGB 0-1: up to n images of --data's val split, then its train split, letterboxed."""
     from utils.data.augment import letterbox
     from utils.data.config import check_dataset
 
     if not data:
         raise UserError("--int8 calibrates on images: give a dataset yaml with --data (e.g. --data coco8.yaml)")
     cfg = check_dataset(data)
-    files = _image_files(cfg.get("val")) or _image_files(cfg.get("train"))
+    files = list(dict.fromkeys(_image_files(cfg.get("val")) + _image_files(cfg.get("train"))))
     if not files:
         raise UserError(f"--int8: no calibration images found in {data}")
     batch = []

@@ -69,6 +69,24 @@ def _onnx_input(onnx_file: Path):
     return onnx.load(str(onnx_file), load_external_data=False).graph.input[0]
 
 
+def _runs(file: Path, x: np.ndarray) -> bool:
+    """Whether the .tflite runs on x (1, 3, H, W) float 0-1 (the interpreter raises on int8 kernels' checks)."""
+    from utils.deploy.runtimes.tf import _interpreter
+
+    it = _interpreter(file, None)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    scale, zero = inp["quantization"]
+    xi = x.transpose(0, 2, 3, 1)
+    xi = (xi / scale + zero).astype(inp["dtype"]) if scale else xi.astype(inp["dtype"])
+    it.set_tensor(inp["index"], xi)
+    try:
+        it.invoke()
+    except RuntimeError:
+        return False
+    return True
+
+
 def add_tflite_meta(file: Path, meta: dict) -> Path:
     """Append meta as meta.txt in a zip to the .tflite (YOLOv5's layout; interpreters ignore the trailing zip)."""
     with zipfile.ZipFile(file, "a", zipfile.ZIP_DEFLATED) as z:
@@ -108,7 +126,13 @@ def export_tf_formats(
         kind, src = ("int8", "integer_quant") if int8 else ("fp16", "float16") if half else ("fp32", "float32")
         tfl = weights.with_name(f"{weights.stem}-{kind}.tflite")
         shutil.copyfile(folder / f"{onnx_file.stem}_{src}.tflite", tfl)
-        files["tflite"] = add_tflite_meta(tfl, {**meta, "half": kind == "fp16", "int8": int8})
+        quant = "full" if int8 else None
+        if int8 and not _runs(tfl, calib[:1]):  # e.g. FLA's divisions: an int8 divisor can round to zero
+            LOGGER.warning("tflite int8: the fully int8 model cannot run (an int8 divide by zero); writing int8 "
+                           "weights with float activations (dynamic range) instead")  # fmt: skip
+            shutil.copyfile(folder / f"{onnx_file.stem}_dynamic_range_quant.tflite", tfl)
+            quant = "dynamic_range"
+        files["tflite"] = add_tflite_meta(tfl, {**meta, "half": kind == "fp16", "int8": int8, "quant": quant})
     for extra in folder.glob("*.tflite"):  # keep the folder a plain SavedModel
         extra.unlink()
     return files
