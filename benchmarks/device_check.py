@@ -38,11 +38,12 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # device_engine.py beside this file
 
 from benchmarks.device_dry import FLA_SIZES, SDPA_SIZES, low_precision, median_ms, prepare, synchronize  # noqa: E402
 
 NO_CUDA = "device_check: CUDA is not available on this machine; nothing was checked"
-CHECKS = ("fla", "sdpa", "train", "half", "speed", "export")
+CHECKS = ("fla", "sdpa", "train", "half", "speed", "export", "engine")
 
 
 class Row(NamedTuple):
@@ -311,7 +312,8 @@ def check_export(opt: argparse.Namespace) -> List[Row]:
 
 # ---- the table ------------------------------------------------------------------------------------------------
 RUNNERS = {"train": check_train, "half": check_half, "fla": check_fla, "sdpa": check_sdpa, "speed": check_speed,
-           "export": check_export}  # fmt: skip
+           "export": check_export, "engine": lambda opt: [Row(*r) for r in __import__("device_engine").engine_rows(
+               opt.weights, opt.project, opt.device, opt.imgsz)]}  # fmt: skip
 
 
 def table(rows: List[Row]) -> str:

@@ -80,11 +80,17 @@ def _fold_norm(w: torch.Tensor, b: torch.Tensor | None, norm: nn.LayerNorm | Non
     return w * norm.weight.float(), b
 
 
-def _cached(owner: nn.Module, key: tuple, make):
-    """make() once per key after owner.fuse() (owner._cache is a dict); on every call before, or while tracing."""
-    if owner._cache is None or _tracing():
+def _cached(owner: nn.Module, key: tuple, make, constant: bool = False):
+    """make() once per key after owner.fuse() (owner._cache is a dict); on every call before, or while tracing.
+
+    constant: a size-independent entry (folded weights) that a trace may take from the cache as a constant, so
+    converters see plain weights rather than the folding ops; a trace never stores into the cache.
+    """
+    if owner._cache is None or (_tracing() and not constant):
         return make()
     hit = owner._cache.get(key)
+    if hit is None and _tracing():
+        return make()
     if hit is None:
         with torch.no_grad():
             hit = owner._cache[key] = make()
@@ -133,7 +139,7 @@ class FocusedLinearAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
-        return self.run(x.flatten(2), x.shape[2], x.shape[3]).view_as(x)
+        return self.run(x.flatten(2), x.shape[2], x.shape[3]).view(x.shape)
 
     def run(self, t: torch.Tensor, h: int, w: int, norm: nn.LayerNorm | None = None, residual: bool = False):
         """Channel-first tokens (B, C, N=h*w) -> (B, C, N) in t's dtype: attention of norm(t), plus t if residual."""
@@ -141,7 +147,7 @@ class FocusedLinearAttention(nn.Module):
             tf = t.float()
             u = tf if norm is None else normalize_channels(tf, norm)
             w_qkv, b_qkv, inv, floor, w_dwc, w_p, b_p = _cached(
-                self, ("w", t.device, norm is None), lambda: self._weights(norm)
+                self, ("w", t.device, norm is None), lambda: self._weights(norm), constant=True
             )
             bias = _cached(self, ("b", t.device, h, w), lambda: self._bias(b_qkv, inv, h, w))
             b, a = t.shape[0], self.attn_dim
@@ -223,6 +229,8 @@ class FocusedLinearAttention(nn.Module):
             fm = torch.bmm(vv, toeplitz).view(d, b, nh, n).permute(1, 2, 0, 3)  # (B, nh, d, N)
             return (num * z).add_(fm).view(b, a, n)
         fm = F.conv2d(v.view(b, a, h, w), w_dwc, None, padding=self.dwc.padding, groups=a)  # DWC per head
+        if _tracing():  # the same sum in ops every converter has (CoreML has no addcmul)
+            return (fm.view(b, nh, d, n) + num * z).view(b, a, n)
         return torch.addcmul(fm.view(b, nh, d, n), num, z).view(b, a, n)  # DWC(V) + Q (K^T V) * z
 
     def _dwc_matrix(self, w_dwc: torch.Tensor, h: int, w: int, device: torch.device) -> torch.Tensor | None:
@@ -293,7 +301,7 @@ class FLA(nn.Module):
         return _norm_macs(shape) + self.attn.extra_macs(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn.run(x.flatten(2), x.shape[2], x.shape[3], self.norm, residual=True).view_as(x)
+        return self.attn.run(x.flatten(2), x.shape[2], x.shape[3], self.norm, residual=True).view(x.shape)
 
 
 @register
@@ -348,10 +356,10 @@ class FLABlock(nn.Module):
         t = self.attn.run(x.flatten(2), h, w, self.norm1, residual=True)  # (B, C, N)
         with torch.autocast(device_type=x.device.type, enabled=False):
             tf = t.float()
-            w1, b1, w2, b2 = _cached(self, ("mlp", x.device), self._mlp_weights)
+            w1, b1, w2, b2 = _cached(self, ("mlp", x.device), self._mlp_weights, constant=True)
             hidden = F.gelu(torch.baddbmm(b1, w1.expand(b, -1, -1), normalize_channels(tf, self.norm2)))
             y = torch.baddbmm(tf, w2.expand(b, -1, -1), hidden) + b2
-        return y.to(x.dtype).view_as(x)
+        return y.to(x.dtype).view(x.shape)
 
 
 class BottleneckFLA(Bottleneck):

@@ -167,7 +167,16 @@ class TorchScriptBackend(Predictor):
         return out[0] if isinstance(out, (list, tuple)) else out
 
 
+def _register_runtimes() -> None:
+    """Import the runtime modules of the other exported formats; each registers its suffixes when imported."""
+    import utils.deploy.runtimes.apple  # noqa: F401
+    import utils.deploy.runtimes.ncnn  # noqa: F401
+    import utils.deploy.runtimes.tensorrt  # noqa: F401
+    import utils.deploy.runtimes.tf  # noqa: F401
+
+
 def _backend_for(f: Path) -> Type[Predictor]:
+    _register_runtimes()
     for suffix, cls in BACKENDS.items():
         if f.name.endswith(suffix):
             return cls

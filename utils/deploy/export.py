@@ -15,54 +15,29 @@ import torch
 import torch.nn as nn
 
 from utils.deploy.backends import EXPORT_FORMAT, DetectMultiBackend
+from utils.deploy.export_formats import MORE_FORMATS, export_more
+from utils.deploy.export_onnx import ExportWrapper, export_onnx, prepare_for_export
 from utils.errors import UserError
 from utils.safe_write import write_bytes, writing
 from utils.torch_utils import select_device
 
 LOGGER = logging.getLogger(__name__)
 
-FORMATS = ("torchscript", "onnx", "openvino")
-
-
-def prepare_for_export(model: nn.Module, dynamic: bool = False) -> nn.Module:
-    """Eval mode, no grads, Detect returns only the (B, N, 5 + nc) prediction and rebuilds grids from input shape."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for m in model.modules():
-        if hasattr(m, "export") and hasattr(m, "anchors"):  # Detect
-            m.export = True
-            if hasattr(m, "dynamic"):
-                m.dynamic = dynamic
-        elif getattr(m, "input_norm", False):  # classifiers: exported files take normalised input, as official's
-            m.export = True
-    return model
-
-
-class ExportWrapper(nn.Module):
-    """Exposes only forward(images) so tracing sees no optional flags: (B, 3, H, W) -> (B, N, 5 + nc)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        self.train(False)  # exporters restore the wrapper's mode afterwards, recursively: keep it eval
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        y = self.model(images)
-        return y[0] if isinstance(y, (list, tuple)) else y
+TORCH_FORMATS = ("torchscript", "onnx", "openvino")
+FORMATS = (*TORCH_FORMATS, *MORE_FORMATS)
 
 
 def export_metadata(model: nn.Module, im: torch.Tensor, dynamic: bool, half: bool) -> dict:
     """What a backend needs to run the exported file: stride, names, input size, flags and our format tag."""
     return {
         "format": EXPORT_FORMAT,
-        "task": getattr(model, "task", "detect"),
         "stride": int(max(model.stride)),
         "names": [str(n) for n in model.names],
         "imgsz": list(im.shape[2:]),
         "batch": int(im.shape[0]),
         "dynamic": bool(dynamic),
         "half": bool(half),
+        "task": str(getattr(model, "task", "detect")),
     }
 
 
@@ -74,48 +49,6 @@ def export_torchscript(model: nn.Module, im: torch.Tensor, file: Path, meta: dic
     buf = io.BytesIO()  # in memory first: a read-only folder or a full disk is then one line naming the file
     torch.jit.save(ts, buf, _extra_files={"config.txt": json.dumps(meta)})
     return write_bytes(file, buf.getbuffer())
-
-
-def export_onnx(
-    model: nn.Module,
-    im: torch.Tensor,
-    file: Path,
-    meta: dict,
-    opset: int = 17,
-    dynamic: bool = False,
-    simplify: bool = False,
-) -> Path:
-    """Export to ONNX: input 'images' (B, 3, H, W), output 'output0' (B, N, 5 + nc); meta in metadata_props."""
-    import onnx
-
-    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}} if dynamic else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (torch.jit.TracerWarning, FutureWarning, DeprecationWarning))
-        buf = io.BytesIO()  # in memory first, written once complete (see export_torchscript)
-        _onnx_export(ExportWrapper(model), im, buf, opset, axes)
-    proto = onnx.load_model_from_string(buf.getvalue())
-    onnx.checker.check_model(proto)
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
-    if simplify:
-        proto = _slim(proto)
-    return write_bytes(file, proto.SerializeToString())
-
-
-def _onnx_export(model: nn.Module, im: torch.Tensor, file: Union[Path, io.BytesIO], opset: int, axes) -> None:
-    """torch.onnx.export with the TorchScript-based exporter (no onnxscript needed)."""
-    torch.onnx.export(
-        model,
-        (im,),
-        file if isinstance(file, io.BytesIO) else str(file),
-        opset_version=opset,
-        do_constant_folding=True,
-        input_names=["images"],
-        output_names=["output0"],
-        dynamic_axes=axes,
-        dynamo=False,
-    )
 
 
 def export_openvino_ir(
@@ -130,23 +63,6 @@ def export_openvino_ir(
         return export_openvino(onnx_file, openvino_folder(weights), meta, half=bool(meta.get("half")))
 
 
-def _slim(proto):
-    """Simplify with onnxslim when it is installed; metadata is carried over."""
-    try:
-        import onnxslim
-    except ImportError:
-        LOGGER.warning("--simplify: onnxslim is not installed, skipping (pip install onnxslim)")
-        return proto
-    props = {p.key: p.value for p in proto.metadata_props}
-    slim = onnxslim.slim(proto)
-    present = {p.key for p in slim.metadata_props}
-    for k, v in props.items():
-        if k not in present:
-            entry = slim.metadata_props.add()
-            entry.key, entry.value = k, v
-    return slim
-
-
 def _imgsz(imgsz: Union[int, Sequence[int]]) -> Tuple[int, int]:
     """1 or 2 ints -> (h, w)."""
     size = [imgsz] if isinstance(imgsz, int) else list(imgsz)
@@ -158,17 +74,62 @@ def _imgsz(imgsz: Union[int, Sequence[int]]) -> Tuple[int, int]:
 def check_exported(
     model: nn.Module, im: torch.Tensor, files: Dict[str, Path], device: torch.device
 ) -> Dict[str, float]:
-    """Run each exported file once on im and return the max abs difference from the PyTorch output."""
+    """Run each exported file once on im and return the max abs difference from the PyTorch output (CoreML: its
+    spec is checked instead, as CoreML runs on macOS only)."""
     model.eval()
     with torch.no_grad():
         ref = model(im)
         ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).float()
         diffs = {}
         for fmt, f in files.items():
-            y = DetectMultiBackend(f, device=device)(im)
+            if fmt == "coreml":
+                from utils.deploy.export_coreml import coreml_spec_summary
+
+                LOGGER.info("coreml: spec %s", coreml_spec_summary(f))
+                continue
+            if fmt == "engine" and device.type != "cuda":
+                continue
+            y = DetectMultiBackend(f, device=device)(im.float())
             diffs[fmt] = float((y.to(ref.device) - ref).abs().max())
             LOGGER.info("%s: max abs difference from PyTorch %.3g", fmt, diffs[fmt])
     return diffs
+
+
+def _check_options(include: Sequence[str], dev: torch.device, half: bool, dynamic: bool, int8: bool) -> list:
+    """The requested formats, lower-case and once each; UserError on unknown formats or combinations."""
+    formats = list(dict.fromkeys(f.lower() for f in include))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"--include {' '.join(unknown)}: unsupported; choose from {', '.join(FORMATS)}")
+    torch_half = [f for f in formats if f in TORCH_FORMATS]
+    if half and dev.type == "cpu" and torch_half:
+        raise UserError(f"--half with {', '.join(torch_half)} needs a CUDA device (e.g. --device 0)")
+    if half and dynamic:
+        raise UserError("--half and --dynamic cannot be combined")
+    if int8 and dynamic:
+        raise UserError("--int8 exports are static: drop --dynamic")
+    return formats
+
+
+def _export_torch_format(fmt: str, model, im, weights: Path, meta: dict, opset: int, dynamic: bool, simplify: bool,
+                         calib, head: int) -> Path:  # fmt: skip
+    """TorchScript / ONNX / OpenVINO (int8 when calib is given: ONNX QDQ or OpenVINO NNCF)."""
+    if fmt == "torchscript":
+        return export_torchscript(model, im, weights.with_suffix(".torchscript"), meta)
+    if fmt == "openvino":
+        folder = export_openvino_ir(model, im, weights, meta, opset=opset, dynamic=dynamic)
+        if calib is not None:
+            from utils.deploy.quantize import quantize_openvino
+
+            quantize_openvino(folder, calib, head)
+        return folder
+    file = export_onnx(model, im, weights.with_suffix(".onnx"), meta, opset=opset, dynamic=dynamic,
+                       simplify=simplify or calib is not None)  # fmt: skip
+    if calib is None:
+        return file
+    from utils.deploy.quantize import quantize_onnx
+
+    return quantize_onnx(file, file.with_name(f"{weights.stem}-int8.onnx"), calib, head)
 
 
 def run_export(
@@ -181,20 +142,20 @@ def run_export(
     simplify: bool = False,
     opset: int = 17,
     include: Sequence[str] = ("torchscript",),
+    int8: bool = False,
+    data: Union[str, Path, None] = None,
+    workspace: int = 4,
 ) -> Dict[str, Path]:
-    """Export weights to each format in include, next to the weights file; returns {format: path}."""
+    """Export weights to each format in include, next to the weights file; returns {format: path}.
+
+    int8: static quantisation calibrated on --data images (TFLite, ONNX, OpenVINO; CoreML weights only).
+    """
     from models.load import load_model
 
     t0 = time.time()
     weights = Path(weights)
-    unknown = [f for f in include if f.lower() not in FORMATS]
-    if unknown:
-        raise UserError(f"--include {' '.join(unknown)}: unsupported; choose from {', '.join(FORMATS)}")
     dev = select_device(device)
-    if half and dev.type == "cpu":
-        raise UserError("--half needs a CUDA device (e.g. --device 0)")
-    if half and dynamic:
-        raise UserError("--half and --dynamic cannot be combined")
+    formats = _check_options(include, dev, half, dynamic, int8)
     h, w = _imgsz(imgsz)
     with writing(weights.parent), tempfile.TemporaryFile(dir=weights.parent):  # a read-only folder fails here, early
         pass
@@ -204,25 +165,33 @@ def run_export(
         from utils.img_size import check_img_size  # late: only the rare path needs it
 
         h, w = check_img_size((h, w), stride=gs)
+    calib = None
+    if int8:
+        from utils.deploy.calibration import calibration_images
+
+        calib = calibration_images(str(data) if data else None, (h, w))
     im = torch.zeros(batch_size, 3, h, w, device=dev)
-    if half:
-        model, im = model.half(), im.half()
     with torch.no_grad():
-        shape = tuple(model(im).shape)
+        shape = tuple(model(im).shape)  # also fills FLA's folded-weight caches, which traces take as constants
     LOGGER.info("PyTorch: starting from %s with output shape %s", weights, shape)
-    meta = export_metadata(model, im, dynamic, half)
+    meta = {**export_metadata(model, im, dynamic, half), "int8": bool(int8)}
     files: Dict[str, Path] = {}
-    for fmt in dict.fromkeys(f.lower() for f in include):
-        file = weights.with_suffix(f".{fmt}")
+    more = [f for f in formats if f in MORE_FORMATS]
+    if more:
+        meta_more = {**meta, "dynamic": False}
+        files.update(export_more(model, im, weights, meta_more, more, half=half, calib=calib, opset=opset,
+                                 workspace=workspace))  # fmt: skip
+    torch_formats = [f for f in formats if f in TORCH_FORMATS]
+    if half and torch_formats:
+        model, im = model.half(), im.half()
+        meta = {**meta, "half": True}
+    head = len(model.model) - 1
+    for fmt in torch_formats:
         LOGGER.info("%s: starting export ...", fmt)
-        if fmt == "torchscript":
-            files[fmt] = export_torchscript(model, im, file, meta)
-        elif fmt == "openvino":
-            files[fmt] = export_openvino_ir(model, im, weights, meta, opset=opset, dynamic=dynamic)
-        else:
-            files[fmt] = export_onnx(model, im, file, meta, opset=opset, dynamic=dynamic, simplify=simplify)
-        size = sum(f.stat().st_size for f in files[fmt].glob("*")) if files[fmt].is_dir() else files[fmt].stat().st_size
-        LOGGER.info("%s: saved %s (%.1f MB)", fmt, files[fmt], size / 1e6)
-    check_exported(model, im, files, dev)
+        files[fmt] = _export_torch_format(fmt, model, im, weights, meta, opset, dynamic, simplify, calib, head)
+    for fmt, f in files.items():
+        size = sum(p.stat().st_size for p in f.rglob("*") if p.is_file()) if f.is_dir() else f.stat().st_size
+        LOGGER.info("%s: saved %s (%.1f MB)", fmt, f, size / 1e6)
+    check_exported(model.float(), im.float(), files, dev)
     LOGGER.info("Export complete (%.1fs)\nResults saved to %s", time.time() - t0, weights.resolve().parent)
     return files

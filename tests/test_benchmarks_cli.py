@@ -1,0 +1,42 @@
+"""benchmarks.py: the table, --hard-fail FLOOR, and the int8 ONNX row's mAP against the float ONNX row (coco8)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+import pytest
+
+import benchmarks
+from utils.deploy.benchmark import Row, bench_one, format_table, hard_fail
+
+
+def test_hard_fail_and_table():
+    rows = [Row("PyTorch", "ok", 3.9, 0.39, 20.0), Row("NCNN", "failed: pnnx exited 1"), Row("ONNX", "ok", 7.7, 0.2, 9)]
+    assert hard_fail(rows, True) == ["NCNN: failed: pnnx exited 1"]
+    assert hard_fail(rows, 0.29) == ["NCNN: failed: pnnx exited 1", "ONNX: mAP50-95 0.2000 < 0.29"]
+    table = format_table(rows)
+    assert "| PyTorch | ok | 3.9 | 0.3900 | 20.0 |" in table and "| NCNN | failed: pnnx exited 1 |" in table
+
+
+def test_pt_only_hard_fail_floor(shared, tmp_path, restore_logging):
+    w = shutil.copy(shared / "weights/yolov5n.pt", tmp_path / "yolov5n.pt")
+    data = str(shared / "data/coco8/coco8.yaml")
+    args = ["--weights", str(w), "--data", data, "--img", "320", "--pt-only"]
+    rows = benchmarks.main(benchmarks.parse_opt([*args, "--hard-fail", "0.29"]))
+    assert [r.name for r in rows] == ["PyTorch"] and rows[0].map > 0.29
+    with pytest.raises(SystemExit) as e:
+        benchmarks.main(benchmarks.parse_opt([*args, "--hard-fail", "0.9"]))
+    assert "mAP50-95" in str(e.value.code) and "< 0.9" in str(e.value.code)
+
+
+def test_onnx_int8_row_within_002_of_float(shared, tmp_path, restore_logging):
+    """Static int8 (QDQ, calibrated on coco8 val) keeps mAP50-95 within 0.02 of the float ONNX export."""
+    pytest.importorskip("onnxruntime.quantization")
+    w = shutil.copy(shared / "weights/yolov5n.pt", tmp_path / "yolov5n.pt")
+    opt = argparse.Namespace(imgsz=320, batch_size=1, device="cpu", half=False, test=False,
+                             data=str(shared / "data/coco8/coco8.yaml"))  # fmt: skip
+    fp32 = bench_one("ONNX", "onnx", False, w, tmp_path, opt)
+    int8 = bench_one("ONNX int8", "onnx", True, w, tmp_path, opt)
+    assert fp32.status == "ok" and int8.status == "ok", (fp32, int8)
+    assert abs(int8.map - fp32.map) <= 0.02 and int8.size_mb < fp32.size_mb / 2

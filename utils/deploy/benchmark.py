@@ -1,0 +1,157 @@
+"""benchmarks.py's engine: export a .pt to each format installed here, validate each, one table of the results."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+LOGGER = logging.getLogger(__name__)
+
+# (row name, --include, int8): official benchmarks.py's order, then the int8 rows
+ROWS = (
+    ("PyTorch", "pt", False),
+    ("TorchScript", "torchscript", False),
+    ("ONNX", "onnx", False),
+    ("OpenVINO", "openvino", False),
+    ("TensorRT", "engine", False),
+    ("CoreML", "coreml", False),
+    ("TensorFlow SavedModel", "saved_model", False),
+    ("TensorFlow GraphDef", "pb", False),
+    ("TensorFlow Lite", "tflite", False),
+    ("TensorFlow Edge TPU", "edgetpu", False),
+    ("TensorFlow.js", "tfjs", False),
+    ("PaddlePaddle", "paddle", False),
+    ("NCNN", "ncnn", False),
+    ("ONNX int8", "onnx", True),
+    ("OpenVINO int8", "openvino", True),
+    ("TensorFlow Lite int8", "tflite", True),
+)
+
+
+@dataclass
+class Row:
+    """One benchmark result; map and ms are None when the format was not validated."""
+
+    name: str
+    status: str  # 'ok', 'export only', 'skipped: why', 'failed: why'
+    size_mb: Optional[float] = None
+    map: Optional[float] = None
+    ms: Optional[float] = None
+    export_s: Optional[float] = None
+
+
+def _size_mb(path: Path) -> float:
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def cannot_run_here(fmt: str, device: str) -> Optional[str]:
+    """Why fmt cannot be validated on this machine (its runtime is missing), or None."""
+    import platform
+
+    import torch
+
+    if fmt == "engine" and not (torch.cuda.is_available() and device not in ("", "cpu")):
+        return "needs a CUDA GPU (--device 0)"
+    if fmt == "coreml" and platform.system() != "Darwin":
+        return "runs on macOS only"
+    return None
+
+
+def _validate(weights: Path, opt: argparse.Namespace):
+    """val.py on weights with the benchmark's data, size, batch and device -> EvalResult."""
+    import val
+
+    vopt = val.parse_opt(["--data", str(opt.data), "--imgsz", str(opt.imgsz), "--batch-size", str(opt.batch_size),
+                          "--device", opt.device, "--workers", "0", "--noplots", "--exist-ok",
+                          "--project", str(weights.parent / "val")] + (["--half"] if opt.half else []))  # fmt: skip
+    return val.run(vopt, str(weights), plots=False)
+
+
+def _export(fmt: str, int8: bool, pt: Path, folder: Path, opt: argparse.Namespace, cache: dict) -> tuple:
+    """(exported path, export seconds); the float TF formats come from one onnx2tf run, cached for the next rows."""
+    from utils.deploy.export import run_export
+    from utils.deploy.export_formats import TF_FORMATS
+
+    if (fmt, int8) in cache:
+        return cache[(fmt, int8)]
+    together = list(TF_FORMATS) if fmt in TF_FORMATS and not int8 else [fmt]
+    sub = folder / (f"{fmt}-int8" if int8 else fmt)
+    sub.mkdir(parents=True, exist_ok=True)
+    weights = Path(shutil.copy(pt, sub / pt.name))
+    t0 = time.time()
+    files = run_export(weights, imgsz=[opt.imgsz], batch_size=opt.batch_size, device=opt.device,
+                       half=opt.half and fmt not in ("onnx", "openvino", "torchscript"), include=together,
+                       int8=int8, data=opt.data)  # fmt: skip
+    seconds = time.time() - t0
+    cache.update({(f, int8): (files[f], seconds) for f in together})
+    return cache[(fmt, int8)]
+
+
+def bench_one(
+    name: str, fmt: str, int8: bool, pt: Path, folder: Path, opt: argparse.Namespace, cache: dict | None = None
+) -> Row:
+    """Export pt (copied into folder) to fmt and validate it; failures become a 'failed: ...' row."""
+    from utils.deploy.export_formats import unavailable
+    from utils.errors import UserError
+
+    try:
+        if fmt != "pt":
+            unavailable(fmt)
+    except UserError as e:
+        return Row(name, f"skipped: {e}")
+    try:
+        weights, export_s = (
+            (pt, None) if fmt == "pt" else _export(fmt, int8, pt, folder, opt, {} if cache is None else cache)
+        )
+        size = _size_mb(weights)
+        why = cannot_run_here(fmt, opt.device)
+        if why or opt.test:
+            return Row(name, f"export only ({why})" if why else "export only", size, export_s=export_s)
+        res = _validate(weights, opt)
+        return Row(name, "ok", size, float(res.map), float(res.speeds[1]), export_s)
+    except (UserError, RuntimeError, ValueError, OSError, ImportError, AssertionError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        LOGGER.warning("%s: %s", name, msg)
+        return Row(name, f"failed: {msg[:160]}")
+
+
+def run_benchmarks(opt: argparse.Namespace) -> List[Row]:
+    """Every row of ROWS (only PyTorch with --pt-only; no int8 rows with --no-int8) on a copy of opt.weights."""
+    pt = Path(opt.weights)
+    rows = [r for r in ROWS if not opt.pt_only or r[1] == "pt"]
+    if not getattr(opt, "int8", True):
+        rows = [r for r in rows if not r[2]]
+    with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
+        local = Path(shutil.copy(pt, Path(tmp) / pt.name))
+        cache: dict = {}
+        return [bench_one(name, fmt, int8, local, Path(tmp), opt, cache) for name, fmt, int8 in rows]
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A markdown table: format, status, size MB, mAP50-95, inference ms/image, export seconds (the float TF formats
+    share one onnx2tf run, so they show the same export time)."""
+    lines = ["| format | status | size (MB) | mAP50-95 | inference (ms/im) | export (s) |", "|---|---|---|---|---|---|"]
+
+    def f(v, spec):
+        return "" if v is None else format(v, spec)
+
+    for r in rows:
+        lines.append(f"| {r.name} | {r.status} | {f(r.size_mb, '.1f')} | {f(r.map, '.4f')} | {f(r.ms, '.1f')} "
+                     f"| {f(r.export_s, '.1f')} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def hard_fail(rows: Sequence[Row], floor) -> List[str]:
+    """The problems --hard-fail exits on: failed formats, and validated mAPs below floor (a float)."""
+    problems = [f"{r.name}: {r.status}" for r in rows if r.status.startswith("failed")]
+    if floor is not True and floor is not False and floor is not None:
+        problems += [f"{r.name}: mAP50-95 {r.map:.4f} < {float(floor)}" for r in rows
+                     if r.map is not None and r.map < float(floor)]  # fmt: skip
+    return problems

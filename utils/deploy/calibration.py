@@ -1,0 +1,52 @@
+"""Calibration images for int8 quantisation: --data's val (or train) images, letterboxed, as float 0-1 arrays."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from utils.errors import UserError
+
+LOGGER = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _image_files(source) -> List[Path]:
+    """Image files of a dataset split entry: a folder, a list file, or a list of either."""
+    files: List[Path] = []
+    for s in source if isinstance(source, (list, tuple)) else [source]:
+        p = Path(s)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.suffix == ".txt" and p.is_file():
+            rows = [r.strip() for r in p.read_text().splitlines() if r.strip()]
+            files += [(p.parent / r).resolve() if not Path(r).is_absolute() else Path(r) for r in rows]
+        elif p.is_file():
+            files.append(p)
+    return files
+
+
+def calibration_images(data: Optional[str], imgsz: Tuple[int, int], n: int = 64) -> np.ndarray:
+    """(k, 3, h, w) float32 RGB 0-1: up to n images of --data's val split, then its train split, letterboxed."""
+    from utils.data.augment import letterbox
+    from utils.data.config import check_dataset
+
+    if not data:
+        raise UserError("--int8 calibrates on images: give a dataset yaml with --data (e.g. --data coco8.yaml)")
+    cfg = check_dataset(data)
+    files = list(dict.fromkeys(_image_files(cfg.get("val")) + _image_files(cfg.get("train"))))
+    if not files:
+        raise UserError(f"--int8: no calibration images found in {data}")
+    batch = []
+    for f in files[:n]:
+        im = cv2.imread(str(f))
+        if im is None:
+            continue
+        im = letterbox(im, imgsz, auto=False)[0]
+        batch.append(im[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0)
+    LOGGER.info("int8: calibrating on %d images of %s", len(batch), data)
+    return np.ascontiguousarray(np.stack(batch))

@@ -1,0 +1,61 @@
+"""Static int8 quantisation calibrated on --data images: ONNX (onnxruntime QDQ) and OpenVINO (NNCF).
+
+The Detect head's decode (grid, anchor, sigmoid, concat of pixel boxes with 0-1 scores) stays float: one int8
+scale cannot hold both ranges. Only the layers before it are quantised.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from utils.deploy.runtimes.meta import need
+
+LOGGER = logging.getLogger(__name__)
+
+
+def _head_nodes(model_proto, head: str) -> list:
+    """Names of the ONNX nodes of the Detect module (exported under '/model/model.<i>/'), its convs excluded."""
+    return [n.name for n in model_proto.graph.node if n.name.startswith(head) and n.op_type != "Conv"]
+
+
+def quantize_onnx(onnx_file: Path, out: Path, calib: np.ndarray, head_index: int) -> Path:
+    """QDQ int8 (per-channel weights, uint8 activations) of onnx_file -> out; metadata is carried over."""
+    import onnx
+
+    q = need("onnxruntime.quantization", "ONNX int8 export", "onnxruntime")
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calib[i : i + 1] for i in range(len(calib)))
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"images": x}
+
+    proto = onnx.load(str(onnx_file))
+    exclude = _head_nodes(proto, f"/model/model.{head_index}/")
+    q.quantize_static(str(onnx_file), str(out), Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
+                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                      nodes_to_exclude=exclude, calibrate_method=q.CalibrationMethod.MinMax)  # fmt: skip
+    qp = onnx.load(str(out))
+    del qp.metadata_props[:]
+    qp.metadata_props.extend(proto.metadata_props)
+    onnx.save(qp, str(out))
+    return out
+
+
+def quantize_openvino(folder: Path, calib: np.ndarray, head_index: int) -> Path:
+    """NNCF post-training int8 of the IR in folder (rewritten in place); the Detect decode stays float."""
+    ov = need("openvino", "OpenVINO int8 export", "openvino")
+    nncf = need("nncf", "OpenVINO int8 export", "nncf")
+    xml = next(folder.glob("*.xml"))
+    model = ov.Core().read_model(str(xml))
+    dataset = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))])
+    ignored = nncf.IgnoredScope(patterns=[f".*/model\\.{head_index}/.*"], validate=False)
+    qm = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, ignored_scope=ignored,
+                       subset_size=len(calib))  # fmt: skip
+    ov.save_model(qm, str(xml), compress_to_fp16=False)
+    return folder
