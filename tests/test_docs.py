@@ -30,7 +30,7 @@ def _slug(heading: str) -> str:
     return s.replace(" ", "-")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _anchors(page: Path) -> frozenset:
     text = _prose(page.read_text(encoding="utf-8"))
     return frozenset(_slug(m.group(1)) for m in re.finditer(r"^#+\s+(.+)$", text, re.M))
@@ -71,7 +71,7 @@ def _commands(page: Path) -> list:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _help_flags(script: str) -> frozenset:
     """Every --flag in the script's --help: its parse_opt(['--help']) in-process, else `python script --help`."""
     module = importlib.import_module(script[:-3].replace("/", "."))
@@ -102,7 +102,6 @@ def test_docs_show_commands():
 @pytest.mark.parametrize("script", sorted({s for _, s, _ in COMMANDS}))
 def test_every_documented_flag_exists(script):
     known = _help_flags(script)
-    missing = sorted(
-        {f"{page.relative_to(ROOT)}: {f}" for page, s, flags in COMMANDS if s == script for f in flags if f not in known}
-    )
+    shown = {(page.relative_to(ROOT), f) for page, s, flags in COMMANDS if s == script for f in flags}
+    missing = sorted(f"{page}: {f}" for page, f in shown if f not in known)
     assert not missing, f"{script} --help lacks: {missing}"

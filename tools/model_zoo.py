@@ -35,7 +35,7 @@ def zoo_table(imgsz: int = 640) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", action="store_true", help="replace the table between the ZOO markers in docs/models.md")
+    parser.add_argument("--write", action="store_true", help="rewrite the table in docs/models.md")
     parser.add_argument("--imgsz", type=int, default=640)
     opt = parser.parse_args()
     table = zoo_table(opt.imgsz)
