@@ -10,7 +10,6 @@ from models.fla import FocusedLinearAttention
 from models.yolo import DetectionModel
 from utils.deploy.heatmap import (
     HeatmapWriter,
-    attention_row,
     default_layer,
     eigen_cam,
     oriented_projection,
@@ -31,16 +30,17 @@ def test_attention_row_reproduces_the_layer_output():
         attn.positional_encoding.normal_()
         attn.scale.normal_()
     h, w = 4, 5
-    t = torch.randn(1, h * w, 16)
+    x = torch.randn(1, 16, h, w)
+    t = x.flatten(2)  # (1, 16, N) channel-first tokens
     with torch.no_grad():
-        out = attn.run(t.transpose(1, 2), h, w)[0].t()  # (N, 16)
-        v = attn.kv(t).chunk(2, dim=-1)[1][0].reshape(h * w, 2, 8)  # (N, heads, d)
+        out = attn(x).flatten(2)[0].t()  # (N, 16)
+        v = attn.kv(t.transpose(1, 2)).chunk(2, dim=-1)[1][0].reshape(h * w, 2, 8)  # (N, heads, d)
     for i in (0, 7, h * w - 1):
-        a = attention_row(attn, t, h, w, i, per_head=True).reshape(2, h * w)  # (heads, N)
+        a = attn.attention_row(t, h, w, i, per_head=True).reshape(2, h * w)  # (heads, N)
         assert torch.allclose(a.sum(-1), torch.ones(2))
         expect = torch.einsum("hn,nhd->hd", a, v).reshape(16)
         assert torch.allclose(out[i], expect, atol=1e-4), (out[i] - expect).abs().max()
-    row = attention_row(attn, t, h, w, 3)
+    row = attn.attention_row(t, h, w, 3)
     assert row.shape == (h, w) and row.std() > 0 and torch.isclose(row.sum(), torch.tensor(1.0))
 
 
