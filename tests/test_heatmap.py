@@ -30,8 +30,8 @@ def test_attention_row_reproduces_the_layer_output():
         attn.positional_encoding.normal_()
         attn.scale.normal_()
     h, w = 4, 5
-    x = torch.randn(1, 16, h, w)
-    t = x.flatten(2)  # (1, 16, N) channel-first tokens
+    t = torch.randn(1, h * w, 16).transpose(1, 2)  # (1, 16, N) channel-first tokens
+    x = t.reshape(1, 16, h, w)
     with torch.no_grad():
         out = attn(x).flatten(2)[0].t()  # (N, 16)
         v = attn.kv(t.transpose(1, 2)).chunk(2, dim=-1)[1][0].reshape(h * w, 2, 8)  # (N, heads, d)
