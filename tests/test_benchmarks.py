@@ -14,7 +14,7 @@ from benchmarks.ablate import pooled, pooled_markdown, run_one, run_stem, split_
 from benchmarks.latency import time_interleaved
 from benchmarks.vs_official import Row, Side, markdown, time_pairs
 from tests.conftest import run_script
-from tests.test_train import make_dataset
+from tests.helpers import make_dataset
 
 
 def test_time_interleaved_rotates_the_order():

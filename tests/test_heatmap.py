@@ -102,7 +102,7 @@ def test_detect_heatmap_end_to_end(tmp_path):
     import cv2
 
     from tests.conftest import run_script
-    from tests.test_detect import write_video
+    from tests.helpers import write_video
     from utils.checkpoint import model_to_dict, save_checkpoint
 
     torch.manual_seed(0)

@@ -10,22 +10,14 @@ import pytest
 import torch
 
 from tests.conftest import run_script
-from tests.test_detect import TINY, write_video
+from tests.helpers import TINY, make_detecting_weights, write_video
 from utils.deploy.feature_maps import feature_grid
 
 
 @pytest.fixture(scope="module")
 def tiny_pt(tmp_path_factory) -> Path:
     """A random tiny 3-class model (width 0.25) in our checkpoint format."""
-    from models.yolo import DetectionModel
-    from utils.checkpoint import model_to_dict, save_checkpoint
-
-    torch.manual_seed(0)
-    model = DetectionModel(TINY, verbose=False)
-    model.names = ["cat", "dog", "bird"]
-    path = tmp_path_factory.mktemp("viz") / "tiny.pt"
-    save_checkpoint({"model": model_to_dict(model, half=False)}, path)
-    return path
+    return make_detecting_weights(tmp_path_factory.mktemp("viz") / "tiny.pt", raise_objectness=False)
 
 
 def drawable_stages(weights: Path, imgsz: int) -> dict:
