@@ -143,7 +143,8 @@ def run_main(capsys, script: str, *args) -> Result:
     capsys.readouterr()  # drop what came before
     code = 0
     try:
-        module.main(module.parse_opt([str(a) for a in args]))
+        ret = module.main(module.parse_opt([str(a) for a in args]))
+        code = ret if isinstance(ret, int) and not isinstance(ret, bool) else 0  # a main that returns its code
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     out = capsys.readouterr()
