@@ -5,7 +5,10 @@ Session fixtures over these live in tests/conftest.py; a test module imports the
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import logging
 from pathlib import Path
 
 import cv2
@@ -134,18 +137,23 @@ class Result:
         self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
 
-def run_main(capsys, script: str, *args) -> Result:
+def run_main(script: str, *args) -> Result:
     """Run `python <script> args...` in this process: its parse_opt + main (wrapped in run_cli), output captured.
 
-    For error paths and flags, where no process boundary is under test. Use with the restore_logging fixture
-    (main installs a stdout handler on the root logger)."""
+    For error paths, flags and runs where no process boundary is under test. stdout / stderr are redirected while
+    it runs (the logging handler that main installs writes to the redirected stdout) and the root logger's handlers
+    are put back afterwards."""
     module = importlib.import_module(script[:-3].replace("/", "."))
-    capsys.readouterr()  # drop what came before
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    out, err = io.StringIO(), io.StringIO()
     code = 0
     try:
-        ret = module.main(module.parse_opt([str(a) for a in args]))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            ret = module.main(module.parse_opt([str(a) for a in args]))
         code = ret if isinstance(ret, int) and not isinstance(ret, bool) else 0  # a main that returns its code
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return Result(code, out.out, out.err)
+    finally:
+        root.handlers[:], root.level = handlers, level
+    return Result(code, out.getvalue(), err.getvalue())

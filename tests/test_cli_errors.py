@@ -55,10 +55,10 @@ CASES = [
 
 
 @pytest.mark.parametrize("script,args,code,text", CASES, ids=[f"{c[0]}:{' '.join(c[1][-2:])}" for c in CASES])
-def test_one_clear_error_line(env, tmp_path, script, args, code, text, capsys, restore_logging, monkeypatch):
+def test_one_clear_error_line(env, tmp_path, script, args, code, text, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = [] if script == "export.py" else ["--project", tmp_path]  # export.py writes beside the weights
-    r = run_main(capsys, script, *[a.format(**env) for a in args], *out)
+    r = run_main(script, *[a.format(**env) for a in args], *out)
     assert r.returncode == code, r.stdout[-1500:] + r.stderr[-1500:]
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
@@ -67,23 +67,23 @@ def test_one_clear_error_line(env, tmp_path, script, args, code, text, capsys, r
 
 
 @pytest.mark.parametrize("script", ["train.py", "val.py", "detect.py", "export.py"])
-def test_bad_flag_is_argparse_exit_2(script, capsys):
-    r = run_main(capsys, script, "--no-such-flag")
+def test_bad_flag_is_argparse_exit_2(script):
+    r = run_main(script, "--no-such-flag")
     assert r.returncode == 2 and "unrecognized arguments: --no-such-flag" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow
-def test_imgsz_not_multiple_of_stride_is_adjusted(env, tmp_path, capsys, restore_logging):
+def test_imgsz_not_multiple_of_stride_is_adjusted(env, tmp_path):
     # the tiny model's max stride is 16: detect / val round 70 up to 80; train uses at least 32, so 96
-    r = run_main(capsys, "detect.py", "--weights", env["W"], "--source", env["I"], "--imgsz", "70",
+    r = run_main("detect.py", "--weights", env["W"], "--source", env["I"], "--imgsz", "70",
                  "--project", tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "WARNING: --imgsz [70, 70] must be multiple of max stride 16, updating to [80, 80]" in r.stdout + r.stderr
-    r = run_main(capsys, "export.py", "--weights", env["W"], "--imgsz", "70", "--include", "torchscript")
+    r = run_main("export.py", "--weights", env["W"], "--imgsz", "70", "--include", "torchscript")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "updating to [80, 80]" in r.stdout + r.stderr
     assert Path(env["W"]).with_suffix(".torchscript").is_file()
-    r = run_main(capsys, "train.py", "--weights", env["W"], "--data", env["D"], *TRAIN, "--imgsz", "70",
+    r = run_main("train.py", "--weights", env["W"], "--data", env["D"], *TRAIN, "--imgsz", "70",
                  "--project", tmp_path, "--name", "t")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "WARNING: --imgsz 70 must be multiple of max stride 32, updating to 96" in r.stdout + r.stderr

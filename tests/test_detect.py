@@ -12,8 +12,7 @@ import torch
 
 from detect import main as detect_main
 from detect import parse_opt
-from tests.conftest import run_script
-from tests.helpers import write_video
+from tests.helpers import run_main, write_video
 from utils.boxes import box_iou, xywh2xyxy
 from utils.deploy.annotate import Annotator, colors, save_one_box
 from utils.deploy.predict import summarize
@@ -22,7 +21,7 @@ from utils.img_size import check_img_size
 
 
 def detect(*args, project: Path):
-    r = run_script("detect.py", *map(str, args), "--project", str(project), "--name", "exp", timeout=300)
+    r = run_main("detect.py", *args, "--project", project, "--name", "exp")
     assert "Traceback" not in r.stderr, r.stderr
     return r
 

@@ -101,8 +101,7 @@ def test_detect_heatmap_end_to_end(tmp_path):
     """detect.py --heatmap on an FLA model: per image a cam and an attention PNG of the image's size."""
     import cv2
 
-    from tests.conftest import run_script
-    from tests.helpers import write_video
+    from tests.helpers import run_main, write_video
     from utils.checkpoint import model_to_dict, save_checkpoint
 
     torch.manual_seed(0)
@@ -119,8 +118,8 @@ def test_detect_heatmap_end_to_end(tmp_path):
     for name, (h, w) in {"a.jpg": (90, 120), "b.png": (100, 70)}.items():
         cv2.imwrite(str(src / name), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     write_video(src / "clip.mp4", n=3)
-    r = run_script("detect.py", "--weights", weights, "--source", src, "--imgsz", "96", "--heatmap",
-                   "--project", tmp_path, "--name", "exp", "--conf-thres", "0.001", timeout=300)  # fmt: skip
+    r = run_main("detect.py", "--weights", weights, "--source", src, "--imgsz", "96", "--heatmap",
+                   "--project", tmp_path, "--name", "exp", "--conf-thres", "0.001")  # fmt: skip
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     out = tmp_path / "exp" / "heatmaps"
     assert sorted(p.name for p in out.glob("*.png")) == [
@@ -130,6 +129,6 @@ def test_detect_heatmap_end_to_end(tmp_path):
         for kind in ("cam", "attention"):
             im = cv2.imread(str(out / f"{stem}_{kind}.png"))
             assert im.shape == shape and im.std() > 1
-    r = run_script("detect.py", "--weights", weights, "--source", src / "a.jpg", "--imgsz", "96", "--heatmap", "99",
-                   "--project", tmp_path, "--name", "bad", timeout=300)  # fmt: skip
+    r = run_main("detect.py", "--weights", weights, "--source", src / "a.jpg", "--imgsz", "96", "--heatmap", "99",
+                   "--project", tmp_path, "--name", "bad")  # fmt: skip
     assert r.returncode == 2 and "error: --heatmap 99" in r.stderr and "Traceback" not in r.stderr

@@ -25,7 +25,7 @@ def _train(project: Path, name: str, data: Path, *extra: str, env=None):
     return r
 
 
-def test_run_folder_and_checkpoints(tmp_path, tiny_data, capsys, restore_logging):
+def test_run_folder_and_checkpoints(tmp_path, tiny_data):
     r = _train(tmp_path, "exp", tiny_data, "--epochs", "2", "--batch-size", "4")
     run = tmp_path / "exp"
     expected = ["weights/last.pt", "weights/best.pt", "hyp.yaml", "opt.yaml", "results.csv", "results.png"]
@@ -40,14 +40,14 @@ def test_run_folder_and_checkpoints(tmp_path, tiny_data, capsys, restore_logging
     assert ckpt["format"].startswith("yolov5-fla/") and ckpt["optimizer"] is None  # stripped at the end
     assert ckpt["ema"]["state_dict"]["model.0.conv.weight"].dtype == torch.float16
     assert "Epoch" in r.stdout and "box_loss" in r.stdout and "Instances" in r.stdout
-    resumed = run_main(capsys, "train.py", "--resume", run / "weights/last.pt")
+    resumed = run_main("train.py", "--resume", run / "weights/last.pt")
     assert resumed.returncode == 2 and "nothing to resume" in resumed.stderr
 
 
-def test_bad_values_are_user_errors(tmp_path, tiny_data, capsys, restore_logging):
-    r = run_main(capsys, "train.py", *BASE, "--data", tiny_data, "--project", tmp_path, "--epochs", "0")
+def test_bad_values_are_user_errors(tmp_path, tiny_data):
+    r = run_main("train.py", *BASE, "--data", tiny_data, "--project", tmp_path, "--epochs", "0")
     assert r.returncode == 2 and "error: --epochs" in r.stderr and "Traceback" not in r.stderr
-    r = run_main(capsys, "train.py", "--evolve", "--data", tiny_data)
+    r = run_main("train.py", "--evolve", "--data", tiny_data)
     assert r.returncode == 2 and "not supported" in r.stderr
 
 
@@ -108,10 +108,10 @@ def test_resume_after_sigkill_is_exact(tmp_path, tiny_data):
     assert [r.split(",")[:4] for r in rows_full] == [r.split(",")[:4] for r in rows_cut]  # same train losses
 
 
-def test_nonfinite_loss_stops_with_message(tmp_path, tiny_data, capsys, restore_logging):
+def test_nonfinite_loss_stops_with_message(tmp_path, tiny_data):
     hyp = (ROOT / "data/hyps/hyp.scratch-low.yaml").read_text().replace("box: 0.05", "box: .nan")
     (tmp_path / "nan.yaml").write_text(hyp)
-    r = run_main(capsys, "train.py", *BASE, "--data", tiny_data, "--project", tmp_path, "--hyp",
+    r = run_main("train.py", *BASE, "--data", tiny_data, "--project", tmp_path, "--hyp",
                  tmp_path / "nan.yaml", "--epochs", "3", "--batch-size", "2", "--noplots")  # fmt: skip
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     assert "non-finite" in r.stdout + r.stderr and "diverged" in r.stderr and "Traceback" not in r.stderr

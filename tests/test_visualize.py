@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_script
-from tests.helpers import TINY, make_detecting_weights, write_video
+from tests.helpers import TINY, make_detecting_weights, run_main, write_video
 from utils.deploy.feature_maps import feature_grid
 
 
@@ -34,7 +33,7 @@ def drawable_stages(weights: Path, imgsz: int) -> dict:
 
 
 def detect(*args, project: Path):
-    r = run_script("detect.py", *map(str, args), "--project", str(project), "--name", "exp", timeout=300)
+    r = run_main("detect.py", *args, "--project", project, "--name", "exp")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     return r
 
