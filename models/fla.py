@@ -35,8 +35,8 @@ def attention_width(c: int, ratio: float, num_heads: int) -> int:
 
 def _linear(layer: nn.Linear, t: torch.Tensor) -> torch.Tensor:
     """A Linear on channel-first tokens: (B, in, N) -> (B, out, N) = W @ t + b, in fp32."""
-    y = layer.weight.float() @ t
-    return y if layer.bias is None else y + layer.bias.float().view(-1, 1)
+    w = layer.weight.float().expand(t.shape[0], -1, -1)
+    return w @ t if layer.bias is None else torch.baddbmm(layer.bias.float().view(1, -1, 1), w, t)
 
 
 def _count(t: torch.Tensor) -> torch.Tensor | int:
@@ -107,11 +107,13 @@ class FocusedLinearAttention(nn.Module):
         b, _, n = t.shape
         nh, d = self.num_heads, self.head_dim
         q, k, v = self.qkv(t, h, w)  # Eq. 1, plus the positional encoding on K: (B, A, N) each
-        q, k = self.phi(q), self.phi(k)  # Eq. 6: the focused function
+        k = self.phi(k)  # Eq. 6: the focused function
+        q, rq = self.focus_parts(q)  # phi(Q) = q * rq, with rq (B, 1, N) one factor per token
         q, k, v = (z.view(b, nh, d, n) for z in (q, k, v))  # heads are views of the channels
         kv = k @ v.transpose(-2, -1) / _count(k)  # (B, nh, d, d) = mean_j phi(K_j)^T V_j (Eq. 5, in the mean form)
-        den = (q * k.mean(dim=-1, keepdim=True)).sum(dim=2, keepdim=True)  # (B, nh, 1, N) = phi(Q_i) mean_j phi(K_j)^T
-        o = (kv.transpose(-2, -1) @ q) / (den + EPS)  # (B, nh, d, N) = phi(Q_i) (phi(K)^T V) / den
+        den = k.mean(dim=-1, keepdim=True).transpose(-2, -1) @ q  # (B, nh, 1, N) = phi(Q_i) mean_j phi(K_j)^T / rq
+        z = 1.0 / (den + EPS) if rq is None else rq.unsqueeze(1) / (rq.unsqueeze(1) * den + EPS)  # 1 / normaliser
+        o = (kv.transpose(-2, -1) @ q) * z  # (B, nh, d, N) = phi(Q_i) (phi(K)^T V) / (phi(Q_i) sum_j phi(K_j)^T)
         if self.dwc is not None:  # Eq. 8: rank restoration, O += DWC(V), one conv shared by the heads
             dwc = self.dwc  # called functionally in fp32 (its MACs are in extra_macs, not seen by module hooks)
             fm = F.conv2d(
@@ -130,9 +132,13 @@ class FocusedLinearAttention(nn.Module):
 
     def phi(self, z: torch.Tensor) -> torch.Tensor:
         """The focused function phi_p(z) = f_p((relu(z) + 1e-6) / softplus(scale)) over the A channels (dim 1)."""
-        s = F.softplus(self.scale.float()).view(-1, 1)
-        f, r = focus((F.relu(z) + EPS) / s, self.focusing_factor, dim=1)
+        f, r = self.focus_parts(z)
         return f if r is None else f * r
+
+    def focus_parts(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """phi_p(z) of (B, A, N) as f (B, A, N) times r (B, 1, N) (None for focusing_factor 1): see fla_fused.focus."""
+        s = F.softplus(self.scale.float()).view(-1, 1)
+        return focus((F.relu(z) + EPS) / s, self.focusing_factor, dim=1)
 
     def positional_encoding_cf(self, h: int, w: int) -> torch.Tensor:
         """Positional encoding at h x w, channel-first (A, h*w) fp32; resized only when the size differs."""
