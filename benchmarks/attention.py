@@ -13,7 +13,6 @@ softmax-sdpa (fused kernel), linear (FLA without focusing and DWC).
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -24,9 +23,9 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from models.fla import FocusedLinearAttention
+from models.fla_reference import paper_attention
 
 
 class SoftmaxAttention(nn.Module):
@@ -49,7 +48,7 @@ class SoftmaxAttention(nn.Module):
 
 
 class PaperFLA(nn.Module):
-    """An independent, straightforward rendering of docs/fla.md steps 1-7: the speed reference for FLA.
+    """The paper's math as models/fla_reference.py writes it out (`paper_attention`): the speed reference for FLA.
 
     Its own parameters (copy them from a FocusedLinearAttention with `load_from` to compare outputs), the
     linear layers as einsum, direct powers, NCHW -> (B, N, C) tokens and back, and the positional encoding
@@ -80,33 +79,10 @@ class PaperFLA(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        n, nh = h * w, self.num_heads
-        d = c // nh
-        t = x.permute(0, 2, 3, 1).reshape(b, n, c)  # NCHW -> (B, N, C)
-        q = torch.einsum("bnc,oc->bno", t, self.wq) + self.bq  # 1. q, k, v
-        k, v = (torch.einsum("bnc,oc->bno", t, self.wkv) + self.bkv).chunk(2, dim=-1)
-        pe = self.pe.reshape(1, self.base, self.base, c).permute(0, 3, 1, 2)  # 2. k += P resized to h x w
-        pe = F.interpolate(pe, size=(h, w), mode="bilinear", align_corners=False)
-        k = k + pe.permute(0, 2, 3, 1).reshape(1, n, c)
-        s = F.softplus(self.scale)  # 3.
-
-        def focus(z: torch.Tensor) -> torch.Tensor:  # 4.
-            z = (F.relu(z) + 1e-6) / s
-            zp = z**self.p
-            return zp * z.norm(dim=-1, keepdim=True) / zp.norm(dim=-1, keepdim=True)
-
-        q, k = focus(q), focus(k)
-        q, k, v = (z.reshape(b, n, nh, d) for z in (q, k, v))  # 5. heads
-        kv = torch.einsum("bnhc,bnhe->bhce", k / math.sqrt(n), v / math.sqrt(n))
-        z = 1 / (torch.einsum("bnhc,bhc->bnh", q, k.mean(dim=1)) + 1e-6)
-        out = torch.einsum("bnhc,bhce,bnh->bnhe", q, kv, z)
-        fm = F.conv2d(
-            v.permute(0, 2, 3, 1).reshape(b * nh, d, h, w), self.dw, self.db, padding=self.dw.shape[-1] // 2, groups=d
-        )
-        out = out + fm.reshape(b, nh, d, n).permute(0, 3, 1, 2)  # 6. DWC(V)
-        out = torch.einsum("bnc,oc->bno", out.reshape(b, n, c), self.wp) + self.bp  # 7. merge heads, proj
-        return out.permute(0, 2, 1).reshape(b, c, h, w)  # (B, N, C) -> NCHW
+        w = {"wq": self.wq, "bq": self.bq, "wkv": self.wkv, "bkv": self.bkv, "wp": self.wp, "bp": self.bp,
+             "dw": self.dw, "db": self.db, "scale": self.scale, "pe": self.pe, "base": (self.base, self.base),
+             "heads": self.num_heads, "p": self.p}  # fmt: skip
+        return paper_attention(x, w)
 
 
 def build(method: str, dim: int, heads: int) -> nn.Module:

@@ -1,10 +1,10 @@
 """Focused Linear Attention (Han et al., "FLatten Transformer", ICCV 2023, arXiv 2308.00442) for YOLO feature maps.
 
-Everything runs on channel-first tokens (B, C, N = H*W), a free view of the NCHW map: the q/kv/proj layers are
-`W @ X` matmuls, the heads are views of the channels and V is already the depthwise conv's (B, A, H, W) map, so
-no layer ever transposes tokens. A pre-norm LayerNorm's affine is folded into the q/kv weights, the focusing
-`(relu(t) + 1e-6) / s` into their weights and bias, and the positional encoding into the k bias. `fuse()` caches
-these folded tensors (and the bias per input size); the unfused path computes the same tensors on every call.
+The training forward below is the paper's math (docs/fla.md gives the equation numbers) on channel-first tokens
+(B, C, N = H*W), a free view of the NCHW map: the q/kv/proj layers are `W @ X` matmuls and the heads are views of
+the channels, so no layer transposes tokens. `fuse()` switches a module to its inference form
+(models/fla_fused.py), which folds and caches; the paper's math written out plainly, for checks, is
+models/fla_reference.py.
 """
 
 from __future__ import annotations
@@ -14,19 +14,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.common import C3, Bottleneck
+from models.fla_fused import EPS, FusedAttention, FusedMLP, focus, normalize_channels, tracing
 from models.registry import register
 
-EPS = 1e-6  # focusing offset and normaliser guard, as the reference code
-DWC_MATRIX_MAX_TOKENS = 196  # fused maps up to 14x14 run the DWC as a matmul (0.3 MB of matrices at d = 8)
+__all__ = ["EPS", "FLA", "C3FLA", "FLABlock", "FocusedLinearAttention", "attention_width", "focus"]
 
 
 def _pair(v: int | tuple | list) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-def _tracing() -> bool:
-    """True while torch.jit / ONNX / torch.export trace the graph: no Python shape branches, no caches then."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 def attention_width(c: int, ratio: float, num_heads: int) -> int:
@@ -38,63 +33,24 @@ def attention_width(c: int, ratio: float, num_heads: int) -> int:
     return max(num_heads, round(c * ratio / num_heads) * num_heads)
 
 
-def normalize_channels(t: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-    """LayerNorm over the channels of (B, C, N) tokens, with norm's eps and without its affine (folded into the
-    next weights).
-
-    -> (B, C, N) as a transposed view of a contiguous (B, N, C): one fused layer_norm kernel over the last dim
-    (after one transposing copy) instead of seven elementwise passes; matmuls take the transposed view as is.
-    """
-    return F.layer_norm(t.transpose(1, 2), norm.normalized_shape, None, None, norm.eps).transpose(1, 2)
+def _linear(layer: nn.Linear, t: torch.Tensor) -> torch.Tensor:
+    """A Linear on channel-first tokens: (B, in, N) -> (B, out, N) = W @ t + b, in fp32."""
+    w = layer.weight.float().expand(t.shape[0], -1, -1)
+    return w @ t if layer.bias is None else torch.baddbmm(layer.bias.float().view(1, -1, 1), w, t)
 
 
-def focus(x: torch.Tensor, p: float, dim: int, inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Focusing x^p * ||x|| / ||x^p|| over `dim` of a positive x, returned as a product f * r.
-
-    f = (x / ||x||)^p cannot overflow; r = ||x|| / ||f|| is the per-token factor (size 1 along dim), None for p = 1
-    (then f = x). Callers fold r into small tensors instead of multiplying it into f.
-    x / ||x|| is floored at 1e-36^(1/2p) (1e-6 for p = 3): the squares of f inside ||f|| then stay normal fp32
-    numbers; entries below it (the relu'd channels) weigh < 1e-18 of a token's largest and would otherwise
-    land in the denormal range, where CPU arithmetic is 20x slower. The norms are sqrt(sum(x * x)): a plain
-    sum over a channel dim is vectorised, linalg.vector_norm over it is not. inplace (no autograd) overwrites x.
-    """
-    if p == 1:
-        return x, None
-    sq = x * x
-    norm = sq.sum(dim=dim, keepdim=True).sqrt()
-    tiny = 1e-36 ** (0.5 / p)
-    if inplace:
-        f = x.div_(norm).clamp_min_(tiny).pow_(p)
-        return f, norm / torch.mul(f, f, out=sq).sum(dim=dim, keepdim=True).sqrt()
-    f = (x / norm).clamp_min(tiny) ** p
-    return f, norm / (f * f).sum(dim=dim, keepdim=True).sqrt()
+def _count(t: torch.Tensor) -> torch.Tensor | int:
+    """N = t.shape[-1]; while tracing as a graph value, so a dynamic export stays right at every size."""
+    return torch.ones_like(t[..., :1, :]).sum(dim=-1, keepdim=True) if tracing() else t.shape[-1]
 
 
-def _fold_norm(w: torch.Tensor, b: torch.Tensor | None, norm: nn.LayerNorm | None) -> tuple:
-    """W @ (g * xhat + beta) + b == (W * g) @ xhat + (W @ beta + b): fold a LayerNorm affine into (out, in) W."""
-    b = torch.zeros_like(w[:, 0]) if b is None else b.float()
-    if norm is None or not norm.elementwise_affine:
-        return w, b
-    if norm.bias is not None:
-        b = b + w @ norm.bias.float()
-    return w * norm.weight.float(), b
-
-
-def _cached(owner: nn.Module, key: tuple, make, constant: bool = False):
-    """make() once per key after owner.fuse() (owner._cache is a dict); on every call before, or while tracing.
-
-    constant: a size-independent entry (folded weights) that a trace may take from the cache as a constant, so
-    converters see plain weights rather than the folding ops; a trace never stores into the cache.
-    """
-    if owner._cache is None or (_tracing() and not constant):
-        return make()
-    hit = owner._cache.get(key)
-    if hit is None and _tracing():
-        return make()
-    if hit is None:
-        with torch.no_grad():
-            hit = owner._cache[key] = make()
-    return hit
+def _layer_norm(t: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """The LayerNorm over the channels of (B, C, N) tokens, affine included, in fp32."""
+    u = normalize_channels(t, norm)
+    if norm.elementwise_affine:
+        u = u * norm.weight.float().view(-1, 1)
+        u = u if norm.bias is None else u + norm.bias.float().view(-1, 1)
+    return u
 
 
 class FocusedLinearAttention(nn.Module):
@@ -129,123 +85,87 @@ class FocusedLinearAttention(nn.Module):
         self.scale = nn.Parameter(torch.zeros(1, 1, a))
         n0 = self.base_size[0] * self.base_size[1]
         self.positional_encoding = nn.Parameter(torch.zeros(1, n0, a)) if pos_enc else None
-        self._cache: dict | None = None  # folded tensors after fuse(); None = recompute on every call
+        self.fused: FusedAttention | None = None  # the inference form after fuse()
 
     def fuse(self) -> FocusedLinearAttention:
-        """Inference only: cache the folded weights (and the bias per input size) from now on; freezes the layer."""
-        self._cache = {}
+        """Inference only: switch to the folded, cached form (models/fla_fused.py); freezes the layer."""
+        self.fused = FusedAttention(self)
         self.requires_grad_(False)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
-        return self.run(x.flatten(2), x.shape[2], x.shape[3]).view(x.shape)
+        h, w = x.shape[2], x.shape[3]
+        if self.fused is not None:
+            return self.fused(x.flatten(2), h, w).view(x.shape)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y = self.attend(x.flatten(2).float(), h, w)
+        return y.to(x.dtype).view(x.shape)
 
-    def run(self, t: torch.Tensor, h: int, w: int, norm: nn.LayerNorm | None = None, residual: bool = False):
-        """Channel-first tokens (B, C, N=h*w) -> (B, C, N) in t's dtype: attention of norm(t), plus t if residual."""
-        with torch.autocast(device_type=t.device.type, enabled=False):
-            tf = t.float()
-            u = tf if norm is None else normalize_channels(tf, norm)
-            w_qkv, b_qkv, inv, floor, w_dwc, w_p, b_p = _cached(
-                self, ("w", t.device, norm is None), lambda: self._weights(norm), constant=True
+    def attend(self, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The paper's focused linear attention of fp32 channel-first tokens t (B, C, N = h*w) -> (B, C, N)."""
+        b, _, n = t.shape
+        nh, d = self.num_heads, self.head_dim
+        q, k, v = self.qkv(t, h, w)  # Eq. 1, plus the positional encoding on K: (B, A, N) each
+        k = self.phi(k)  # Eq. 6: the focused function
+        q, rq = self.focus_parts(q)  # phi(Q) = q * rq, with rq (B, 1, N) one factor per token
+        q, k, v = (z.view(b, nh, d, n) for z in (q, k, v))  # heads are views of the channels
+        kv = k @ v.transpose(-2, -1) / _count(k)  # (B, nh, d, d) = mean_j phi(K_j)^T V_j (Eq. 5, in the mean form)
+        den = k.mean(dim=-1, keepdim=True).transpose(-2, -1) @ q  # (B, nh, 1, N) = phi(Q_i) mean_j phi(K_j)^T / rq
+        z = 1.0 / (den + EPS) if rq is None else rq.unsqueeze(1) / (rq.unsqueeze(1) * den + EPS)  # 1 / normaliser
+        o = (kv.transpose(-2, -1) @ q) * z  # (B, nh, d, N) = phi(Q_i) (phi(K)^T V) / (phi(Q_i) sum_j phi(K_j)^T)
+        if self.dwc is not None:  # Eq. 8: rank restoration, O += DWC(V), one conv shared by the heads
+            dwc = self.dwc  # called functionally in fp32 (its MACs are in extra_macs, not seen by module hooks)
+            fm = F.conv2d(
+                v.reshape(b * nh, d, h, w), dwc.weight.float(), dwc.bias.float(), padding=dwc.padding, groups=d
             )
-            bias = _cached(self, ("b", t.device, h, w), lambda: self._bias(b_qkv, inv, h, w))
-            b, a = t.shape[0], self.attn_dim
-            inplace = not (torch.is_grad_enabled() or _tracing())  # no autograd: reuse buffers, skip allocations
-            qkv = torch.baddbmm(bias, w_qkv.expand(b, -1, -1), u)  # (B, 3A, N): [q, k] focusing input, v
-            qk = qkv[:, : 2 * a]  # (relu(t) + 1e-6) / s = max(t', 1e-6 / s), 1 / s folded into W and the bias
-            qk = torch.maximum(qk, floor, out=qk) if inplace else torch.maximum(qk, floor)
-            o = self._attend(qk, qkv[:, 2 * a :], h, w, w_dwc, inplace)  # (B, A, N)
-            if residual:
-                y = torch.baddbmm(tf, w_p.expand(b, -1, -1), o)
-                y = y.add_(b_p) if inplace else y + b_p
-            else:
-                y = torch.baddbmm(b_p, w_p.expand(b, -1, -1), o)
-        return y.to(t.dtype)
+            o = o + fm.view(b, nh, d, n)
+        return _linear(self.proj, o.reshape(b, self.attn_dim, n))  # merge the heads, project back to C
 
-    def _weights(self, norm: nn.LayerNorm | None) -> tuple:
-        """Folded fp32 tensors: W_qkv (3A, C) and bias (3A, 1) with the norm affine in and the q/k rows as
-        (t + 1e-6) / s; 1 / s (A, 1); floor (2A, 1) = 1e-6 / s; DWC weight tiled over the heads (A, 1, k, k);
-        proj W (C, A) and bias (C, 1), the latter with the DWC bias folded in (W_p @ b_dwc)."""
-        a, nh = self.attn_dim, self.num_heads
-        w = torch.cat((self.q.weight, self.kv.weight)).float()
-        bias = None if self.q.bias is None else torch.cat((self.q.bias, self.kv.bias))
-        w, bias = _fold_norm(w, bias, norm)
-        inv = 1.0 / F.softplus(self.scale.float()).view(a, 1)
-        rows = torch.cat((inv, inv, torch.ones_like(inv)))  # q and k rows / s, v rows unchanged
-        eps = torch.cat((torch.full_like(inv, EPS).repeat(2, 1), torch.zeros_like(inv)))
-        w, bias = w * rows, (bias.view(-1, 1) + eps) * rows
-        w_dwc = None
-        w_p, b_p = self.proj.weight.float(), self.proj.bias.float().view(-1, 1)
-        if self.dwc is not None:
-            w_dwc = self.dwc.weight.float().repeat(nh, 1, 1, 1)
-            if self.dwc.bias is not None:  # a per-channel constant of o: W_p @ (o + b) = W_p @ o + W_p @ b
-                b_p = b_p + w_p @ self.dwc.bias.float().repeat(nh).view(-1, 1)
-        return w, bias, inv, torch.cat((inv, inv)) * EPS, w_dwc, w_p, b_p
+    def qkv(self, t: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Q = W_Q t, K = W_K t (+ the positional encoding at h x w), V = W_V t: (B, A, N) each, fp32."""
+        q = _linear(self.q, t)
+        k, v = _linear(self.kv, t).chunk(2, dim=1)
+        if self.positional_encoding is not None:
+            k = k + self.positional_encoding_cf(h, w)
+        return q, k, v
 
-    def _bias(self, bias: torch.Tensor, inv: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """The folded (3A, 1) qkv bias, as (3A, N) with the positional encoding / s in the k rows when it has one."""
-        if self.positional_encoding is None:
-            return bias
-        a = self.attn_dim
-        bk = bias[a : 2 * a] + self._pe(h, w) * inv  # (A, N)
-        return torch.cat((bias[:a].expand_as(bk), bk, bias[2 * a :].expand_as(bk)))
+    def phi(self, z: torch.Tensor) -> torch.Tensor:
+        """The focused function phi_p(z) = f_p((relu(z) + 1e-6) / softplus(scale)) over the A channels (dim 1)."""
+        f, r = self.focus_parts(z)
+        return f if r is None else f * r
 
-    def _pe(self, h: int, w: int) -> torch.Tensor:
+    def focus_parts(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """phi_p(z) of (B, A, N) as f (B, A, N) times r (B, 1, N) (None for focusing_factor 1): see fla_fused.focus."""
+        s = F.softplus(self.scale.float()).view(-1, 1)
+        return focus((F.relu(z) + EPS) / s, self.focusing_factor, dim=1)
+
+    def positional_encoding_cf(self, h: int, w: int) -> torch.Tensor:
         """Positional encoding at h x w, channel-first (A, h*w) fp32; resized only when the size differs."""
         h0, w0 = self.base_size
         pe = self.positional_encoding.float()[0].t()  # (A, N0)
-        if _tracing() or (h, w) != (h0, w0):
+        if tracing() or (h, w) != (h0, w0):
             pe = F.interpolate(pe.reshape(1, -1, h0, w0), size=(h, w), mode="bilinear", align_corners=False)
             pe = pe[0].flatten(1)
         return pe
 
     def positional_encoding_at(self, h: int, w: int) -> torch.Tensor:
         """The positional encoding resized to h x w: (1, h*w, A) fp32 (token-major, as stored)."""
-        return self._pe(h, w).t().unsqueeze(0)
+        return self.positional_encoding_cf(h, w).t().unsqueeze(0)
 
-    def _attend(self, qk: torch.Tensor, v: torch.Tensor, h: int, w: int, w_dwc, inplace: bool = False):
-        """fp32 core: focusing input qk (B, 2A, N) (positive), v (B, A, N) -> (B, A, N) before proj (DWC bias
-        excluded: it is folded into the proj bias)."""
-        b, a, n = v.shape
+    @torch.no_grad()
+    def attention_row(self, t: torch.Tensor, h: int, w: int, query: int, per_head: bool = False) -> torch.Tensor:
+        """The attention weights token `query` gives every token: the normalised phi(Q_i) phi(K_j)^T row.
+
+        t: the tokens (1, C, N = h*w) this layer attends over (after its owner's LayerNorm). -> (h, w) averaged
+        over the heads, summing to 1; per_head: (heads, h, w), each summing to 1. The DWC term is not included.
+        """
+        q, k, _ = self.qkv(t.float(), h, w)
+        q, k = self.phi(q)[0], self.phi(k)[0]  # (A, N)
         nh, d = self.num_heads, self.head_dim
-        f, r = focus(qk.view(b, 2, a, n), self.focusing_factor, 2, inplace)  # over all A channels; r (B, 2, 1, N)
-        q, k = f[:, 0].view(b, nh, d, n), f[:, 1].view(b, nh, d, n)  # heads are channel views
-        if _tracing():  # N from the graph, so a dynamic export stays right at every size
-            rk = torch.ones_like(qk[:, None, :1]) if r is None else r[:, 1:]  # (B, 1, 1, N), focused k = k * rk
-            kw = k * (rk / torch.ones_like(rk).sum(dim=-1, keepdim=True))  # (B, nh, d, N): focused k / N
-        else:
-            kw = k * (1.0 / n) if r is None else k * (r[:, 1:] * (1.0 / n))
-        kv = kw @ v.view(b, nh, d, n).transpose(-2, -1)  # (B, nh, d, d) = mean_n k_n v_n^T
-        m = torch.cat((kv, kw.sum(dim=-1, keepdim=True)), dim=-1).transpose(-2, -1)  # (B, nh, d+1, d): [kv^T; mean k]
-        o = m @ q  # (B, nh, d+1, N): one pass over q gives Q (K^T V) and Q mean(K)^T
-        num, den = o[:, :, :d], o[:, :, d:]
-        z = 1.0 / (den + EPS) if r is None else r[:, :1] / (r[:, :1] * den + EPS)  # focused q = q * rq, folded here
-        if w_dwc is None:
-            return (num * z).reshape(b, a, n)
-        toeplitz = self._dwc_matrix(w_dwc, h, w, v.device) if inplace and n <= DWC_MATRIX_MAX_TOKENS else None
-        if toeplitz is not None:  # small fused maps: the DWC as one (d, N, N) bmm, far cheaper than a tiny conv
-            vv = v.view(b, nh, d, n).permute(2, 0, 1, 3).reshape(d, b * nh, n)
-            fm = torch.bmm(vv, toeplitz).view(d, b, nh, n).permute(1, 2, 0, 3)  # (B, nh, d, N)
-            return (num * z).add_(fm).view(b, a, n)
-        fm = F.conv2d(v.view(b, a, h, w), w_dwc, None, padding=self.dwc.padding, groups=a)  # DWC per head
-        if _tracing():  # the same sum in ops every converter has (CoreML has no addcmul)
-            return (fm.view(b, nh, d, n) + num * z).view(b, a, n)
-        return torch.addcmul(fm.view(b, nh, d, n), num, z).view(b, a, n)  # DWC(V) + Q (K^T V) * z
-
-    def _dwc_matrix(self, w_dwc: torch.Tensor, h: int, w: int, device: torch.device) -> torch.Tensor | None:
-        """After fuse(): the depthwise conv (weights shared by the heads) at h x w as its transposed Toeplitz
-        matrices (d, N_src, N_out), cached per size, so DWC(v)[j] = v[j] @ T[j]; None before fuse()."""
-        if self._cache is None:
-            return None
-
-        def make() -> torch.Tensor:
-            d, n = self.head_dim, h * w
-            eye = torch.eye(n, device=device).view(n, 1, h, w).expand(n, d, h, w)  # one image per source pixel
-            resp = F.conv2d(eye, w_dwc[:d], None, padding=self.dwc.padding, groups=d)  # (N_src, d, h, w)
-            return resp.flatten(2).permute(1, 0, 2).contiguous()  # (d, N_src, N_out)
-
-        return _cached(self, ("dwc", device, h, w), make)
+        wgt = (q[:, query].view(nh, d, 1) * k.view(nh, d, -1)).sum(dim=1)  # (nh, N)
+        wgt = wgt / wgt.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+        return wgt.view(nh, h, w) if per_head else wgt.mean(dim=0).view(h, w)
 
     def extra_macs(self, shape: tuple) -> int:
         """MACs of q/kv/proj and the attention matmuls for an input (B, C, H, W) (the Linear modules are not called,
@@ -290,18 +210,34 @@ class FLA(nn.Module):
             nn.init.zeros_(self.attn.proj.weight)
             nn.init.zeros_(self.attn.proj.bias)
 
+        self.fused: FusedAttention | None = None  # the inference form after fuse()
+
     def fuse(self) -> FLA:
-        """Inference only: fold and cache (see FocusedLinearAttention.fuse)."""
+        """Inference only: switch to the folded, cached form (the LayerNorm affine folded too); freezes the layer."""
         self.attn.fuse()
+        self.fused = FusedAttention(self.attn, self.norm, residual=True)
         self.requires_grad_(False)
         return self
+
+    @torch.no_grad()
+    def attention_row(self, x: torch.Tensor, query: int, per_head: bool = False) -> torch.Tensor:
+        """The attention row of token `query` for this layer's input x (1, C, H, W): see
+        FocusedLinearAttention.attention_row. -> (H, W), or (heads, H, W) per_head."""
+        t = _layer_norm(x.flatten(2).float(), self.norm)
+        return self.attn.attention_row(t, x.shape[2], x.shape[3], query, per_head)
 
     def extra_macs(self, shape: tuple) -> int:
         """MACs of the LayerNorm, q/kv/proj and attention matmuls for an input (B, C, H, W)."""
         return _norm_macs(shape) + self.attn.extra_macs(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn.run(x.flatten(2), x.shape[2], x.shape[3], self.norm, residual=True).view(x.shape)
+        h, w = x.shape[2], x.shape[3]
+        if self.fused is not None:
+            return self.fused(x.flatten(2), h, w).view(x.shape)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            t = x.flatten(2).float()  # (B, C, N)
+            y = t + self.attn.attend(_layer_norm(t, self.norm), h, w)
+        return y.to(x.dtype).view(x.shape)
 
 
 @register
@@ -330,14 +266,20 @@ class FLABlock(nn.Module):
             for layer in (self.attn.proj, self.mlp[2]):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
-        self._cache: dict | None = None
+        self.fused: tuple[FusedAttention, FusedMLP] | None = None  # the inference form after fuse()
 
     def fuse(self) -> FLABlock:
-        """Inference only: fold and cache the attention's and the MLP's weights."""
+        """Inference only: switch to the folded, cached form of the attention and the MLP; freezes the block."""
         self.attn.fuse()
-        self._cache = {}
+        self.fused = FusedAttention(self.attn, self.norm1, residual=True), FusedMLP(self.mlp, self.norm2)
         self.requires_grad_(False)
         return self
+
+    @torch.no_grad()
+    def attention_row(self, x: torch.Tensor, query: int, per_head: bool = False) -> torch.Tensor:
+        """The attention row of token `query` for this block's input x (1, C, H, W) (see FLA.attention_row)."""
+        t = _layer_norm(x.flatten(2).float(), self.norm1)
+        return self.attn.attention_row(t, x.shape[2], x.shape[3], query, per_head)
 
     def extra_macs(self, shape: tuple) -> int:
         """MACs of both LayerNorms, the MLP, q/kv/proj and the attention matmuls for an input (B, C, H, W)."""
@@ -345,21 +287,16 @@ class FLABlock(nn.Module):
         mlp = 2 * self.mlp[0].out_features * c * b * h * w
         return 2 * _norm_macs(shape) + mlp + self.attn.extra_macs(shape)
 
-    def _mlp_weights(self) -> tuple:
-        """fp32 (W1 * g2, b1 + W1 @ beta2) as (hidden, C) and (hidden, 1); W2 (C, hidden), b2 (C, 1)."""
-        fc1, fc2 = self.mlp[0], self.mlp[2]
-        w1, b1 = _fold_norm(fc1.weight.float(), fc1.bias, self.norm2)
-        return w1, b1.view(-1, 1), fc2.weight.float(), fc2.bias.float().view(-1, 1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        t = self.attn.run(x.flatten(2), h, w, self.norm1, residual=True)  # (B, C, N)
+        h, w = x.shape[2], x.shape[3]
+        if self.fused is not None:
+            attn, mlp = self.fused
+            return mlp(attn(x.flatten(2), h, w)).view(x.shape)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            tf = t.float()
-            w1, b1, w2, b2 = _cached(self, ("mlp", x.device), self._mlp_weights, constant=True)
-            hidden = F.gelu(torch.baddbmm(b1, w1.expand(b, -1, -1), normalize_channels(tf, self.norm2)))
-            y = torch.baddbmm(tf, w2.expand(b, -1, -1), hidden) + b2
-        return y.to(x.dtype).view(x.shape)
+            t = x.flatten(2).float()  # (B, C, N)
+            t = t + self.attn.attend(_layer_norm(t, self.norm1), h, w)
+            t = t + _linear(self.mlp[2], F.gelu(_linear(self.mlp[0], _layer_norm(t, self.norm2))))
+        return t.to(x.dtype).view(x.shape)
 
 
 class BottleneckFLA(Bottleneck):

@@ -71,3 +71,19 @@ def tiny_fla(tmp_path_factory):
     f = tmp_path_factory.mktemp("fla") / "tiny-fla.pt"
     save_checkpoint({"model": model_to_dict(model, half=False)}, f)
     return f
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A random tiny 3-class model whose objectness bias is raised so that it always finds a few boxes."""
+    from tests.helpers import make_detecting_weights
+
+    return make_detecting_weights(tmp_path_factory.mktemp("w") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """tests.helpers.make_dataset: 8 train / 4 val images of coloured rectangles, 2 classes (never written to)."""
+    from tests.helpers import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("tiny"))

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import run_script
+from tests.helpers import run_main
 
 pytestmark = pytest.mark.slow
 GOOD = ["0 0.30 0.30 0.20 0.20", "1 0.70 0.60 0.25 0.30"]
@@ -75,7 +75,7 @@ def _check_problems_named(log: str) -> None:
 def test_train_and_val_finish_on_bad_data(tmp_path):
     data = make_bad_dataset(tmp_path / "bad")
     common = ("--imgsz", "64", "--device", "cpu", "--workers", "0", "--project", tmp_path / "runs", "--exist-ok")
-    r = run_script("train.py", "--cfg", "yolov5n.yaml", "--data", data, "--epochs", "1", "--batch-size", "4",
+    r = run_main("train.py", "--cfg", "yolov5n.yaml", "--data", data, "--epochs", "1", "--batch-size", "4",
                    "--noplots", "--name", "train", *common)  # fmt: skip
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-3000:]
@@ -83,7 +83,7 @@ def test_train_and_val_finish_on_bad_data(tmp_path):
     _check_problems_named(log)
     assert "2 corrupt" in log and "2 backgrounds" in log  # random.jpg + text.jpg; empty.png + nolabel.png
     weights = tmp_path / "runs/train/weights/last.pt"
-    r = run_script("val.py", "--weights", weights, "--data", data, "--batch-size", "4", "--name", "val", *common)
+    r = run_main("val.py", "--weights", weights, "--data", data, "--batch-size", "4", "--name", "val", *common)
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-3000:]
     _check_problems_named(log)

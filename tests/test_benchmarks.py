@@ -14,7 +14,7 @@ from benchmarks.ablate import pooled, pooled_markdown, run_one, run_stem, split_
 from benchmarks.latency import time_interleaved
 from benchmarks.vs_official import Row, Side, markdown, time_pairs
 from tests.conftest import run_script
-from tests.test_train import make_dataset
+from tests.helpers import make_dataset, run_main
 
 
 def test_time_interleaved_rotates_the_order():
@@ -69,8 +69,8 @@ def test_ablate_cli_trains_reuses_and_reports(tmp_path):
     data = make_dataset(tmp_path / "data", n_train=4, n_val=2)
     common = ("--data", data, "--project", tmp_path, "--name", "study", "--epochs", "1", "--imgsz", "64",
               "--batch-size", "4", "--workers", "0", "--latency-runs", "3")  # fmt: skip
-    cfgs = ("--cfgs", "yolov5n.yaml", "yolov5n-fla-r25", "--seeds", "0", "1")
-    r = run_script("benchmarks/ablate.py", *common, *cfgs)
+    cfgs = ("--cfgs", "yolov5n.yaml", "yolov5n-fla-r25", "--seeds", "0", "1", "--train-args", "--noplots")
+    r = run_main("benchmarks/ablate.py", *common, *cfgs)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "[run 1/4] yolov5n.yaml seed 0 training" in r.stdout
     assert "[run 4/4] yolov5n-fla-r25 seed 1 training" in r.stdout
@@ -90,15 +90,16 @@ def test_ablate_cli_trains_reuses_and_reports(tmp_path):
     assert "| `yolov5n-fla-r25` | 2 |" in table and "Δ mAP50-95" in table
 
     # restarted: every run reused, nothing trained; report-only with a seed never run uses the finished ones
-    r = run_script("benchmarks/ablate.py", *common, *cfgs)
+    r = run_main("benchmarks/ablate.py", *common, *cfgs)
     assert r.returncode == 0 and r.stdout.count("reused") == 4 and "training" not in r.stdout
-    r = run_script("benchmarks/ablate.py", *common, "--cfgs", "yolov5n.yaml", "--seeds", "0", "7", "--report-only")
+    r = run_main("benchmarks/ablate.py", *common, "--cfgs", "yolov5n.yaml", "--seeds", "0", "7",
+                 "--report-only")  # fmt: skip
     assert r.returncode == 0 and "| `yolov5n.yaml` | 1 |" in r.stdout
 
     # nothing finished for a config, or a config that does not exist: one line, no traceback
-    r = run_script("benchmarks/ablate.py", *common, "--cfgs", "yolov5n-fla.yaml", "--report-only")
+    r = run_main("benchmarks/ablate.py", *common, "--cfgs", "yolov5n-fla.yaml", "--report-only")
     assert r.returncode == 2 and "error: --report-only: no finished run" in r.stderr and "Traceback" not in r.stderr
-    r = run_script("benchmarks/ablate.py", *common, "--cfgs", "nope.yaml")
+    r = run_main("benchmarks/ablate.py", *common, "--cfgs", "nope.yaml")
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -135,7 +136,7 @@ def test_ablate_hyp_variant_trains_with_its_hyp(tmp_path, monkeypatch):
 
 def test_ablate_bad_variant_hyp_is_one_line(tmp_path):
     data = make_dataset(tmp_path / "data", n_train=2, n_val=1)
-    r = run_script("benchmarks/ablate.py", "--data", data, "--project", tmp_path, "--cfgs", "yolov5n.yaml",
+    r = run_main("benchmarks/ablate.py", "--data", data, "--project", tmp_path, "--cfgs", "yolov5n.yaml",
                    "yolov5n.yaml@nope.yaml")  # fmt: skip
     assert r.returncode == 2 and "error:" in r.stderr and "nope.yaml" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "exp").exists() or not any((tmp_path / "exp").iterdir())
@@ -168,11 +169,11 @@ def test_ablate_cli_two_datasets_one_command(tmp_path):
     same_name = make_dataset(tmp_path / "two", n_train=4, n_val=2)
     common = ("--project", tmp_path, "--name", "study", "--epochs", "1", "--imgsz", "64", "--batch-size", "4",
               "--workers", "0", "--latency-runs", "2", "--cfgs", "yolov5n.yaml", "yolov5n-fla-r25",
-              "--seeds", "0")  # fmt: skip
-    r = run_script("benchmarks/ablate.py", "--datasets", d1, same_name, *common)
+              "--seeds", "0", "--train-args", "--noplots")  # fmt: skip
+    r = run_main("benchmarks/ablate.py", "--datasets", d1, same_name, *common)
     assert r.returncode == 2 and "share a name" in r.stderr and "Traceback" not in r.stderr
     d2 = same_name.rename(same_name.with_name("tiny2.yaml"))
-    r = run_script("benchmarks/ablate.py", "--datasets", d1, d2, *common)
+    r = run_main("benchmarks/ablate.py", "--datasets", d1, d2, *common)
     assert r.returncode == 0, r.stderr[-2000:]
     out = tmp_path / "study"
     names = [Path(d).stem for d in (d1, d2)]
@@ -182,14 +183,14 @@ def test_ablate_cli_two_datasets_one_command(tmp_path):
     assert text.count("| `yolov5n-fla-r25` | 1 |") == 2 and "Across datasets" in text
     row = json.loads((out / "pooled.json").read_text())["rows"][0]
     assert row["cfg"] == "yolov5n-fla-r25" and len(row["diffs"]) == 2 and row["spread"] >= 0
-    r = run_script("benchmarks/ablate.py", "--datasets", d1, d2, *common)  # restart: all 4 runs reused
+    r = run_main("benchmarks/ablate.py", "--datasets", d1, d2, *common)  # restart: all 4 runs reused
     assert r.returncode == 0 and r.stdout.count("reused") == 4 and "training" not in r.stdout
 
 
 def test_vs_official_skips_without_official():
-    r = run_script("benchmarks/vs_official.py")
+    r = run_main("benchmarks/vs_official.py")
     assert r.returncode == 0 and "skipped" in r.stdout and "Traceback" not in r.stderr
-    r = run_script("benchmarks/vs_official.py", "--official", "/nonexistent/yolov5")
+    r = run_main("benchmarks/vs_official.py", "--official", "/nonexistent/yolov5")
     assert r.returncode == 2 and "error: --official" in r.stderr
 
 

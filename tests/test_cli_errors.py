@@ -1,56 +1,14 @@
-"""Every CLI refuses bad flags and inputs with one 'error: ...' line, a non-zero exit and no traceback."""
+"""Every CLI refuses bad flags and inputs with one 'error: ...' line, a non-zero exit and no traceback.
+
+In-process (main wrapped in run_cli, output captured): what is tested is the message and the exit code."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from tests.conftest import run_script
-
-pytestmark = pytest.mark.slow
-TINY_CFG = {
-    "nc": 2,
-    "depth_multiple": 0.33,
-    "width_multiple": 0.25,
-    "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
-    "backbone": [
-        [-1, 1, "Conv", [64, 6, 2, 2]],
-        [-1, 1, "Conv", [128, 3, 2]],
-        [-1, 1, "C3", [128]],
-        [-1, 1, "Conv", [256, 3, 2]],
-        [-1, 1, "Conv", [512, 3, 2]],
-        [-1, 1, "SPPF", [512, 5]],
-    ],
-    "head": [[[2, 3, 5], 1, "Detect", ["nc", "anchors"]]],
-}
-
-
-def make_tiny_weights(path: Path) -> Path:
-    """A 2-class checkpoint of a width-0.25 model with strides 4/8/16, written by save_checkpoint."""
-    from models.yolo import DetectionModel
-    from utils.checkpoint import model_to_dict, save_checkpoint
-
-    model = DetectionModel(TINY_CFG, verbose=False)
-    model.names = ["red", "green"]
-    return save_checkpoint({"model": model_to_dict(model), "epoch": -1}, path)
-
-
-def make_tiny_dataset(root: Path, n: int = 4) -> Path:
-    """n grey 96x128 PNGs with one box each in train and val (2 classes); returns the dataset yaml."""
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for i in range(n):
-            im = np.full((96, 128, 3), 90, np.uint8)
-            cv2.rectangle(im, (32, 24), (64, 56), (255, 0, 0) if i % 2 else (0, 255, 0), -1)
-            cv2.imwrite(str(root / "images" / split / f"{i}.png"), im)
-            (root / "labels" / split / f"{i}.txt").write_text(f"{i % 2} 0.375 0.4166667 0.25 0.3333333\n")
-    yaml_file = root / "tiny.yaml"
-    yaml_file.write_text("path: .\ntrain: images/train\nval: images/val\nnames: [red, green]\n")
-    return yaml_file
+from tests.helpers import make_tiny_dataset, make_tiny_weights, run_main
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +55,10 @@ CASES = [
 
 
 @pytest.mark.parametrize("script,args,code,text", CASES, ids=[f"{c[0]}:{' '.join(c[1][-2:])}" for c in CASES])
-def test_one_clear_error_line(env, tmp_path, script, args, code, text):
+def test_one_clear_error_line(env, tmp_path, script, args, code, text, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     out = [] if script == "export.py" else ["--project", tmp_path]  # export.py writes beside the weights
-    r = run_script(script, *[a.format(**env) for a in args], *out, cwd=tmp_path)
+    r = run_main(script, *[a.format(**env) for a in args], *out)
     assert r.returncode == code, r.stdout[-1500:] + r.stderr[-1500:]
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
@@ -109,20 +68,22 @@ def test_one_clear_error_line(env, tmp_path, script, args, code, text):
 
 @pytest.mark.parametrize("script", ["train.py", "val.py", "detect.py", "export.py"])
 def test_bad_flag_is_argparse_exit_2(script):
-    r = run_script(script, "--no-such-flag")
+    r = run_main(script, "--no-such-flag")
     assert r.returncode == 2 and "unrecognized arguments: --no-such-flag" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_imgsz_not_multiple_of_stride_is_adjusted(env, tmp_path):
     # the tiny model's max stride is 16: detect / val round 70 up to 80; train uses at least 32, so 96
-    r = run_script("detect.py", "--weights", env["W"], "--source", env["I"], "--imgsz", "70", "--project", tmp_path)
+    r = run_main("detect.py", "--weights", env["W"], "--source", env["I"], "--imgsz", "70",
+                 "--project", tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "WARNING: --imgsz [70, 70] must be multiple of max stride 16, updating to [80, 80]" in r.stdout + r.stderr
-    r = run_script("export.py", "--weights", env["W"], "--imgsz", "70", "--include", "torchscript")
+    r = run_main("export.py", "--weights", env["W"], "--imgsz", "70", "--include", "torchscript")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "updating to [80, 80]" in r.stdout + r.stderr
     assert Path(env["W"]).with_suffix(".torchscript").is_file()
-    r = run_script("train.py", "--weights", env["W"], "--data", env["D"], *TRAIN, "--imgsz", "70",
-                   "--project", tmp_path, "--name", "t")  # fmt: skip
+    r = run_main("train.py", "--weights", env["W"], "--data", env["D"], *TRAIN, "--imgsz", "70",
+                 "--project", tmp_path, "--name", "t")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "WARNING: --imgsz 70 must be multiple of max stride 32, updating to 96" in r.stdout + r.stderr

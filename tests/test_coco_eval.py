@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import run_script
+from tests.helpers import run_main
 from utils.val.coco import COCO91_IDS, CocoTarget, coco_rows, coco_target, find_annotations, is_coco_layout
 
 
@@ -90,7 +90,7 @@ def test_val_save_json_coco_layout_matches_official(shared, tmp_path):
     """Official YOLOv5 val.py --save-json on this layout (yolov5n.pt, 640): 922 predictions, COCO AP 0.471."""
     data = make_coco_layout(shared / "data" / "coco8", tmp_path / "datasets")
     weights = shared / "weights" / "yolov5n.pt"
-    r = run_script("val.py", "--weights", weights, "--data", data, "--imgsz", "640", "--save-json", "--device", "cpu",
+    r = run_main("val.py", "--weights", weights, "--data", data, "--imgsz", "640", "--save-json", "--device", "cpu",
                    "--workers", "0", "--noplots", "--project", tmp_path, "--name", "exp")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     out = r.stdout + r.stderr

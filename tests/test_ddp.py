@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, run_script
-from tests.test_train import BASE, make_dataset
+from tests.helpers import make_dataset
+from tests.test_train import BASE
 from utils.errors import UserError
 from utils.train.setup import ddp_device
 

@@ -12,65 +12,16 @@ import torch
 
 from detect import main as detect_main
 from detect import parse_opt
-from tests.conftest import run_script
+from tests.helpers import run_main, write_video
 from utils.boxes import box_iou, xywh2xyxy
 from utils.deploy.annotate import Annotator, colors, save_one_box
 from utils.deploy.predict import summarize
 from utils.deploy.predict_io import label_rows
 from utils.img_size import check_img_size
 
-TINY = {
-    "nc": 3,
-    "depth_multiple": 0.33,
-    "width_multiple": 0.25,
-    "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
-    "backbone": [
-        [-1, 1, "Conv", [32, 6, 2, 2]],
-        [-1, 1, "Conv", [32, 3, 2]],
-        [-1, 1, "C3", [32]],
-        [-1, 1, "Conv", [64, 3, 2]],
-        [-1, 1, "C3", [64]],
-        [-1, 1, "Conv", [128, 3, 2]],
-        [-1, 1, "C3", [128]],
-        [-1, 1, "Conv", [256, 3, 2]],
-        [-1, 1, "SPPF", [256, 5]],
-    ],
-    "head": [[[4, 6, 8], 1, "Detect", ["nc", "anchors"]]],
-}
-
-
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A random tiny 3-class model whose objectness bias is raised so that it always finds a few boxes."""
-    from models.yolo import DetectionModel
-    from utils.checkpoint import model_to_dict, save_checkpoint
-
-    torch.manual_seed(0)
-    model = DetectionModel(TINY, verbose=False)
-    model.names = ["cat", "dog", "bird"]
-    det = model.model[-1]
-    with torch.no_grad():
-        for conv in det.m:
-            b = conv.bias.view(det.na, -1)
-            b[:, 4] = 4.0  # objectness ~0.98
-            b[:, 5] = 3.0  # class 0 ('cat') wins
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    save_checkpoint({"model": model_to_dict(model, half=False)}, path)
-    return path
-
-
-def write_video(path: Path, n: int = 12, h: int = 48, w: int = 64, fps: float = 10.0) -> Path:
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for i in range(n):
-        im = np.full((h, w, 3), 40, np.uint8)
-        cv2.circle(im, (10 + 3 * i, h // 2), 8, (0, 200, 255), -1)
-        vw.write(im)
-    vw.release()
-    return path
-
 
 def detect(*args, project: Path):
-    r = run_script("detect.py", *map(str, args), "--project", str(project), "--name", "exp", timeout=300)
+    r = run_main("detect.py", *args, "--project", project, "--name", "exp")
     assert "Traceback" not in r.stderr, r.stderr
     return r
 

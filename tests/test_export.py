@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import run_script
+from tests.helpers import run_main
 from utils.deploy.backends import DetectMultiBackend
 from utils.deploy.export import run_export
 from utils.errors import UserError
@@ -105,7 +105,7 @@ def test_ensemble_concatenates(tiny_fla):
 
 
 def test_cli_exports_and_reports_difference(tiny_fla):
-    r = run_script("export.py", "--weights", tiny_fla, "--include", "onnx", "--imgsz", "64", "96")
+    r = run_main("export.py", "--weights", tiny_fla, "--include", "onnx", "--imgsz", "64", "96")
     assert r.returncode == 0, r.stderr
     assert "onnx: max abs difference from PyTorch" in r.stdout
     assert tiny_fla.with_suffix(".onnx").is_file()
@@ -113,6 +113,6 @@ def test_cli_exports_and_reports_difference(tiny_fla):
 
 
 def test_cli_missing_weights(tmp_path):
-    r = run_script("export.py", "--weights", tmp_path / "nope.pt", "--include", "onnx")
+    r = run_main("export.py", "--weights", tmp_path / "nope.pt", "--include", "onnx")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: weights file not found: {tmp_path / 'nope.pt'}"]

@@ -3,48 +3,12 @@ fuse() equal to the unfused path, one constructor vocabulary, the fully transfer
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-import torch.nn.functional as F
 
 from models.fla import C3FLA, FLA, FLABlock, FocusedLinearAttention, focus
-
-
-def reference_fla(m: FocusedLinearAttention, x: torch.Tensor) -> torch.Tensor:
-    """docs/fla.md steps 1-7 written plainly (einsum, direct powers, pos. encoding resized as the doc says). fp32."""
-    b, c, h, w = x.shape
-    n, nh, a = h * w, m.num_heads, m.attn_dim
-    d = a // nh
-    t = x.flatten(2).transpose(1, 2)  # (B, N, C)
-    q = t @ m.q.weight.T + m.q.bias
-    kv = t @ m.kv.weight.T + m.kv.bias
-    k, v = kv[..., :a], kv[..., a:]
-    if m.positional_encoding is not None:
-        h0, w0 = m.base_size
-        pe = m.positional_encoding.reshape(1, h0, w0, a).permute(0, 3, 1, 2)  # token grid -> (1, A, h0, w0)
-        pe = F.interpolate(pe, size=(h, w), mode="bilinear", align_corners=False)
-        k = k + pe.permute(0, 2, 3, 1).reshape(1, n, a)
-    s = F.softplus(m.scale)
-    p = m.focusing_factor
-
-    def focus(z):
-        z = (torch.relu(z) + 1e-6) / s
-        zp = z**p
-        return zp * z.norm(dim=-1, keepdim=True) / zp.norm(dim=-1, keepdim=True)
-
-    q, k = focus(q), focus(k)
-    q, k, v = (z.reshape(b, n, nh, d) for z in (q, k, v))  # (B, N, h, d)
-    kv_ = torch.einsum("bnhc,bnhe->bhce", k / math.sqrt(n), v / math.sqrt(n))
-    z = 1 / (torch.einsum("bnhc,bhc->bnh", q, k.mean(dim=1)) + 1e-6)
-    out = torch.einsum("bnhc,bhce,bnh->bnhe", q, kv_, z)
-    if m.dwc is not None:
-        fm = v.permute(0, 2, 3, 1).reshape(b * nh, d, h, w)
-        fm = m.dwc(fm).reshape(b, nh, d, n).permute(0, 3, 1, 2)
-        out = out + fm
-    out = out.reshape(b, n, a) @ m.proj.weight.T + m.proj.bias
-    return out.transpose(1, 2).reshape(b, c, h, w)
+from models.fla_fused import FusedAttention
+from models.fla_reference import reference_attention, reference_fla
 
 
 def _randomised(m: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -266,6 +230,30 @@ def test_paper_rendering_equals_the_module():
             torch.testing.assert_close(ref(x), m(x), atol=1e-5, rtol=1e-5)
 
 
+def _inference_forms(m: torch.nn.Module) -> list:
+    """The FusedAttention each FLA-family owner runs after fuse(): FLA's and FLABlock's own, a bare layer's own."""
+    if isinstance(m, FocusedLinearAttention):
+        return [m.fused]
+    forms = [sub.fused for sub in m.modules() if isinstance(sub, (FLA, FLABlock))]
+    return [f if isinstance(f, FusedAttention) else f[0] for f in forms]
+
+
+@pytest.mark.parametrize("focusing", [3, 1])
+def test_attention_row_is_the_reference_attention_matrix(focusing):
+    """The public attention_row (used by detect.py --heatmap) is row i of the paper's normalised phi(Q) phi(K)^T."""
+    m = _randomised(FocusedLinearAttention(16, 2, focusing, base_size=(4, 5))).eval()
+    x = torch.randn(1, 16, 4, 5)
+    ref = reference_attention(m, x)[0]  # (heads, N, N)
+    for i in (0, 7, 19):
+        torch.testing.assert_close(m.attention_row(x.flatten(2), 4, 5, i, per_head=True).flatten(1), ref[:, i])
+        torch.testing.assert_close(m.attention_row(x.flatten(2), 4, 5, i), ref[:, i].mean(0).view(4, 5))
+    fla = _randomised(FLA(16, 2, base_size=(4, 5)))  # FLA's row is its attention's row for the normalised input
+    u = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (16,), fla.norm.weight, fla.norm.bias)
+    torch.testing.assert_close(
+        fla.attention_row(x, 3), reference_attention(fla.attn, u.permute(0, 3, 1, 2))[0, :, 3].mean(0).view(4, 5)
+    )
+
+
 def _fused_pair(m: torch.nn.Module) -> tuple:
     """(m, a deep copy whose FLA-family submodules are fused, as DetectionModel.fuse() does), both eval."""
     import copy
@@ -296,12 +284,12 @@ def test_fused_equals_unfused(make, c_in):
         x = torch.randn(2, c_in, *hw)
         with torch.no_grad():
             torch.testing.assert_close(fused(x), plain(x), atol=2e-5, rtol=2e-5)
-    attn = [sub for sub in fused.modules() if isinstance(sub, FocusedLinearAttention)]
-    assert attn and all(a._cache for a in attn)  # the folded tensors were cached
-    with_dwc = [a for a in attn if a.dwc is not None]  # small maps ran the DWC as cached Toeplitz matmuls
-    assert all(("dwc", torch.device("cpu"), 12, 10) in a._cache for a in with_dwc)
-    assert not any(("dwc", torch.device("cpu"), 20, 16) in a._cache for a in with_dwc)
-    assert not any(p.requires_grad for a in attn for p in a.parameters())  # inference only, like Conv + BN fusion
+    forms = _inference_forms(fused)
+    assert forms and all(f.cache.store for f in forms)  # the folded tensors were cached
+    with_dwc = [f for f in forms if f.attn.dwc is not None]  # small maps ran the DWC as cached Toeplitz matmuls
+    assert all(("dwc", torch.device("cpu"), 12, 10) in f.cache.store for f in with_dwc)
+    assert not any(("dwc", torch.device("cpu"), 20, 16) in f.cache.store for f in with_dwc)
+    assert not any(p.requires_grad for f in forms for p in f.attn.parameters())  # inference only, like Conv + BN
 
 
 def test_fused_detection_model_equals_unfused():
@@ -316,7 +304,7 @@ def test_fused_detection_model_equals_unfused():
     torch.manual_seed(0)
     model = DetectionModel(cfg, verbose=False).eval()
     fused = copy.deepcopy(model).fuse()
-    assert fused.model[1].attn._cache is not None and fused.model[2].m[0]._cache is not None
+    assert fused.model[1].fused is not None and fused.model[2].m[0].fused is not None
     for hw in [(64, 64), (96, 64)]:
         x = torch.rand(1, 3, *hw)
         with torch.no_grad():

@@ -10,7 +10,6 @@ from models.fla import FocusedLinearAttention
 from models.yolo import DetectionModel
 from utils.deploy.heatmap import (
     HeatmapWriter,
-    attention_row,
     default_layer,
     eigen_cam,
     oriented_projection,
@@ -31,16 +30,17 @@ def test_attention_row_reproduces_the_layer_output():
         attn.positional_encoding.normal_()
         attn.scale.normal_()
     h, w = 4, 5
-    t = torch.randn(1, h * w, 16)
+    t = torch.randn(1, h * w, 16).transpose(1, 2)  # (1, 16, N) channel-first tokens
+    x = t.reshape(1, 16, h, w)
     with torch.no_grad():
-        out = attn.run(t.transpose(1, 2), h, w)[0].t()  # (N, 16)
-        v = attn.kv(t).chunk(2, dim=-1)[1][0].reshape(h * w, 2, 8)  # (N, heads, d)
+        out = attn(x).flatten(2)[0].t()  # (N, 16)
+        v = attn.kv(t.transpose(1, 2)).chunk(2, dim=-1)[1][0].reshape(h * w, 2, 8)  # (N, heads, d)
     for i in (0, 7, h * w - 1):
-        a = attention_row(attn, t, h, w, i, per_head=True).reshape(2, h * w)  # (heads, N)
+        a = attn.attention_row(t, h, w, i, per_head=True).reshape(2, h * w)  # (heads, N)
         assert torch.allclose(a.sum(-1), torch.ones(2))
         expect = torch.einsum("hn,nhd->hd", a, v).reshape(16)
         assert torch.allclose(out[i], expect, atol=1e-4), (out[i] - expect).abs().max()
-    row = attention_row(attn, t, h, w, 3)
+    row = attn.attention_row(t, h, w, 3)
     assert row.shape == (h, w) and row.std() > 0 and torch.isclose(row.sum(), torch.tensor(1.0))
 
 
@@ -101,8 +101,7 @@ def test_detect_heatmap_end_to_end(tmp_path):
     """detect.py --heatmap on an FLA model: per image a cam and an attention PNG of the image's size."""
     import cv2
 
-    from tests.conftest import run_script
-    from tests.test_detect import write_video
+    from tests.helpers import run_main, write_video
     from utils.checkpoint import model_to_dict, save_checkpoint
 
     torch.manual_seed(0)
@@ -119,8 +118,8 @@ def test_detect_heatmap_end_to_end(tmp_path):
     for name, (h, w) in {"a.jpg": (90, 120), "b.png": (100, 70)}.items():
         cv2.imwrite(str(src / name), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     write_video(src / "clip.mp4", n=3)
-    r = run_script("detect.py", "--weights", weights, "--source", src, "--imgsz", "96", "--heatmap",
-                   "--project", tmp_path, "--name", "exp", "--conf-thres", "0.001", timeout=300)  # fmt: skip
+    r = run_main("detect.py", "--weights", weights, "--source", src, "--imgsz", "96", "--heatmap",
+                   "--project", tmp_path, "--name", "exp", "--conf-thres", "0.001")  # fmt: skip
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     out = tmp_path / "exp" / "heatmaps"
     assert sorted(p.name for p in out.glob("*.png")) == [
@@ -130,6 +129,6 @@ def test_detect_heatmap_end_to_end(tmp_path):
         for kind in ("cam", "attention"):
             im = cv2.imread(str(out / f"{stem}_{kind}.png"))
             assert im.shape == shape and im.std() > 1
-    r = run_script("detect.py", "--weights", weights, "--source", src / "a.jpg", "--imgsz", "96", "--heatmap", "99",
-                   "--project", tmp_path, "--name", "bad", timeout=300)  # fmt: skip
+    r = run_main("detect.py", "--weights", weights, "--source", src / "a.jpg", "--imgsz", "96", "--heatmap", "99",
+                   "--project", tmp_path, "--name", "bad")  # fmt: skip
     assert r.returncode == 2 and "error: --heatmap 99" in r.stderr and "Traceback" not in r.stderr

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, run_script
-from tests.test_cli_errors import make_tiny_dataset, make_tiny_weights
+from tests.helpers import make_tiny_dataset, make_tiny_weights
 
 pytestmark = pytest.mark.slow
 TRAIN = ("--imgsz", "64", "--batch-size", "2", "--workers", "0", "--noplots", "--device", "cpu")

@@ -7,13 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.test_detect import tiny_weights  # noqa: F401  (session fixture shared with the detect tests)
 from utils.deploy.hub import Detections, load
 from utils.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def model(tiny_weights):  # noqa: F811
+def model(tiny_weights):
     m = load(tiny_weights, device="cpu", size=64)
     m.max_det = 5
     return m
@@ -94,7 +93,7 @@ def test_bad_inputs(model, tmp_path):
 
 def test_model_instance_accepted():
     from models.yolo import DetectionModel
-    from tests.test_detect import TINY
+    from tests.helpers import TINY
 
     d = load(DetectionModel(TINY, verbose=False), size=64)(_image())
     assert isinstance(d, Detections) and d.xyxy[0].shape[1] == 6
@@ -120,7 +119,7 @@ def _hub(name: str, **kwargs):
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
-def test_hub_custom_inputs_and_trace(tiny_weights, tmp_path):  # noqa: F811
+def test_hub_custom_inputs_and_trace(tiny_weights, tmp_path):
     m = _hub("custom", path=str(tiny_weights.with_suffix("")), device="cpu")  # a bare name gets '.pt'
     f = tmp_path / "a.jpg"
     Image.fromarray(_image()).save(f)
@@ -135,7 +134,7 @@ def test_hub_custom_inputs_and_trace(tiny_weights, tmp_path):  # noqa: F811
     assert type(bare).__name__ == "DetectionModel" and bare.names == ["cat", "dog", "bird"]
 
 
-def test_hub_named_models(tiny_weights, tmp_path, monkeypatch):  # noqa: F811
+def test_hub_named_models(tiny_weights, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     m = _hub("yolov5n", pretrained=False, classes=3, autoshape=False)
     assert m.yaml["nc"] == 3 and m.model[-1].no == 8

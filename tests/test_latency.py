@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.latency import OfficialEager
 from tests.conftest import run_script
+from tests.helpers import run_main
 
 FAKE_YOLO = """
 import torch
@@ -71,7 +72,7 @@ def test_cli_openvino_and_official_rows(fake_official):
 
 
 def test_cli_bad_official_folder(tmp_path):
-    r = run_script("benchmarks/latency.py", "--cfgs", "yolov5n.yaml", "--official", tmp_path)
+    r = run_main("benchmarks/latency.py", "--cfgs", "yolov5n.yaml", "--official", tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"error: --official {tmp_path}: not an official YOLOv5 folder (no models/yolo.py)"

@@ -14,7 +14,7 @@ import yaml
 from models.common import C3, Conv
 from models.registry import known_names, make_divisible, register, resolve
 from models.yolo import Detect, DetectionModel, Model, parse_model
-from tests.conftest import run_script
+from tests.helpers import run_main
 from utils.errors import UserError
 from utils.flops import model_gflops
 from utils.model_info import count_layers, model_info
@@ -298,11 +298,11 @@ def test_official_weights_parity(shared):
 
 
 def test_cli_prints_table_and_summary():
-    r = run_script("models/yolo.py", "--cfg", "yolov5s.yaml")
+    r = run_main("models/yolo.py", "--cfg", "yolov5s.yaml")
     assert r.returncode == 0, r.stderr
     assert "YOLOv5s summary: 125 layers, 7,235,389 parameters, 7,235,389 gradients, 16.6 GFLOPs" in r.stdout
     assert re.search(r"24\s+\[17, 20, 23\]\s+1\s+229245\s+models\.yolo\.Detect", r.stdout)
-    r = run_script("models/yolo.py", "--cfg", "nope.yaml")
+    r = run_main("models/yolo.py", "--cfg", "nope.yaml")
     assert r.returncode == 2 and r.stderr.startswith("error: --cfg file not found")
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from models.yolo import DetectionModel
-from tests.conftest import run_script
+from tests.helpers import run_main
 from tests.test_detect import assert_matches_reference, read_rows
 from utils.boxes import box_iou, xywh2xyxy
 from utils.checkpoint import model_to_dict, save_checkpoint
@@ -21,7 +21,7 @@ from utils.errors import UserError
 
 
 def detect(*args, project: Path, name: str = "exp"):
-    r = run_script("detect.py", *map(str, args), "--project", project, "--name", name, "--nosave", timeout=600)
+    r = run_main("detect.py", *args, "--project", project, "--name", name, "--nosave")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     return r
 
@@ -78,8 +78,8 @@ def test_official_onnx_matches_official_detect(shared, sources, tmp_path):
 @pytest.mark.slow
 def test_official_onnx_val(shared, tmp_path):
     data = shared / "data/coco8/coco8.yaml"
-    r = run_script("val.py", "--weights", shared / "weights/yolov5n-official.onnx", "--data", data,
-                   "--batch-size", "1", "--project", tmp_path, "--noplots", "--workers", "0", timeout=600)  # fmt: skip
+    r = run_main("val.py", "--weights", shared / "weights/yolov5n-official.onnx", "--data", data,
+                   "--batch-size", "1", "--project", tmp_path, "--noplots", "--workers", "0")  # fmt: skip
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "all" in r.stdout
 
@@ -93,7 +93,7 @@ def test_unreadable_onnx_metadata_is_one_line(shared, tmp_path):
             p.value = "{0: 'person', 1: "
     bad = tmp_path / "bad.onnx"
     onnx.save(proto, str(bad))
-    r = run_script("detect.py", "--weights", bad, "--source", shared / "images/bus.jpg", "--project", tmp_path)
+    r = run_main("detect.py", "--weights", bad, "--source", shared / "images/bus.jpg", "--project", tmp_path)
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         f"error: cannot read the metadata of ONNX model {bad}: not JSON nor a Python literal: \"{{0: 'person', 1: \""
     ], r.stderr
@@ -120,9 +120,9 @@ def test_dynamic_onnx_detects_as_pt(yolov5n_dynamic, sources, tmp_path, imgsz):
 def test_dynamic_onnx_val_as_pt(shared, yolov5n_dynamic, tmp_path):
     maps = []
     for suffix in (".pt", ".onnx"):
-        r = run_script("val.py", "--weights", yolov5n_dynamic.with_suffix(suffix), "--data",
+        r = run_main("val.py", "--weights", yolov5n_dynamic.with_suffix(suffix), "--data",
                        shared / "data/coco8/coco8.yaml", "--batch-size", "2", "--project", tmp_path, "--noplots",
-                       "--workers", "0", timeout=600)  # fmt: skip
+                       "--workers", "0")  # fmt: skip
         assert r.returncode == 0, r.stderr[-2000:]
         maps.append([ln.split()[1:] for ln in r.stdout.splitlines() if ln.split()[:1] == ["all"]][0])
     assert maps[0] == maps[1]

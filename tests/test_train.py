@@ -9,40 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 
 from tests.conftest import ROOT, run_script
+from tests.helpers import run_main
 
 pytestmark = pytest.mark.slow
 BASE = ("--cfg", "yolov5n.yaml", "--imgsz", "64", "--device", "cpu", "--workers", "0", "--exist-ok")
-
-
-def make_dataset(root: Path, n_train: int = 8, n_val: int = 4) -> Path:
-    """Coloured rectangles on grey 128x96 images, 2 classes; returns the dataset yaml."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("val", n_val)):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for i in range(n):
-            im, rows = np.full((96, 128, 3), 90, np.uint8), []
-            for _ in range(2):
-                c, (w, h) = int(rng.integers(2)), rng.integers(16, 40, 2)
-                x0, y0 = int(rng.integers(2, 126 - w)), int(rng.integers(2, 94 - h))  # clear of the edges
-                cv2.rectangle(im, (x0, y0), (x0 + int(w), y0 + int(h)), (255, 0, 0) if c else (0, 255, 0), -1)
-                rows.append(f"{c} {(x0 + w / 2) / 128:.6f} {(y0 + h / 2) / 96:.6f} {w / 128:.6f} {h / 96:.6f}")
-            cv2.imwrite(str(root / "images" / split / f"{i}.png"), im)
-            (root / "labels" / split / f"{i}.txt").write_text("\n".join(rows) + "\n")
-    yaml_file = root / "tiny.yaml"
-    yaml_file.write_text("path: .\ntrain: images/train\nval: images/val\nnames: [red, green]\n")
-    return yaml_file
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("tiny"))
 
 
 def _train(project: Path, name: str, data: Path, *extra: str, env=None):
@@ -66,14 +40,14 @@ def test_run_folder_and_checkpoints(tmp_path, tiny_data):
     assert ckpt["format"].startswith("yolov5-fla/") and ckpt["optimizer"] is None  # stripped at the end
     assert ckpt["ema"]["state_dict"]["model.0.conv.weight"].dtype == torch.float16
     assert "Epoch" in r.stdout and "box_loss" in r.stdout and "Instances" in r.stdout
-    resumed = run_script("train.py", "--resume", run / "weights/last.pt")
+    resumed = run_main("train.py", "--resume", run / "weights/last.pt")
     assert resumed.returncode == 2 and "nothing to resume" in resumed.stderr
 
 
 def test_bad_values_are_user_errors(tmp_path, tiny_data):
-    r = run_script("train.py", *BASE, "--data", tiny_data, "--project", tmp_path, "--epochs", "0")
+    r = run_main("train.py", *BASE, "--data", tiny_data, "--project", tmp_path, "--epochs", "0")
     assert r.returncode == 2 and "error: --epochs" in r.stderr and "Traceback" not in r.stderr
-    r = run_script("train.py", "--evolve", "--data", tiny_data, "--epochs", "0", "--project", tmp_path)
+    r = run_main("train.py", "--evolve", "--data", tiny_data, "--epochs", "0", "--project", tmp_path)
     assert r.returncode == 2 and "error: --epochs" in r.stderr and "Traceback" not in r.stderr  # from its 1st trial
 
 
@@ -137,8 +111,8 @@ def test_resume_after_sigkill_is_exact(tmp_path, tiny_data):
 def test_nonfinite_loss_stops_with_message(tmp_path, tiny_data):
     hyp = (ROOT / "data/hyps/hyp.scratch-low.yaml").read_text().replace("box: 0.05", "box: .nan")
     (tmp_path / "nan.yaml").write_text(hyp)
-    r = run_script("train.py", *BASE, "--data", tiny_data, "--project", tmp_path, "--hyp", tmp_path / "nan.yaml",
-                   "--epochs", "3", "--batch-size", "2", "--noplots")  # fmt: skip
+    r = run_main("train.py", *BASE, "--data", tiny_data, "--project", tmp_path, "--hyp",
+                 tmp_path / "nan.yaml", "--epochs", "3", "--batch-size", "2", "--noplots")  # fmt: skip
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     assert "non-finite" in r.stdout + r.stderr and "diverged" in r.stderr and "Traceback" not in r.stderr
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tests.conftest import run_script
-from tests.test_train import BASE, make_dataset
+from tests.helpers import make_dataset
+from tests.test_train import BASE
 from train import parse_opt
 
 # official YOLOv5 train.py parse_opt: every flag, with a value where it takes one

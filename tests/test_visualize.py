@@ -9,23 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_script
-from tests.test_detect import TINY, write_video
+from tests.helpers import TINY, make_detecting_weights, run_main, write_video
 from utils.deploy.feature_maps import feature_grid
 
 
 @pytest.fixture(scope="module")
 def tiny_pt(tmp_path_factory) -> Path:
     """A random tiny 3-class model (width 0.25) in our checkpoint format."""
-    from models.yolo import DetectionModel
-    from utils.checkpoint import model_to_dict, save_checkpoint
-
-    torch.manual_seed(0)
-    model = DetectionModel(TINY, verbose=False)
-    model.names = ["cat", "dog", "bird"]
-    path = tmp_path_factory.mktemp("viz") / "tiny.pt"
-    save_checkpoint({"model": model_to_dict(model, half=False)}, path)
-    return path
+    return make_detecting_weights(tmp_path_factory.mktemp("viz") / "tiny.pt", raise_objectness=False)
 
 
 def drawable_stages(weights: Path, imgsz: int) -> dict:
@@ -42,7 +33,7 @@ def drawable_stages(weights: Path, imgsz: int) -> dict:
 
 
 def detect(*args, project: Path):
-    r = run_script("detect.py", *map(str, args), "--project", str(project), "--name", "exp", timeout=300)
+    r = run_main("detect.py", *args, "--project", project, "--name", "exp")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     return r
 

@@ -1,4 +1,4 @@
-"""Print (or write into README.md) the model zoo table: parameters and GFLOPs of every config in models/."""
+"""Print (or write into docs/models.md) the model zoo table: parameters and GFLOPs of every config in models/."""
 
 from __future__ import annotations
 
@@ -35,13 +35,13 @@ def zoo_table(imgsz: int = 640) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", action="store_true", help="replace the table between the ZOO markers in README.md")
+    parser.add_argument("--write", action="store_true", help="rewrite the table in docs/models.md")
     parser.add_argument("--imgsz", type=int, default=640)
     opt = parser.parse_args()
     table = zoo_table(opt.imgsz)
     print(table)
     if opt.write:
-        readme = ROOT / "README.md"
+        readme = ROOT / "docs" / "models.md"
         text = readme.read_text()
         head, _, rest = text.partition(START)
         _, _, tail = rest.partition(END)

@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from utils.deploy.predictor import ModelPredictor
 from utils.errors import UserError
@@ -95,75 +94,33 @@ def eigen_cam(net: nn.Module, x: torch.Tensor, layer: int) -> np.ndarray:
 
 
 def attention_module(net: nn.Module, layer: int | None = None) -> nn.Module | None:
-    """The (last) FocusedLinearAttention inside layer (default: the last FLA / C3FLA layer); None without FLA."""
-    from models.fla import FocusedLinearAttention
+    """The (last) FLA or FLABlock inside layer (default: the last FLA / C3FLA layer); None without FLA.
+
+    What it returns has `attention_row(x, query, per_head)` for its own input x (models/fla.py)."""
+    from models.fla import FLA, FLABlock
 
     idx = [i for i, m in enumerate(net.model) if _layer_type(m) in ATTENTION_TYPES]
     if layer is not None and layer in idx:
         idx = [layer]
     for i in reversed(idx):
-        found = [m for m in net.model[i].modules() if isinstance(m, FocusedLinearAttention)]
+        found = [m for m in net.model[i].modules() if isinstance(m, (FLA, FLABlock))]
         if found:
             return found[-1]
     return None
 
 
-@torch.no_grad()
-def attention_row(attn: nn.Module, t: torch.Tensor, h: int, w: int, query: int, per_head: bool = False) -> torch.Tensor:
-    """Attention weights of token `query` over all tokens, for the tokens t (1, h*w, C) the attention sees.
-
-    From the paper's definitions: x = (relu(.) + 1e-6) / softplus(scale), phi(x) = x^p ||x|| / ||x^p||, and
-    a_j = phi(q_i) . phi(k_j) / sum_j phi(q_i) . phi(k_j) per head, averaged over the heads -> (h, w), summing
-    to 1; per_head: (heads, h, w), each summing to 1.
-    """
-    t = t.float()
-    q = attn.q(t)
-    k = attn.kv(t).chunk(2, dim=-1)[0]
-    if getattr(attn, "positional_encoding", None) is not None:
-        k = k + attn.positional_encoding_at(h, w)
-    s = F.softplus(attn.scale.float())
-    p = attn.focusing_factor
-
-    def phi(x: torch.Tensor) -> torch.Tensor:
-        x = (F.relu(x) + 1e-6) / s
-        if p == 1:
-            return x
-        m = x.amax(dim=-1, keepdim=True)  # phi(m y) = m phi(y): computed on y = x / m, which cannot overflow
-        y = x / m
-        yp = y**p
-        return m * yp * y.norm(dim=-1, keepdim=True) / yp.norm(dim=-1, keepdim=True)
-
-    fq, fk = phi(q), phi(k)
-    nh, d = attn.num_heads, attn.head_dim
-    qi = fq[0, query].reshape(nh, 1, d)  # (nh, 1, d)
-    kh = fk[0].reshape(-1, nh, d).transpose(0, 1)  # (nh, N, d)
-    wgt = (qi * kh).sum(-1)  # (nh, N)
-    wgt = wgt / wgt.sum(-1, keepdim=True).clamp_min(1e-30)
-    return wgt.reshape(nh, h, w) if per_head else wgt.mean(0).reshape(h, w)
-
-
 class _Capture:
-    """Keeps the tokens (B, N, C) a FocusedLinearAttention attends over (after its LayerNorm) and the grid (h, w).
+    """Keeps the input (B, C, H, W) of an FLA / FLABlock through a forward pre-hook, until remove()."""
 
-    It wraps the layer's `run` (channel-first tokens (B, C, N) and the norm to apply) until remove().
-    """
+    def __init__(self, owner: nn.Module):
+        self.x: torch.Tensor | None = None
+        self.handle = owner.register_forward_pre_hook(self._keep)
 
-    def __init__(self, attn: nn.Module):
-        self.attn, self.t, self.hw = attn, None, None
-        inner = attn.run
-
-        def run(t: torch.Tensor, h: int, w: int, norm: nn.Module | None = None, residual: bool = False):
-            u = t.detach().float().transpose(1, 2)  # (B, N, C)
-            if norm is not None:
-                wb = [None if x is None else x.detach().float() for x in (norm.weight, norm.bias)]
-                u = F.layer_norm(u, norm.normalized_shape, wb[0], wb[1], norm.eps)
-            self.t, self.hw = u, (h, w)
-            return inner(t, h, w, norm, residual)
-
-        attn.run = run  # an instance attribute: remove() restores the class method
+    def _keep(self, module: nn.Module, args: tuple) -> None:
+        self.x = args[0].detach()
 
     def remove(self) -> None:
-        self.attn.__dict__.pop("run", None)
+        self.handle.remove()
 
 
 def unletterbox(m: np.ndarray, shape0: Tuple[int, int]) -> np.ndarray:
@@ -216,12 +173,13 @@ class HeatmapWriter:
         for b, (stem, im0, det) in enumerate(zip(names, images, dets)):
             cam = unletterbox(maps[b], im0.shape[:2])
             cv2.imwrite(str(self.dir / f"{stem}_cam.png"), draw_boxes(overlay(im0, cam), det))
-            if cap is not None and cap.t is not None:
-                self._attention(cap.t[b : b + 1], cap.hw, x.shape[2:], stem, im0, det)
+            if cap is not None and cap.x is not None:
+                self._attention(cap.x[b : b + 1], x.shape[2:], stem, im0, det)
             self.count += 1
 
-    def _attention(self, t: torch.Tensor, hw, in_hw, stem: str, im0: np.ndarray, det: torch.Tensor) -> None:
-        h, w = hw
+    def _attention(self, fx: torch.Tensor, in_hw, stem: str, im0: np.ndarray, det: torch.Tensor) -> None:
+        """fx (1, C, h, w): the attention layer's input for this image."""
+        h, w = fx.shape[2], fx.shape[3]
         h0, w0 = im0.shape[:2]
         if len(det):
             x1, y1, x2, y2 = det[det[:, 4].argmax(), :4].tolist()
@@ -232,7 +190,7 @@ class HeatmapWriter:
         px, py = (in_hw[1] - w0 * g) / 2, (in_hw[0] - h0 * g) / 2
         gx = int(np.clip((cx * g + px) * w / in_hw[1], 0, w - 1))
         gy = int(np.clip((cy * g + py) * h / in_hw[0], 0, h - 1))
-        row = attention_row(self.attn, t, h, w, gy * w + gx).cpu().numpy()
+        row = self.attn.attention_row(fx, gy * w + gx).cpu().numpy()
         full = cv2.resize(row, (int(in_hw[1]), int(in_hw[0])), interpolation=cv2.INTER_NEAREST)
         im = draw_boxes(overlay(im0, unletterbox(full, (h0, w0))), det)
         cv2.drawMarker(im, (int(cx), int(cy)), (255, 255, 255), cv2.MARKER_CROSS, 24, 3)
