@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import shutil
 
 import pytest
 
-import benchmarks
+from tests.conftest import ROOT
 from utils.deploy.benchmark import Row, bench_one, format_table, hard_fail
+
+
+_spec = importlib.util.spec_from_file_location("benchmarks_cli", ROOT / "benchmarks.py")  # the root script, not the package
+benchmarks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(benchmarks)
 
 
 def test_hard_fail_and_table():
@@ -30,6 +37,9 @@ def test_pt_only_hard_fail_floor(shared, tmp_path, restore_logging):
     assert "mAP50-95" in str(e.value.code) and "< 0.9" in str(e.value.code)
 
 
+@pytest.mark.skipif(
+    os.environ.get("YOLOV5FLA_EXPORT_TESTS") != "1", reason="int8 calibration takes minutes: YOLOV5FLA_EXPORT_TESTS=1"
+)
 def test_onnx_int8_row_within_002_of_float(shared, tmp_path, restore_logging):
     """Static int8 (QDQ, calibrated on coco8 val) keeps mAP50-95 within 0.02 of the float ONNX export."""
     pytest.importorskip("onnxruntime.quantization")
