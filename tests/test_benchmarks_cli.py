@@ -12,8 +12,7 @@ import pytest
 from tests.conftest import ROOT
 from utils.deploy.benchmark import Row, bench_one, format_table, hard_fail
 
-
-_spec = importlib.util.spec_from_file_location("benchmarks_cli", ROOT / "benchmarks.py")  # the root script, not the package
+_spec = importlib.util.spec_from_file_location("benchmarks_cli", ROOT / "benchmarks.py")
 benchmarks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(benchmarks)
 

@@ -4,7 +4,6 @@ on bus.jpg and zidane.jpg against the .pt; the formats that cannot be built here
 from __future__ import annotations
 
 import os
-
 import shutil
 from importlib.util import find_spec
 
