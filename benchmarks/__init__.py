@@ -1,1 +1,2 @@
-"""Studies and timings (ablate, latency, attention, vs_official, device_check); the root benchmarks.py is the format benchmark."""
+"""Studies and timings: ablate, latency, attention, vs_official, device_check (the root benchmarks.py benchmarks
+the export formats)."""
