@@ -1,4 +1,4 @@
-"""Checkpoint model dicts -> DetectionModel: rebuild from the stored yaml, or transfer into another config."""
+"""Checkpoint model dicts -> DetectionModel (or SegmentationModel): rebuild from the yaml, or transfer by structure."""
 
 from __future__ import annotations
 
@@ -9,11 +9,20 @@ from typing import Union
 import torch
 import torch.nn as nn
 
-from models.yolo import DetectionModel
+from models.yolo import DetectionModel, SegmentationModel, is_segment_yaml
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 from utils.names import names_list
 from utils.transfer import transfer_weights
+
+
+def _model_class(cfg) -> type:
+    """SegmentationModel for a yaml (dict, path or name) whose head ends in Segment, else DetectionModel."""
+    if not isinstance(cfg, dict):
+        from models.yolo import load_model_yaml
+
+        cfg = load_model_yaml(cfg)[0]
+    return SegmentationModel if is_segment_yaml(cfg) else DetectionModel
 
 
 def model_from_dict(md: dict, cfg: Union[str, dict, None] = None, source: str = "") -> nn.Module:
@@ -21,10 +30,10 @@ def model_from_dict(md: dict, cfg: Union[str, dict, None] = None, source: str = 
     names = names_list(md.get("names"))
     state = {k: v.float() if v.is_floating_point() else v for k, v in md["state_dict"].items()}
     if cfg is not None:
-        model = DetectionModel(cfg, nc=len(names) or None, verbose=False)
+        model = _model_class(cfg)(cfg, nc=len(names) or None, verbose=False)
         transfer_weights(state, md["yaml"], model, source=source)
     else:
-        model = DetectionModel(copy.deepcopy(md["yaml"]), verbose=False)
+        model = _model_class(md["yaml"])(copy.deepcopy(md["yaml"]), verbose=False)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             bad = (missing or unexpected)[:3]
