@@ -175,19 +175,22 @@ def create_dataloader(
     min_items: int = 0,
     nc: int | None = None,
     start_epoch: int = 0,
+    dataset_cls: type = LoadImagesAndLabels,
+    **dataset_kwargs,
 ) -> Tuple[DataLoader, LoadImagesAndLabels]:
     """-> (loader, dataset). Batches: (ims (B, 3, H, W) uint8 RGB, targets (n, 6) [i, cls, x, y, w, h], paths, shapes).
 
     Every pass (epoch) is a pure function of (seed, epoch): the order, and each sample's augmentation draws (see
     EpochSampler, SeededSamples); loader.sampler.epoch is the epoch of the next pass (start_epoch at first).
+    dataset_cls (a LoadImagesAndLabels subclass, e.g. a task's) gets dataset_kwargs too and its own collate_fn.
     """
     if rect and shuffle:
         LOGGER.warning("WARNING: --rect is incompatible with DataLoader shuffle, setting shuffle=False")
         shuffle = False
-    dataset = LoadImagesAndLabels(
+    dataset = dataset_cls(
         path, imgsz, batch_size, augment=augment, hyp=hyp, rect=rect, image_weights=image_weights,
         cache_images=cache or None, single_cls=single_cls, stride=_max_stride(stride), pad=pad, min_items=min_items,
-        prefix=prefix, rank=rank, seed=seed, nc=nc,
+        prefix=prefix, rank=rank, seed=seed, nc=nc, **dataset_kwargs,
     )  # fmt: skip
     batch_size = min(batch_size, len(dataset))
     nd = torch.cuda.device_count()
@@ -204,7 +207,7 @@ def create_dataloader(
         num_workers=nw,
         sampler=sampler,
         pin_memory=torch.cuda.is_available(),
-        collate_fn=SeededCollate(LoadImagesAndLabels.collate_fn4 if quad else LoadImagesAndLabels.collate_fn),
+        collate_fn=SeededCollate(dataset_cls.collate_fn4 if quad else dataset_cls.collate_fn),
         worker_init_fn=seed_worker,
         generator=generator,
         persistent_workers=False,
