@@ -154,4 +154,3 @@ class SegmentEvaluator:
             for c in res.box.ap_class.tolist():
                 name = self.names.get(c, str(c))
                 LOGGER.info(ROW % (name, res.seen, res.nt[c], *res.box.class_row(c), *res.mask.class_row(c)))
-

@@ -85,7 +85,9 @@ def polygon_mask(shape: Sequence[int], polygon: np.ndarray, ratio: int = 1) -> n
 def polygons_to_masks(shape: Sequence[int], polygons: Sequence[np.ndarray], ratio: int = 1) -> np.ndarray:
     """n pixel polygons -> (n, h // ratio, w // ratio) uint8 masks, one per instance."""
     h, w = shape[0] // ratio, shape[1] // ratio
-    return np.stack([polygon_mask(shape, p, ratio) for p in polygons]) if len(polygons) else np.zeros((0, h, w), np.uint8)
+    return (
+        np.stack([polygon_mask(shape, p, ratio) for p in polygons]) if len(polygons) else np.zeros((0, h, w), np.uint8)
+    )
 
 
 def polygons_to_overlap(
