@@ -87,6 +87,18 @@ def _pred(y) -> torch.Tensor:
     return y[0] if isinstance(y, (list, tuple)) else y
 
 
+def _task_output(y):
+    """A model's or an exported graph's outputs -> pred (B, N, 5 + nc), or (pred (B, N, 5 + nc + nm), protos
+    (B, nm, h, w)) for segmentation (found by a 4-d second output, in either order)."""
+    if isinstance(y, (list, tuple)) and len(y) >= 2 and isinstance(y[1], torch.Tensor):
+        a, b = y[0], y[1]
+        if b.ndim == 4 and a.ndim == 3:
+            return a.float(), b.float()
+        if a.ndim == 4 and b.ndim == 3:
+            return b.float(), a.float()
+    return _pred(y).float()
+
+
 class DetectMultiBackend(nn.Module):
     """Run .pt / .onnx / .torchscript detectors alike: forward(im (B, 3, H, W) float 0-1) -> pred (B, N, 5 + nc).
 
@@ -121,6 +133,7 @@ class DetectMultiBackend(nn.Module):
         self.xml = suffix == ".xml"
         self.dynamic, self.imgsz, self.batch, self.fp16 = True, None, None, bool(fp16)
         self.stride, self.names = 32, []
+        self.task = "detect"  # "segment" when the model has a Segment head (its forward returns (pred, protos))
         if self.pt:
             self._init_pt(files, cfg, fuse)
         elif self.onnx:
@@ -141,6 +154,9 @@ class DetectMultiBackend(nn.Module):
         self.model = models[0] if len(models) == 1 else Ensemble(models)
         self.stride = int(max(int(max(m.stride)) for m in models))
         self.names = list(models[0].names)
+        self.task = "segment" if hasattr(models[0].model[-1], "nm") else "detect"
+        if len(models) > 1 and self.task == "segment":
+            raise UserError("an ensemble of segmentation models is not supported")
         if len(models) > 1:
             LOGGER.info("Ensemble created with %s", ", ".join(str(f) for f in files))
 
@@ -161,6 +177,8 @@ class DetectMultiBackend(nn.Module):
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        if len(self.output_names) >= 2 and len(self.session.get_outputs()[1].shape) == 4:
+            self.task = "segment"
         self.fp16 = inp.type == "tensor(float16)"
         b, _, h, w = inp.shape
         self.dynamic = not all(isinstance(d, int) for d in (h, w))
@@ -193,14 +211,15 @@ class DetectMultiBackend(nn.Module):
         self.batch = None if self.dynamic else meta.get("batch")
 
     def forward(self, im: torch.Tensor) -> torch.Tensor:
-        """im (B, 3, H, W) float 0-1 -> pred (B, N, 5 + nc): xywh pixels, objectness, class scores."""
+        """im (B, 3, H, W) float 0-1 -> pred (B, N, 5 + nc): xywh pixels, objectness, class scores; for a
+        segmentation model (pred (B, N, 5 + nc + nm), protos (B, nm, h, w))."""
         im = im.half() if self.fp16 else im.float()
         if self.onnx:
-            y = self.session.run(self.output_names, {self.input_name: im.cpu().numpy()})[0]
-            return torch.from_numpy(y).to(self.device).float()
+            ys = self.session.run(self.output_names, {self.input_name: im.cpu().numpy()})
+            return _task_output([torch.from_numpy(y).to(self.device) for y in ys])
         if self.xml:
             return torch.from_numpy(self.session(im.cpu().numpy())).to(self.device).float()
-        return _pred(self.model(im.to(self.device))).float()
+        return _task_output(self.model(im.to(self.device)))
 
     def warmup(self, imgsz: Tuple[int, int, int, int] = (1, 3, 640, 640)) -> None:
         """One forward pass on zeros to initialise lazy kernels (skipped on CPU, as in YOLOv5)."""
