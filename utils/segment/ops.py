@@ -74,7 +74,7 @@ def scale_masks(masks: np.ndarray, shape_in: Sequence[int], shape0: Sequence[int
 
 
 def polygon_mask(shape: Sequence[int], polygon: np.ndarray, ratio: int = 1) -> np.ndarray:
-    """One (k, 2) pixel polygon filled into a uint8 (h // ratio, w // ratio) mask (filled at full size, then resized)."""
+    """One (k, 2) pixel polygon -> uint8 (h // ratio, w // ratio) mask (filled at full size, then resized)."""
     mask = np.zeros(tuple(shape[:2]), np.uint8)
     cv2.fillPoly(mask, [np.asarray(polygon, np.float64).astype(np.int32).reshape(-1, 2)], color=1)
     if ratio == 1:
