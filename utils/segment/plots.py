@@ -14,9 +14,10 @@ from utils.segment.ops import overlap_to_masks
 from utils.val.plots import output_to_target, plot_images
 
 
-def blend_masks(image: np.ndarray, masks: torch.Tensor, classes: Sequence[int], alpha: float = 0.5) -> np.ndarray:
-    """image (H, W, 3) uint8 (any channel order matching colors' RGB) with masks (n, h, w) of the given classes
-    blended in; masks of another size are resized (bilinear, > 0.5). Later masks are drawn over earlier ones."""
+def blend_masks(image: np.ndarray, masks: torch.Tensor, classes: Sequence[int], alpha: float = 0.5,
+                bgr: bool = False) -> np.ndarray:  # fmt: skip
+    """image (H, W, 3) uint8 RGB (BGR with bgr) with masks (n, h, w) in their class colours blended in; masks of
+    another size are resized (bilinear, > 0.5). Later masks are drawn over earlier ones."""
     if not len(masks):
         return image
     h, w = image.shape[:2]
@@ -25,7 +26,7 @@ def blend_masks(image: np.ndarray, masks: torch.Tensor, classes: Sequence[int], 
         m = F.interpolate(m[None], (h, w), mode="bilinear", align_corners=False)[0].gt_(0.5)
     out = image.astype(np.float32)
     for mi, c in zip(m.cpu().numpy().astype(bool), classes):
-        out[mi] = out[mi] * (1 - alpha) + np.array(colors(int(c)), np.float32) * alpha
+        out[mi] = out[mi] * (1 - alpha) + np.array(colors(int(c), bgr), np.float32) * alpha
     return out.clip(0, 255).astype(np.uint8)
 
 

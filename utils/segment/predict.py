@@ -60,7 +60,7 @@ class SegmentSaver(PredictionSaver):
             if tuple(masks.shape[1:]) != tuple(im0.shape[:2]):
                 arr = masks.permute(1, 2, 0).contiguous().cpu().numpy().astype(np.uint8)
                 masks = torch.from_numpy(scale_masks(arr, mask_shape, im0.shape[:2])).permute(2, 0, 1)
-            im0 = blend_masks(im0, masks.flip(0), det[:, 5].int().flip(0).tolist())  # highest conf on top
+            im0 = blend_masks(im0, masks.flip(0), det[:, 5].int().flip(0).tolist(), bgr=True)  # highest conf on top
         txt, self.opts.save_txt = self.opts.save_txt, False  # the box rows of the parent are not wanted
         try:
             return self.add(p, im0, det, mode=mode, frame=frame, fps=fps, stream_index=stream_index)
