@@ -16,7 +16,7 @@ from utils.names import names_dict
 from utils.segment.metrics import SegMetrics, figures
 from utils.segment.ops import mask_iou, overlap_to_masks
 from utils.segment.outputs import SegOutputs
-from utils.segment.postprocess import SegResult
+from utils.segment.postprocess import SegResult, postprocess, split_outputs
 from utils.val.coco import CocoTarget
 from utils.val.metrics import ConfusionMatrix, match_iou, match_predictions
 
@@ -63,17 +63,31 @@ class SegmentEvaluator:
         save_json: bool = False,
         coco: CocoTarget | None = None,
         verbose: bool = False,
+        per_class: bool | None = None,
+        conf_thres: float = 0.001,
+        iou_thres: float = 0.6,
+        max_det: int = 300,
+        mask_mode: str = "proto",
     ):
         self.names = names_dict(names)
         self.nc = 1 if single_cls else len(self.names)
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.plots = plots and self.save_dir is not None
-        self.single_cls, self.overlap, self.verbose = single_cls, overlap, verbose
+        self.single_cls, self.overlap = single_cls, overlap
+        self.verbose = verbose if per_class is None else per_class
+        self.nms = dict(conf_thres=conf_thres, iou_thres=iou_thres, max_det=max_det, mask_mode=mask_mode)
         self.iouv = torch.linspace(0.5, 0.95, 10)
         self.cm = ConfusionMatrix(nc=self.nc) if self.plots else None
         self.outputs = SegOutputs(self.save_dir, save_txt, save_conf, save_json, coco or CocoTarget())
         self.stats: List[tuple] = []
         self.seen = self.batches = 0
+
+    header = HEADER
+    post_name = "NMS"
+
+    def postprocess(self, preds, batch: Sequence) -> List[SegResult]:
+        """NMS (multi-label, as official validation) and the instances' masks at the evaluator's mask_mode."""
+        return postprocess(split_outputs(preds), batch[0].shape[2:], multi_label=True, **self.nms)
 
     def update(self, results: Sequence[SegResult], batch: Sequence) -> None:
         im, targets, paths, shapes, masks = batch[:5]
@@ -118,8 +132,11 @@ class SegmentEvaluator:
                 self.cm.process_batch(predn, labelsn)
         self.stats.append((correct_m, correct_b, det[:, 4], det[:, 5], labels[:, 0]))
 
-    def summarize(self) -> SegMetrics:
+    def summarize(self, losses: Sequence[float] = (), speeds: Sequence[float] = ()) -> SegMetrics:
+        """Box and mask AP per class over every update; losses (box, seg, obj, cls) and speeds (ms per image) as
+        the loop measured them. Writes plots, json and results.json into save_dir when given."""
         res = SegMetrics(names=self.names, nt=np.zeros(self.nc, dtype=int), seen=self.seen)
+        res.losses, res.speeds = tuple(float(x) for x in losses), tuple(float(x) for x in speeds) or res.speeds
         if self.stats:
             tp_m, tp_b, conf, pcls, tcls = (torch.cat(x, 0).numpy() for x in zip(*self.stats))
             res.nt = np.bincount(tcls.astype(int), minlength=self.nc)

@@ -12,7 +12,6 @@ import torch
 
 from utils.segment.evaluate import SegmentEvaluator
 from utils.segment.metrics import SegMetrics
-from utils.segment.postprocess import postprocess, split_outputs
 from utils.torch_utils import time_sync
 
 LOGGER = logging.getLogger(__name__)
@@ -24,17 +23,13 @@ def validate(
     dataloader,
     evaluator: SegmentEvaluator,
     device: torch.device | str = "cpu",
-    conf_thres: float = 0.001,
-    iou_thres: float = 0.6,
-    max_det: int = 300,
     half: bool = False,
-    mask_mode: str = "proto",
     compute_loss: Callable | None = None,
-) -> tuple[SegMetrics, torch.Tensor]:
-    """-> (metrics, mean loss items per batch (4,) or zeros). model: eval-mode SegmentationModel or a backend
-    returning (pred, protos[, levels]); batches (im uint8, targets, paths, shapes, masks)."""
+) -> SegMetrics:
+    """One pass: model (an eval-mode SegmentationModel, or a backend returning (pred, protos[, levels])) on
+    batches (im uint8, targets, paths, shapes, masks); the evaluator post-processes, matches and summarises."""
     device = torch.device(device)
-    dt, loss, nb = [0.0, 0.0, 0.0], torch.zeros(4, device=device), 0
+    dt, loss, nb, seen = [0.0, 0.0, 0.0], torch.zeros(4, device=device), 0, 0
     for batch in dataloader:
         t0 = time_sync()
         im = batch[0].to(device, non_blocking=True)
@@ -45,11 +40,10 @@ def validate(
         if compute_loss is not None and isinstance(out, (list, tuple)) and len(out) == 3:
             train_batch = (im, batch[1].to(device), *batch[2:4], batch[4].to(device))
             loss += compute_loss((out[2], out[1]), train_batch).items
-        results = postprocess(split_outputs(out), im.shape[2:], conf_thres, iou_thres, multi_label=True,
-                              max_det=max_det, mask_mode=mask_mode)  # fmt: skip
+        batch = (im, *batch[1:])
+        results = evaluator.postprocess(out, batch)
         dt = [a + b for a, b in zip(dt, (t1 - t0, t2 - t1, time_sync() - t2))]
-        evaluator.update(results, (im, *batch[1:]))
-        nb += 1
-    metrics = evaluator.summarize()
-    metrics.speeds = tuple(t / max(metrics.seen, 1) * 1e3 for t in dt)
-    return metrics, loss / max(nb, 1)
+        evaluator.update(results, batch)
+        nb, seen = nb + 1, seen + im.shape[0]
+    losses = (loss / max(nb, 1)).tolist() if compute_loss is not None else ()
+    return evaluator.summarize(losses, [t / max(seen, 1) * 1e3 for t in dt])

@@ -66,7 +66,8 @@ class SegMetrics:
     nt: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # (nc,) instances per class
     seen: int = 0
     names: Dict[int, str] = field(default_factory=dict)
-    speeds: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # pre-process, inference, NMS + masks ms per image
+    speeds: Tuple[float, ...] = (0.0, 0.0, 0.0)  # pre-process, inference, NMS + masks ms per image
+    losses: Tuple[float, ...] = ()  # mean validation (box, seg, obj, cls) when a criterion ran
     coco: Dict[str, Dict[str, float]] | None = None  # {'bbox': {...}, 'segm': {...}} when COCO scoring ran
 
     @property
@@ -112,6 +113,7 @@ class SegMetrics:
             "classes": self.per_class(),
             "fitness": self.fitness,
             "speeds": list(self.speeds),
+            "losses": dict(zip(LOSS_NAMES, self.losses)),
             "coco": self.coco,
             "names": {str(k): v for k, v in self.names.items()},
         }

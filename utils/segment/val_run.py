@@ -66,10 +66,10 @@ def run_val(opt: argparse.Namespace, save_dir: Path | None, plots: bool = True) 
     evaluator = SegmentEvaluator(
         names, save_dir, plots=plots, single_cls=opt.single_cls, overlap=False, save_txt=opt.save_txt,
         save_conf=opt.save_conf, save_json=opt.save_json, coco=coco_target(data) if opt.save_json else None,
-        verbose=opt.verbose,
+        verbose=opt.verbose, conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det,
+        mask_mode="native" if opt.save_json else "proto",  # official: exact masks for COCO json, fast ones otherwise
     )  # fmt: skip
-    mode = "native" if opt.save_json else "proto"  # official: the exact masks for COCO json, the fast ones otherwise
-    metrics, _ = validate(model, loader, evaluator, device, opt.conf_thres, opt.iou_thres, opt.max_det, half, mode)
+    metrics = validate(model, loader, evaluator, device, half)
     evaluator.print_table(metrics, per_class=opt.verbose or (nc < 50))
     shape = (batch_size, 3, imgsz, imgsz)
     LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {shape}" % metrics.speeds)
