@@ -208,3 +208,38 @@ def test_segment_cli_errors(shared, tmp_path, capsys):
             mod.main(mod.parse_opt(["--weights", det, "--project", str(tmp_path), *args]))
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code in (1, 2) and err[-1].startswith("error:") and "detection model" in err[-1]
+
+
+def test_seg_fla_export_runs_in_every_backend(tmp_path):
+    """A tiny FLA seg model exported (dynamic H/W) to TorchScript, ONNX and OpenVINO: each backend gives the .pt's
+    predictions and prototypes at a size other than the export's."""
+    pytest.importorskip("onnxruntime")
+    from utils.checkpoint import model_to_dict, save_checkpoint
+    from utils.deploy.backends import DetectMultiBackend
+    from utils.deploy.export import run_export
+
+    d = yaml.safe_load((MODELS_DIR / "segment" / "yolov5n-seg-fla.yaml").read_text())
+    d.update(width_multiple=0.125, nc=3)
+    torch.manual_seed(0)
+    model = SegmentationModel(d, verbose=False)
+    model.names = ["a", "b", "c"]
+    f = tmp_path / "tiny-seg-fla.pt"
+    save_checkpoint({"model": model_to_dict(model, half=False)}, f)
+    formats = ["torchscript", "onnx"]
+    try:
+        import openvino  # noqa: F401
+
+        formats.append("openvino")
+    except ImportError:
+        pass
+    files = run_export(f, imgsz=64, include=formats, dynamic=True)
+    im = torch.rand(1, 3, 96, 64)
+    ref = DetectMultiBackend(f)
+    pred, protos = ref(im)
+    assert ref.task == "segment" and protos.shape == (1, 32, 24, 16)
+    for fmt, path in files.items():
+        backend = DetectMultiBackend(path)
+        p, q = backend(im)
+        assert backend.task == "segment", fmt
+        assert torch.allclose(p, pred, atol=1e-2 * float(pred.abs().max())), fmt
+        assert torch.allclose(q, protos, atol=1e-3 * float(protos.abs().max()) + 1e-4), fmt

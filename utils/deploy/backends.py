@@ -193,6 +193,7 @@ class DetectMultiBackend(nn.Module):
         self.stride, self.names = self.session.stride, names_list(self.session.names)
         self.dynamic, self.imgsz, self.batch = self.session.dynamic, self.session.imgsz, self.session.batch
         self.fp16 = self.session.fp16
+        self.task = "segment" if len(self.session.compiled.outputs) > 1 else "detect"
 
     def _init_jit(self, f: Path) -> None:
         meta = read_torchscript_meta(f)
@@ -204,6 +205,7 @@ class DetectMultiBackend(nn.Module):
             raise UserError(f"cannot load TorchScript model {f}: {str(e).splitlines()[0]}") from e
         self.stride = int(meta.get("stride", 32))
         self.names = names_list(meta.get("names"))
+        self.task = "segment" if meta.get("task") == "segment" else "detect"
         self.dynamic = bool(meta.get("dynamic", False))
         self.fp16 = bool(meta.get("half", False))
         size = meta.get("imgsz")
@@ -218,7 +220,9 @@ class DetectMultiBackend(nn.Module):
             ys = self.session.run(self.output_names, {self.input_name: im.cpu().numpy()})
             return _task_output([torch.from_numpy(y).to(self.device) for y in ys])
         if self.xml:
-            return torch.from_numpy(self.session(im.cpu().numpy())).to(self.device).float()
+            y = self.session(im.cpu().numpy())
+            ys = [torch.from_numpy(t).to(self.device) for t in (y if isinstance(y, tuple) else (y,))]
+            return _task_output(ys)
         return _task_output(self.model(im.to(self.device)))
 
     def warmup(self, imgsz: Tuple[int, int, int, int] = (1, 3, 640, 640)) -> None:

@@ -43,9 +43,22 @@ class ExportWrapper(nn.Module):
         self.model = model
         self.train(False)  # exporters restore the wrapper's mode afterwards, recursively: keep it eval
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor):
         y = self.model(images)
+        if is_segment(self.model):  # (pred (B, N, 5 + nc + nm), protos (B, nm, H / 4, W / 4)), as official
+            return y[0], y[1]
         return y[0] if isinstance(y, (list, tuple)) else y
+
+
+def is_segment(model: nn.Module) -> bool:
+    """True for a model whose last layer is a Segment head."""
+    from models.yolo import Segment
+
+    return isinstance(model.model[-1], Segment)
+
+
+def _first(y) -> torch.Tensor:
+    return y[0] if isinstance(y, (list, tuple)) else y
 
 
 def export_metadata(model: nn.Module, im: torch.Tensor, dynamic: bool, half: bool) -> dict:
@@ -58,6 +71,7 @@ def export_metadata(model: nn.Module, im: torch.Tensor, dynamic: bool, half: boo
         "batch": int(im.shape[0]),
         "dynamic": bool(dynamic),
         "half": bool(half),
+        "task": "segment" if is_segment(model) else "detect",
     }
 
 
@@ -79,13 +93,19 @@ def export_onnx(
     dynamic: bool = False,
     simplify: bool = False,
 ) -> Path:
-    """Export to ONNX: input 'images' (B, 3, H, W), output 'output0' (B, N, 5 + nc); meta in metadata_props."""
+    """Export to ONNX: input 'images' (B, 3, H, W), output 'output0' (B, N, 5 + nc) (segmentation: also 'output1',
+    the prototypes (B, nm, H / 4, W / 4), as official); meta in metadata_props."""
     import onnx
 
-    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}} if dynamic else None
+    outputs = ["output0", "output1"] if is_segment(model) else ["output0"]
+    axes = None
+    if dynamic:
+        axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}}
+        if len(outputs) > 1:
+            axes["output1"] = {0: "batch", 2: "mask_height", 3: "mask_width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (torch.jit.TracerWarning, FutureWarning, DeprecationWarning))
-        _onnx_export(ExportWrapper(model), im, file, opset, axes)
+        _onnx_export(ExportWrapper(model), im, file, opset, axes, outputs)
     proto = onnx.load(str(file))
     onnx.checker.check_model(proto)
     for k, v in meta.items():
@@ -97,7 +117,7 @@ def export_onnx(
     return file
 
 
-def _onnx_export(model: nn.Module, im: torch.Tensor, file: Path, opset: int, axes) -> None:
+def _onnx_export(model: nn.Module, im: torch.Tensor, file: Path, opset: int, axes, outputs=("output0",)) -> None:
     """torch.onnx.export with the TorchScript-based exporter (no onnxscript needed)."""
     torch.onnx.export(
         model,
@@ -106,7 +126,7 @@ def _onnx_export(model: nn.Module, im: torch.Tensor, file: Path, opset: int, axe
         opset_version=opset,
         do_constant_folding=True,
         input_names=["images"],
-        output_names=["output0"],
+        output_names=list(outputs),
         dynamic_axes=axes,
         dynamo=False,
     )
@@ -155,11 +175,10 @@ def check_exported(
     """Run each exported file once on im and return the max abs difference from the PyTorch output."""
     model.eval()
     with torch.no_grad():
-        ref = model(im)
-        ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).float()
+        ref = _first(model(im)).float()
         diffs = {}
         for fmt, f in files.items():
-            y = DetectMultiBackend(f, device=device)(im)
+            y = _first(DetectMultiBackend(f, device=device)(im))
             diffs[fmt] = float((y.to(ref.device) - ref).abs().max())
             LOGGER.info("%s: max abs difference from PyTorch %.3g", fmt, diffs[fmt])
     return diffs
@@ -200,7 +219,7 @@ def run_export(
     if half:
         model, im = model.half(), im.half()
     with torch.no_grad():
-        shape = tuple(model(im).shape)
+        shape = tuple(_first(model(im)).shape)
     LOGGER.info("PyTorch: starting from %s with output shape %s", weights, shape)
     meta = export_metadata(model, im, dynamic, half)
     files: Dict[str, Path] = {}
