@@ -120,14 +120,12 @@ def main(opt: argparse.Namespace) -> Path:
         LOGGER.warning("WARNING: --half needs CUDA; running in FP32 on CPU")
     model = load_backend(opt.weights, device, data=opt.data, half=half)
     imgsz = check_img_size(opt.imgsz, stride=model.stride)
-    if getattr(model, "imgsz", None) and list(model.imgsz) != imgsz:  # a static export takes one size only
+    if model.imgsz and list(model.imgsz) != imgsz:  # a static export takes one size only
         LOGGER.warning("WARNING: --imgsz %s differs from the exported size %s; using the latter", imgsz, model.imgsz)
         imgsz = list(model.imgsz)
-    auto = getattr(model, "pt", True) or bool(getattr(model, "dynamic", False))  # dynamic exports take rect too
-    dataset = load_source(source, imgsz, model.stride, auto=auto, vid_stride=opt.vid_stride)
+    dataset = load_source(source, imgsz, model.stride, auto=model.rect, vid_stride=opt.vid_stride)
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
-    if hasattr(model, "warmup"):
-        model.warmup(imgsz=(1 if getattr(model, "pt", True) else dataset.bs, 3, *imgsz))
+    model.warmup(imgsz=(1 if model.pt else dataset.bs, 3, *imgsz))
     nms = NMSOptions(opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms, opt.max_det)
     save = SaveOptions(
         save_img=not opt.nosave,
@@ -148,7 +146,6 @@ def main(opt: argparse.Namespace) -> Path:
         nms,
         save,
         augment=opt.augment,
-        half=half,
         visualize=opt.visualize,
         heatmap=opt.heatmap,
     )

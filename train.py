@@ -83,9 +83,10 @@ def check_unsupported(opt: argparse.Namespace) -> None:
 
 @run_cli
 def main(opt: argparse.Namespace) -> None:
-    """Check the options that need no set-up, then hand over to utils.train.trainer.train."""
+    """Check the options that need no set-up, resolve them into the frozen TrainConfig, and train (detection)."""
+    from utils.train.config import resolve_config
+    from utils.train.run import train
     from utils.train.setup import get_dist_info
-    from utils.train.trainer import train
 
     setup_logging(rank=get_dist_info()[1])
     check_unsupported(opt)
@@ -94,7 +95,7 @@ def main(opt: argparse.Namespace) -> None:
     if not opt.resume and not opt.weights and not opt.cfg:
         LOGGER.info("no --weights or --cfg given: training yolov5s.yaml from scratch")
         opt.cfg = "yolov5s.yaml"
-    train(opt)
+    train(resolve_config(opt))
 
 
 if __name__ == "__main__":

@@ -54,13 +54,13 @@ def parse_opt(argv=None) -> argparse.Namespace:
 
 
 def _loader_settings(model, opt: argparse.Namespace, speed: bool):
-    """(imgsz, batch_size, rect, pad) for this backend: rect batches for PyTorch, the export size for static files."""
+    """(imgsz, batch_size, rect, pad) for this predictor: rect batches for PyTorch, the export size for static files."""
     from utils.img_size import check_img_size
 
     imgsz, batch_size = opt.imgsz, opt.batch_size
-    pad, rect = (0.0, False) if speed else (0.5, bool(getattr(model, "pt", True)))
-    if not getattr(model, "pt", True):
-        if getattr(model, "imgsz", None) is not None:  # static export: fixed square input
+    pad, rect = (0.0, False) if speed else (0.5, model.pt)
+    if not model.pt:
+        if model.imgsz is not None:  # static export: fixed square input
             h, w = model.imgsz
             if h != w:
                 raise UserError(f"the model was exported for {h}x{w}; val.py needs a square export (--imgsz N)")
@@ -69,7 +69,7 @@ def _loader_settings(model, opt: argparse.Namespace, speed: bool):
             imgsz, rect = h, False
         else:
             rect = not speed
-        if getattr(model, "batch", None):
+        if model.batch:
             batch_size = int(model.batch)
             LOGGER.info("Using --batch-size %d of the static export", batch_size)
     imgsz = check_img_size(imgsz, stride=int(model.stride))
@@ -80,19 +80,19 @@ def run(opt: argparse.Namespace, weights, imgsz: int | None = None, save_dir: Pa
     """Validate one weights entry (a path or a list = ensemble) on opt.task's split -> EvalResult."""
     from utils.data.config import check_dataset
     from utils.data.loader import create_dataloader
-    from utils.deploy.backends import DetectMultiBackend
+    from utils.deploy.backends import load_predictor
     from utils.torch_utils import select_device
     from utils.val.coco import coco_target
-    from utils.val.evaluate import evaluate
+    from utils.val.evaluate import EvalOptions, evaluate
 
     device = select_device(opt.device, opt.batch_size)
     half = opt.half and device.type != "cpu"
     if opt.half and not half:
         LOGGER.warning("WARNING: --half needs CUDA; running in FP32 on CPU")
     data = check_dataset(opt.data)
-    model = DetectMultiBackend(weights, device=device, fp16=half, cfg=opt.cfg)
+    model = load_predictor(weights, device=device, fp16=half, cfg=opt.cfg)
     nc = 1 if opt.single_cls else int(data["nc"])
-    names = list(model.names) if model.names else list(data["names"])
+    names = dict(model.names) if model.names else list(data["names"])
     if not opt.single_cls and len(names) != nc:
         raise UserError(f"{weights} has {len(names)} classes but --data {opt.data} has {nc}; pass matching weights")
     speed = opt.task == "speed"
@@ -103,18 +103,19 @@ def run(opt: argparse.Namespace, weights, imgsz: int | None = None, save_dir: Pa
     if not data.get(split):
         raise UserError(f"--data {opt.data} has no '{split}' split")
     model.warmup(imgsz=(1 if model.pt else batch_size, 3, imgsz, imgsz))
+    model.use_channels_last()
     loader = create_dataloader(
         data[split], imgsz, batch_size, model.stride, opt.single_cls, pad=pad, rect=rect, workers=opt.workers,
         prefix=f"{split}: ", nc=int(data["nc"]),
     )[0]  # fmt: skip
     stem = Path(weights[0] if isinstance(weights, (list, tuple)) else weights).stem
-    return evaluate(
-        model, loader, names, conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det,
-        device=device, half=half, single_cls=opt.single_cls, augment=opt.augment, save_dir=save_dir,
-        plots=plots and not opt.noplots, save_txt=opt.save_txt, save_hybrid=opt.save_hybrid,
-        save_conf=opt.save_conf, save_json=opt.save_json, verbose=opt.verbose, imgsz=imgsz, batch_size=batch_size,
+    options = EvalOptions(
+        conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det, single_cls=opt.single_cls,
+        plots=plots and not opt.noplots, per_class=opt.verbose or nc < 50, save_txt=opt.save_txt,
+        save_hybrid=opt.save_hybrid, save_conf=opt.save_conf, save_json=opt.save_json,
         json_name=f"{stem}_predictions.json", coco=coco_target(data) if opt.save_json else None,
     )  # fmt: skip
+    return evaluate(model, loader, names, options, save_dir, augment=opt.augment, speed_shape=(batch_size, imgsz))
 
 
 def study(opt: argparse.Namespace, save_dir: Path) -> list:

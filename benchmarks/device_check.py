@@ -61,29 +61,34 @@ def _train_opt(opt: argparse.Namespace, name: str, epochs: int) -> argparse.Name
     )  # fmt: skip
 
 
-def _trainer(opt: argparse.Namespace, name: str, epochs: int, amp: bool):
-    """A set-up Trainer that records every loss it computes (train steps and validation) and honours amp=False."""
-    from utils.train.trainer import Trainer
+def _run(opt: argparse.Namespace, name: str, epochs: int, amp: bool):
+    """A set-up training run (utils.train.build.Run) whose criterion records every training loss it computes.
 
-    class CheckedTrainer(Trainer):
-        def _init_model(self, resume_ckpt):
-            super()._init_model(resume_ckpt)
-            self.amp = self.amp and amp  # before the GradScaler is built in _init_optimizer
+    amp=False forces fp32 through the frozen config; the recording criterion is the detection task's with one
+    part replaced, so the run itself is the engine's own.
+    """
+    import dataclasses
 
-        def setup(self):
-            super().setup()
-            self.losses, inner = [], self.compute_loss
+    from utils.train.build import setup_run
+    from utils.train.config import resolve_config
+    from utils.train.tasks import DETECT
 
-            def recorded(p, targets):
-                loss, items = inner(p, targets)
-                self.losses.append(loss.detach())  # stays on the GPU: no sync per step
-                return loss, items
+    losses: List[torch.Tensor] = []
 
-            self.compute_loss = recorded
+    def recording(model, hyp):
+        inner = DETECT.criterion(model, hyp)
 
-    t = CheckedTrainer(_train_opt(opt, name, epochs))
-    t.setup()
-    return t
+        def criterion(preds, batch):
+            out = inner(preds, batch)
+            if torch.is_grad_enabled():  # training steps only, not the validation losses
+                losses.append(out.total.detach())  # stays on the GPU: no sync per step
+            return out
+
+        return criterion
+
+    config = dataclasses.replace(resolve_config(_train_opt(opt, name, epochs)), amp=amp)
+    run = setup_run(config, dataclasses.replace(DETECT, criterion=recording))
+    return run, losses
 
 
 def _final_map(save_dir: Path) -> tuple:
@@ -97,17 +102,20 @@ def check_train(opt: argparse.Namespace) -> List[Row]:
     """AMP vs fp32 fine-tune: all losses finite, the AMP run's mAP within opt.map_tol of fp32's."""
     rows, maps = [], {}
     for name, amp in (("amp", True), ("fp32", False)):
-        t = _trainer(opt, f"train_{name}", opt.epochs, amp)
+        from utils.train.run import run_epochs
+
+        run, recorded = _run(opt, f"train_{name}", opt.epochs, amp)
         try:
-            t.run()
-            losses = torch.stack(t.losses)
-            bad = int((~torch.isfinite(losses)).sum())
-            rows.append(Row(f"train {name}: losses finite", f"{len(losses) - bad}/{len(losses)} finite", bad == 0))
-            if amp:
-                rows.append(Row("train amp: GradScaler scale", f"{t.scaler.get_scale():.0f}", t.scaler.get_scale() > 0))
-            maps[name] = _final_map(t.save_dir)
+            run_epochs(run)
         finally:
-            t.close()
+            run.results.close()
+        losses = torch.stack(recorded)
+        bad = int((~torch.isfinite(losses)).sum())
+        rows.append(Row(f"train {name}: losses finite", f"{len(losses) - bad}/{len(losses)} finite", bad == 0))
+        if amp:
+            scale = run.state.scaler.get_scale()
+            rows.append(Row("train amp: GradScaler scale", f"{scale:.0f}", scale > 0))
+        maps[name] = _final_map(Path(run.config.save_dir))
     d50, d = (abs(a - b) for a, b in zip(maps["amp"], maps["fp32"]))
     (a50, a), (f50, f) = maps["amp"], maps["fp32"]
     text = f"mAP50 {a50:.3f} vs {f50:.3f}, mAP50-95 {a:.3f} vs {f:.3f} (AMP vs fp32)"
@@ -117,19 +125,23 @@ def check_train(opt: argparse.Namespace) -> List[Row]:
 
 def check_speed(opt: argparse.Namespace) -> List[Row]:
     """Images/s of one AMP training epoch (the second: the first warms up cuDNN and the workers)."""
-    from utils.train.trainer import train_one_epoch
+    from utils.train.epoch import train_one_epoch
+    from utils.train.run import epoch_settings
 
-    t = _trainer(opt, "speed", 2, amp=True)
+    run, _ = _run(opt, "speed", 2, amp=True)
+    st, n = run.state, len(run.dataset)
     try:
-        n = len(t.train_loader.dataset)
-        train_one_epoch(t, 0)
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        train_one_epoch(t, 1)
-        torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
+        times = []
+        for epoch in (0, 1):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            s = epoch_settings(run, epoch)
+            train_one_epoch(run.model, run.criterion, run.train_loader, st.optimizer, st.scaler, st.ema, st, s)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        dt = times[1]
     finally:
-        t.close()
+        run.results.close()
     text = f"{n / dt:.0f} images/s ({n} images, {dt:.1f} s, batch {opt.batch_size}, {opt.imgsz} px)"
     return [Row("train epoch speed (AMP)", text, None)]
 

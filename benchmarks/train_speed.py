@@ -15,7 +15,11 @@ sys.path.insert(0, str(ROOT))
 
 from train import parse_opt  # noqa: E402
 from utils.log import setup_logging  # noqa: E402
-from utils.train.trainer import Trainer  # noqa: E402
+from utils.train.build import setup_run  # noqa: E402
+from utils.train.config import resolve_config  # noqa: E402
+from utils.train.epoch import train_one_epoch  # noqa: E402
+from utils.train.run import epoch_settings  # noqa: E402
+from utils.train.tasks import DETECT  # noqa: E402
 
 LOGGER = logging.getLogger("train_speed")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bccd" / "bccd.yaml"
@@ -38,18 +42,17 @@ def main() -> None:
              "--workers", str(args.workers), "--epochs", str(args.epochs), "--device", args.device,
              "--project", tmp, "--noval", "--noplots", "--nosave", "--noautoanchor"]
         )  # fmt: skip
-        t = Trainer(opt)
+        run = setup_run(resolve_config(opt), DETECT)
+        st, n = run.state, len(run.dataset)
+        per_epoch = []
         try:
-            t.setup()
-            t.t0, t.ni0 = time.time(), 0
-            n = len(t.dataset)
-            per_epoch = []
             for epoch in range(args.epochs):
                 start = time.perf_counter()
-                t.train_one_epoch(epoch)
+                s = epoch_settings(run, epoch)
+                train_one_epoch(run.model, run.criterion, run.train_loader, st.optimizer, st.scaler, st.ema, st, s)
                 per_epoch.append(n / (time.perf_counter() - start))
         finally:
-            t.close()
+            run.results.close()
     result = {
         "cfg": args.cfg, "imgsz": args.imgsz, "batch_size": args.batch_size, "workers": args.workers,
         "images_per_epoch": n, "images_per_second": [round(x, 2) for x in per_epoch],

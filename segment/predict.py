@@ -89,7 +89,7 @@ def main(opt: argparse.Namespace) -> Path:
     save = SaveOptions(save_img=not opt.nosave, save_txt=opt.save_txt, save_conf=opt.save_conf,
                        save_crop=opt.save_crop, view_img=opt.view_img, line_thickness=opt.line_thickness,
                        hide_labels=opt.hide_labels, hide_conf=opt.hide_conf)  # fmt: skip
-    prof = run_segmentation(model, dataset, save_dir, nms, save, half=half, retina_masks=opt.retina_masks)
+    prof = run_segmentation(model, dataset, save_dir, nms, save, retina_masks=opt.retina_masks)
     pre, inf, post = prof.per_image_ms()
     LOGGER.info("Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape %s", pre, inf, post,
                 (1, 3, *imgsz))  # fmt: skip

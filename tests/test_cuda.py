@@ -108,13 +108,15 @@ def test_half_validation_keeps_callers_fp32_weights(tiny):
     from models.load import load_model
     from utils.data.config import check_dataset
     from utils.data.loader import create_dataloader
-    from utils.val.evaluate import evaluate
+    from utils.deploy.predictor import ModelPredictor
+    from utils.val.evaluate import EvalOptions, evaluate
 
     model = load_model(tiny, device="cuda", fuse=False).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = check_dataset(None)
     loader = create_dataloader(data["val"], 64, 8, 32, pad=0.5, rect=True, workers=0)[0]
-    evaluate(model, loader, data["names"], device=torch.device("cuda"), half=True, progress=False, plots=False)
+    predictor = ModelPredictor(model, device=torch.device("cuda"), fp16=True)
+    evaluate(predictor, loader, data["names"], EvalOptions(plots=False), progress=False)
     after = model.state_dict()
     assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
 

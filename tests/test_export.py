@@ -72,7 +72,7 @@ def test_export_fla_dynamic(tiny_fla):
         assert y.shape == (1, 3 * (size[0] * size[1] // 64) * (1 + 1 / 4 + 1 / 16), 7)
         _close(y, ref)
     jit = DetectMultiBackend(files["torchscript"])
-    assert jit.jit and jit.names == ["cat", "dog"] and jit.dynamic
+    assert jit.jit and jit.names == {0: "cat", 1: "dog"} and jit.dynamic  # the Predictor carries names as a dict
     x = torch.rand(1, 3, 96, 160)
     with torch.no_grad():
         _close(jit(x), ref_backend(x))

@@ -49,3 +49,19 @@ def test_metrics_imports_no_plotting_library():
 def test_registry_knows_no_concrete_module():
     text = (ROOT / "models" / "registry.py").read_text()
     assert "from models" not in text and "import models" not in text
+
+
+def test_task_folders_import_the_wings_never_the_reverse(tmp_path):
+    ig = _graph_tool()
+    for folder in ("segment", "classify", "train"):
+        (tmp_path / "utils" / folder).mkdir(parents=True)
+    (tmp_path / "utils" / "train" / "run.py").write_text("from utils.segment.task import SEGMENT\n")
+    (tmp_path / "utils" / "segment" / "task.py").write_text("from utils.train.run import x\nSEGMENT = 1\n")
+    (tmp_path / "utils" / "segment" / "loss.py").write_text("import utils.train.run\n")
+    (tmp_path / "utils" / "classify" / "task.py").write_text("from utils.segment.loss import y\n")
+    graph = ig.build_graph(tmp_path)
+    assert ig.layer_of("utils.segment.task") == "task" and ig.layer_of("utils.classify") == "task"
+    assert ig.upward_imports(graph) == [
+        ("utils.classify.task", "utils.segment.loss"),  # one task folder never imports another
+        ("utils.train.run", "utils.segment.task"),  # a wing never imports a task folder
+    ]

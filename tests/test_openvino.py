@@ -58,7 +58,7 @@ def test_static_export_layout_and_outputs(tiny_fla):
     for given in (folder, folder / "tiny-fla.xml"):  # the folder (as YOLOv5 takes it) or the .xml
         backend = DetectMultiBackend(given)
         assert backend.xml and not backend.pt and not backend.onnx
-        assert backend.names == ["cat", "dog"] and backend.stride == 32
+        assert backend.names == {0: "cat", 1: "dog"} and backend.stride == 32
         assert not backend.dynamic and backend.imgsz == (128, 128) and backend.batch == 1
     assert backend.check_input((1, 3, 96, 96)) is not None and backend.check_input((1, 3, 128, 128)) is None
     x = torch.rand(1, 3, 128, 128)

@@ -235,7 +235,8 @@ def test_seg_fla_export_runs_in_every_backend(tmp_path):
     files = run_export(f, imgsz=64, include=formats, dynamic=True)
     im = torch.rand(1, 3, 96, 64)
     ref = DetectMultiBackend(f)
-    pred, protos = ref(im)
+    with torch.no_grad():
+        pred, protos = ref(im)
     assert ref.task == "segment" and protos.shape == (1, 32, 24, 16)
     for fmt, path in files.items():
         backend = DetectMultiBackend(path)

@@ -49,25 +49,19 @@ def test_check_img_size_keeps_the_input_shape(caplog):
 
 def test_augmented_forward_model_backend_and_ensemble():
     from models.yolo import DetectionModel
-    from utils.deploy.tta import augmented_forward
+    from utils.deploy.predictor import Ensemble, ModelPredictor, Predictor
 
     torch.manual_seed(0)
     model = DetectionModel({"nc": 2, "depth_multiple": 0.33, "width_multiple": 0.25, **_TINY}, verbose=False).eval()
     im = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         direct = model(im, augment=True)[0]
-        assert torch.equal(augmented_forward(model, im), direct)
-
-        class Backend(torch.nn.Module):  # a DetectMultiBackend over .pt weights holds the model as .model
-            def __init__(self, m):
-                super().__init__()
-                self.model, self.pt = m, True
-
-        assert torch.equal(augmented_forward(Backend(model), im), direct)
-        both = augmented_forward(Backend(torch.nn.ModuleList([model, model])), im)  # an ensemble: concatenated
+        assert torch.equal(ModelPredictor(model).augmented(im), direct)
+        assert torch.equal(ModelPredictor(model)(im, augment=True), direct)  # the predictor's own forward
+        both = ModelPredictor(Ensemble([model, model])).augmented(im)  # an ensemble: concatenated
         assert both.shape == (1, 2 * direct.shape[1], 7) and torch.equal(both[:, direct.shape[1] :], direct)
-    assert augmented_forward(object(), im) is None  # ONNX / TorchScript: no augmented forward
-    assert augmented_forward(Backend(torch.nn.Conv2d(3, 3, 1)), im) is None
+    assert Predictor().augmented(im) is None  # ONNX / TorchScript: no augmented forward
+    assert ModelPredictor(torch.nn.Conv2d(3, 3, 1), names=[], stride=32).augmented(im) is None
 
 
 def test_img_formats_have_one_home():

@@ -11,7 +11,9 @@ import torch
 import torch.nn as nn
 
 from tests.conftest import run_script
-from utils.val.evaluate import EvalResult, evaluate
+from utils.deploy.predictor import ModelPredictor
+from utils.task import LossOutput
+from utils.val.evaluate import EvalOptions, EvalResult, evaluate
 from utils.val.plots import output_to_target, plot_images, plot_labels, plot_results
 
 SIZE = 64
@@ -53,8 +55,12 @@ class OracleModel(nn.Module):
         return (pred, [torch.zeros(1)]) if self.tuple_out else pred
 
 
+def oracle(**kw) -> ModelPredictor:
+    return ModelPredictor(OracleModel(**kw), names=["a", "b"], stride=32)
+
+
 def test_evaluate_perfect_predictions(tmp_path):
-    res = evaluate(OracleModel(), make_batches(), ["a", "b"], save_dir=tmp_path, save_txt=True, save_json=True,
+    res = evaluate(oracle(), make_batches(), ["a", "b"], EvalOptions(save_txt=True, save_json=True), tmp_path,
                    progress=False)  # fmt: skip
     assert isinstance(res, EvalResult)
     assert res.seen == 3 and res.nt.tolist() == [1, 2]
@@ -87,14 +93,14 @@ def test_evaluate_perfect_predictions(tmp_path):
 def test_evaluate_low_conf_false_positives_keep_ap_but_lower_p():
     # 3 class-0 false positives at conf 0.045 below the only true positive (0.81): the AP envelope is unchanged,
     # but P is interpolated linearly between the two confidences (as YOLOv5), so it drops below 1
-    res = evaluate(OracleModel(fp=True), make_batches(), ["a", "b"], plots=False, progress=False)
+    res = evaluate(oracle(fp=True), make_batches(), ["a", "b"], EvalOptions(plots=False), progress=False)
     assert res.ap50.tolist() == pytest.approx([0.995, 0.995])
     assert res.p[0] < 1.0 and res.p[1] == pytest.approx(1.0) and res.mr == pytest.approx(1.0)
 
 
 def test_evaluate_without_predictions_and_backend_output(tmp_path):
-    model = OracleModel(perfect=False, tuple_out=False)
-    res = evaluate(model, make_batches(), ["a", "b"], progress=False, save_dir=tmp_path, save_json=True)
+    model = oracle(perfect=False, tuple_out=False)
+    res = evaluate(model, make_batches(), ["a", "b"], EvalOptions(save_json=True), tmp_path, progress=False)
     assert res.seen == 3 and res.nt.sum() == 3
     assert res.map50 == 0 and res.map == 0 and res.mp == 0 and len(res.ap_class) == 0 and res.coco is None
     assert json.loads((tmp_path / "predictions.json").read_text()) == []
@@ -102,18 +108,18 @@ def test_evaluate_without_predictions_and_backend_output(tmp_path):
 
 
 def test_evaluate_save_hybrid_uses_labels():
-    res = evaluate(OracleModel(perfect=False), make_batches(), ["a", "b"], save_hybrid=True, progress=False)
+    res = evaluate(oracle(perfect=False), make_batches(), ["a", "b"], EvalOptions(save_hybrid=True), progress=False)
     assert res.map50 == pytest.approx(0.995)
 
 
 def test_evaluate_compute_loss_and_single_cls(caplog):
-    def fake_loss(train_out, targets):
+    def fake_loss(train_out, batch):
         assert isinstance(train_out, list)
-        return torch.zeros(1), torch.tensor([1.0, 2.0, 3.0])
+        return LossOutput(torch.zeros(1), torch.tensor([1.0, 2.0, 3.0]))
 
     with caplog.at_level("INFO"):
-        res = evaluate(OracleModel(), make_batches(), ["a", "b"], compute_loss=fake_loss, single_cls=True,
-                       plots=False, progress=False)  # fmt: skip
+        res = evaluate(oracle(), make_batches(), ["a", "b"], EvalOptions(single_cls=True, plots=False),
+                       criterion=fake_loss, progress=False)  # fmt: skip
     assert res.losses == pytest.approx((1.0, 2.0, 3.0))  # mean over the 2 batches
     assert res.nt.tolist() == [3] and res.map50 == pytest.approx(0.995)
     assert "Speed:" not in caplog.text and "all" in caplog.text  # training: no speed line
@@ -121,7 +127,8 @@ def test_evaluate_compute_loss_and_single_cls(caplog):
 
 def test_evaluate_prints_table(caplog):
     with caplog.at_level("INFO"):
-        evaluate(OracleModel(), make_batches(), ["a", "b"], plots=False, progress=False, imgsz=64, batch_size=32)
+        evaluate(oracle(), make_batches(), ["a", "b"], EvalOptions(plots=False, per_class=True), progress=False,
+                 speed_shape=(32, 64))  # fmt: skip
     assert "mAP50-95" in caplog.text and "Speed:" in caplog.text and "(32, 3, 64, 64)" in caplog.text
     lines = [ln.split() for ln in caplog.messages]
     assert ["all", "3", "3", "1", "1", "0.995", "0.995"] in lines and [

@@ -1,7 +1,8 @@
 """The project's import graph, read with `ast` (nothing is imported): files, edges, circles and upward imports.
 
 Layers, lowest first: leaves (`utils/*.py`) < models and data (`models/`, `utils/data/`) < deploy < val < train <
-scripts (the CLIs, `benchmarks/`, `tools/`). An import may go to its own layer or below, never above;
+task folders (`utils/segment/`, `utils/classify/`) < scripts (the CLIs, `benchmarks/`, `tools/`). An import may go
+to its own layer or below, never above, and one task folder never imports another;
 `python tools/import_graph.py` prints the counts and any violation.
 """
 
@@ -15,7 +16,9 @@ from typing import Dict, List, Set, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "utils")
-LAYERS = {"leaf": 0, "models": 1, "data": 1, "deploy": 2, "val": 3, "train": 4, "script": 5}
+LAYERS = {"leaf": 0, "models": 1, "data": 1, "deploy": 2, "val": 3, "train": 4, "task": 5, "script": 6}
+WINGS = ("data", "deploy", "val", "train")
+TASK_FOLDERS = ("segment", "classify")  # detection's parts are the wings' own (its Task: utils/train/tasks.py)
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -29,11 +32,17 @@ def layer_of(module: str) -> str:
     parts = module.split(".")
     if parts[0] == "models":
         return "models"
-    if parts[0] == "utils" and len(parts) > 2 and parts[1] in ("data", "deploy", "val", "train"):
+    if parts[0] == "utils" and len(parts) >= 2 and parts[1] in WINGS:
         return parts[1]
-    if parts[0] == "utils" and len(parts) == 2 and parts[1] in ("data", "deploy", "val", "train"):
-        return parts[1]
+    if parts[0] == "utils" and len(parts) >= 2 and parts[1] in TASK_FOLDERS:
+        return "task"
     return "leaf" if parts[0] == "utils" else "script"
+
+
+def task_folder(module: str) -> str | None:
+    """'segment' for utils.segment and its modules (likewise classify); None for anything else."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "utils" and len(parts) >= 2 and parts[1] in TASK_FOLDERS else None
 
 
 def project_files(root: Path = ROOT) -> List[Path]:
@@ -121,8 +130,14 @@ def find_cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
 
 
 def upward_imports(graph: Dict[str, Set[str]]) -> List[Tuple[str, str]]:
-    """(importer, imported) pairs where the imported module sits in a higher layer."""
-    return sorted((m, d) for m, deps in graph.items() for d in deps if LAYERS[layer_of(d)] > LAYERS[layer_of(m)])
+    """(importer, imported) pairs where the imported module sits in a higher layer, or in another task folder."""
+    return sorted(
+        (m, d)
+        for m, deps in graph.items()
+        for d in deps
+        if LAYERS[layer_of(d)] > LAYERS[layer_of(m)]
+        or (task_folder(d) and task_folder(m) and task_folder(d) != task_folder(m))
+    )
 
 
 def main(argv: List[str] | None = None) -> int:

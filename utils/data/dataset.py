@@ -303,9 +303,7 @@ class LoadImagesAndLabels(Dataset):
         return im, labels, shapes
 
     def __getitem__(self, index: int):
-        index = self.indices[index]  # image_weights may have re-drawn the indices
         if self.mosaic and random.random() < self.hyp["mosaic"]:
-            self.mosaic_fn.indices = self.indices  # the trainer may replace self.indices (image weights)
             im, labels = self.mosaic_fn(index)
             shapes = None
             if random.random() < self.hyp["mixup"]:

@@ -29,20 +29,31 @@ class EpochSampler(Sampler):
     the same images in the same order with the same augmentation draws, as the uninterrupted run. Under DDP every
     rank draws the same permutation (padded to a multiple of world_size, as DistributedSampler) and takes every
     world_size-th item from its rank on.
+
+    set_weights(w) (--image-weights): later passes draw n images with replacement, image i with probability
+    w[i] / sum(w), from the same (seed, epoch) generator; None goes back to plain passes.
     """
 
     def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = -1, world_size: int = 1, epoch: int = 0):
         self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, epoch
         self.rank, self.world_size = max(rank, 0), max(world_size, 1) if rank != -1 else 1
+        self.weights: torch.Tensor | None = None
+
+    def set_weights(self, weights: np.ndarray | None) -> None:
+        """(n,) non-negative sampling weights for the next passes (ignored when they sum to 0), or None."""
+        w = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        self.weights = w if w is not None and float(w.sum()) > 0 else None
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.world_size)
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
-        if self.shuffle:
-            g = torch.Generator()
-            g.manual_seed(_mix(self.seed, epoch))
+        g = torch.Generator()
+        g.manual_seed(_mix(self.seed, epoch))
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
+        elif self.shuffle:
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))

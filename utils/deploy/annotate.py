@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Sequence, Tuple, Union
+from typing import Dict, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -147,6 +147,24 @@ class Annotator:
     def result(self) -> np.ndarray:
         """The annotated image, BGR uint8 (H, W, 3)."""
         return np.ascontiguousarray(np.asarray(self.im)[..., ::-1]) if self.pil else self.im
+
+
+def draw_detections(
+    im: np.ndarray,
+    det,
+    names: Dict[int, str],
+    line_width: int | None = None,
+    hide_labels: bool = False,
+    hide_conf: bool = False,
+) -> np.ndarray:
+    """Detection's annotator: a BGR (H, W, 3) image with det (n, 6) [x1, y1, x2, y2, conf, cls] drawn -> new image."""
+    ann = Annotator(im, line_width=line_width, example=str(names))
+    for *xyxy, conf, cls in reversed(det.tolist()):
+        c = int(cls)
+        name = names.get(c, str(c))
+        label = None if hide_labels else (name if hide_conf else f"{name} {conf:.2f}")
+        ann.box_label(xyxy, label or "", color=colors(c, True))
+    return ann.result()
 
 
 def save_one_box(

@@ -42,24 +42,6 @@ def feature_grid(t: torch.Tensor, n: int = 32, cols: int = 8, scale: int = 1) ->
     return grid
 
 
-def _is_detection_model(m) -> bool:
-    layers = getattr(m, "model", None)
-    return isinstance(m, nn.Module) and isinstance(layers, nn.Sequential) and all(hasattr(x, "f") for x in layers)
-
-
-def find_detection_model(model) -> nn.Module | None:
-    """The DetectionModel behind a DetectMultiBackend (the first member of an ensemble), or model itself when it
-    is one; None for ONNX / TorchScript backends, whose layers cannot be hooked."""
-    if _is_detection_model(model):
-        return model
-    if getattr(model, "pt", True) is False:
-        return None
-    net = getattr(model, "model", None)
-    if isinstance(net, nn.ModuleList) and len(net):  # Ensemble
-        net = net[0]
-    return net if _is_detection_model(net) else None
-
-
 def stage_name(layer: nn.Module, index: int) -> str:
     """'stage{i}_{ModuleType}_features' for a layer of DetectionModel.model."""
     kind = str(getattr(layer, "type", type(layer).__name__)).split(".")[-1]

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from utils.deploy.predictor import ModelPredictor
 from utils.errors import UserError
 
 LOGGER = logging.getLogger(__name__)
@@ -48,18 +49,6 @@ def resolve_layer(net: nn.Module, layer: int | None) -> int:
     if not 0 <= layer < n:
         raise UserError(f"--heatmap {layer}: the model has layers 0..{n - 1} with feature maps")
     return layer
-
-
-class _PredOnly(nn.Module):
-    """The DetectionModel's inference output (B, N, 5+nc) only, as grad-cam expects a single tensor."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        return out[0] if isinstance(out, (list, tuple)) else out
 
 
 @functools.cache
@@ -96,7 +85,7 @@ def oriented_projection(acts: np.ndarray) -> np.ndarray:
 
 def eigen_cam(net: nn.Module, x: torch.Tensor, layer: int) -> np.ndarray:
     """EigenCAM (sign-fixed, see oriented_projection) of net.model[layer] on x (B, 3, H, W) -> (B, H, W) in [0, 1]."""
-    cam = _eigen_cam_class()(_PredOnly(net), target_layers=[net.model[layer]])
+    cam = _eigen_cam_class()(ModelPredictor(net), target_layers=[net.model[layer]])  # predictions only
     try:
         with torch.enable_grad():  # grad-cam's hooks run under autograd; EigenCAM itself uses no gradients
             maps = cam(input_tensor=x.float(), targets=[])

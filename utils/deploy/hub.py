@@ -18,10 +18,10 @@ from PIL import Image
 from models.registry import make_divisible
 from utils.boxes import scale_boxes, xyxy2xywh
 from utils.data.sources import read_image
-from utils.deploy.annotate import Annotator, colors
-from utils.deploy.predict import NMSOptions, infer, postprocess, summarize, warmup_nms
+from utils.deploy.annotate import draw_detections
+from utils.deploy.predict import NMSOptions, postprocess, summarize, warmup_nms
+from utils.deploy.predictor import ModelPredictor, Predictor
 from utils.errors import UserError
-from utils.names import names_dict
 from utils.paths import increment_path
 from utils.torch_utils import time_sync
 
@@ -67,17 +67,12 @@ class Detector(nn.Module):
     so torch.jit.trace(detector, [im]) works as with YOLOv5's AutoShape.
     """
 
-    def __init__(self, model: Any, size: int = 640):
+    def __init__(self, model: Predictor, size: int = 640):
         super().__init__()
         self.model = model
         self.size = size
         self.conf, self.iou, self.classes, self.agnostic, self.max_det = 0.25, 0.45, None, False, 1000
-        stride = getattr(model, "stride", 32)
-        self.stride = int(stride.max()) if isinstance(stride, torch.Tensor) else int(stride)
-        self.names = names_dict(getattr(model, "names", None))
-        net = getattr(model, "model", model)
-        params = list(net.parameters()) if isinstance(net, nn.Module) else []
-        self.device = getattr(model, "device", params[0].device if params else torch.device("cpu"))
+        self.stride, self.names, self.device = model.stride, model.names, model.device
         self.train(False)
         warmup_nms()
 
@@ -94,17 +89,16 @@ class Detector(nn.Module):
         A tensor (B, 3, H, W) float 0-1 (H, W multiples of the stride) -> raw (B, N, 5 + nc), no NMS.
         """
         if isinstance(ims, torch.Tensor):
-            x = ims.to(self.device)
-            return infer(self.model, x if x.ndim == 4 else x[None], augment)
+            return self.model(ims if ims.ndim == 4 else ims[None], augment=augment)
         t0 = time_sync()
         items = list(ims) if isinstance(ims, (list, tuple)) else [ims]
         if not items:
             raise UserError("no images given")
         rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
         batch, shape = _letterbox_batch(list(rgb), int(size or self.size), self.stride)
-        x = torch.from_numpy(batch).to(self.device).float() / 255
+        x = self.model.prepare(torch.from_numpy(batch))
         t1 = time_sync()
-        pred = infer(self.model, x, augment)
+        pred = self.model(x, augment=augment)
         t2 = time_sync()
         nms = NMSOptions(self.conf, self.iou, self.classes, self.agnostic, self.max_det)
         dets = postprocess(pred, nms)
@@ -123,16 +117,17 @@ def load(
 ) -> Detector:
     """Load weights once (.pt ours/official, .onnx, .torchscript, or a list = ensemble) -> a callable Detector.
 
-    A DetectionModel instance is accepted too (used as is, in eval mode).
+    A DetectionModel instance is accepted too (used as is, in eval mode), and so is a Predictor.
     """
+    if isinstance(weights, Predictor):
+        return Detector(weights, size)
     if isinstance(weights, nn.Module):
-        return Detector(weights.eval(), size)
-    from utils.deploy.backends import DetectMultiBackend
+        return Detector(ModelPredictor(weights.eval()), size)
+    from utils.deploy.backends import load_predictor
     from utils.torch_utils import select_device
 
     w = [str(x) for x in weights] if isinstance(weights, (list, tuple)) else str(weights)
-    backend = DetectMultiBackend(w, device=select_device(device), fuse=fuse)
-    return Detector(backend, size)
+    return Detector(load_predictor(w, device=select_device(device), fuse=fuse), size)
 
 
 class Detections:
@@ -191,11 +186,8 @@ class Detections:
         """Annotated copies of the images (RGB uint8 (H, W, 3))."""
         out = []
         for im, p in zip(self.ims, self.pred):
-            ann = Annotator(np.ascontiguousarray(im[..., ::-1]), example=str(self.names))  # draw in BGR
-            for *xyxy, conf, cls in reversed(p.tolist()):
-                name = self.names.get(int(cls), str(int(cls)))
-                ann.box_label(xyxy, f"{name} {conf:.2f}" if labels else "", color=colors(int(cls), True))
-            out.append(np.ascontiguousarray(ann.result()[..., ::-1]))
+            drawn = draw_detections(np.ascontiguousarray(im[..., ::-1]), p, self.names, hide_labels=not labels)  # BGR
+            out.append(np.ascontiguousarray(drawn[..., ::-1]))
         return out
 
     def save(self, save_dir: Union[str, Path] = "runs/detect/exp", exist_ok: bool = False, labels: bool = True) -> Path:

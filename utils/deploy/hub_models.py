@@ -121,9 +121,9 @@ def custom(path: Union[str, Path], autoshape: bool = True, verbose: bool = True,
 
         det = load_model(weights, device=dev, fuse=False)
     else:
-        from utils.deploy.backends import DetectMultiBackend
+        from utils.deploy.backends import load_predictor
 
-        det = DetectMultiBackend(weights, device=dev)
+        det = load_predictor(weights, device=dev)
     if verbose:
         LOGGER.info("Loaded %s", weights)
     return det

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from utils.boxes import scale_boxes
-from utils.deploy.feature_maps import FeatureMapWriter, find_detection_model
+from utils.deploy.feature_maps import FeatureMapWriter
 from utils.deploy.predict_io import PredictionSaver, SaveOptions
-from utils.deploy.tta import augmented_forward
+from utils.deploy.predictor import Predictor
 from utils.errors import UserError
 from utils.names import names_dict
 from utils.nms import non_max_suppression
@@ -47,52 +47,25 @@ class Profile:
         return [t / max(self.seen, 1) * 1e3 for t in self.times]
 
 
-def to_tensor(im: np.ndarray, device: torch.device, half: bool = False) -> torch.Tensor:
-    """uint8 (3,H,W) or (B,3,H,W) RGB -> float (B,3,H,W) in [0, 1] on device."""
-    t = torch.from_numpy(np.ascontiguousarray(im)).to(device)
-    t = t.half() if half else t.float()
-    t /= 255
+def to_tensor(im: np.ndarray) -> torch.Tensor:
+    """uint8 (3, H, W) or (B, 3, H, W) RGB -> uint8 tensor (B, 3, H, W); Predictor.prepare casts and scales it."""
+    t = torch.from_numpy(np.ascontiguousarray(im))
     return t[None] if t.ndim == 3 else t
 
 
-def infer(model, im: torch.Tensor, augment: bool = False) -> torch.Tensor:
-    """Raw predictions (B, N, 5+nc) from a backend (DetectMultiBackend) or a bare DetectionModel."""
-    if augment:
-        out = augmented_forward(model, im)
-        if out is not None:
-            return out.float()
-        LOGGER.warning("WARNING: --augment needs PyTorch (.pt) weights; running without it")
-    out = model(im)
-    if isinstance(out, (list, tuple)):
-        out = out[0]
-    if isinstance(out, np.ndarray):
-        out = torch.from_numpy(out)
-    return out.float()
-
-
-def load_backend(weights: Sequence[str], device: torch.device, data: str | None = None, half: bool = False):
-    """DetectMultiBackend for --weights (several = ensemble); class names from --data when the weights carry none."""
-    from utils.deploy.backends import DetectMultiBackend
+def load_backend(
+    weights: Sequence[str], device: torch.device, data: str | None = None, half: bool = False
+) -> Predictor:
+    """The predictor for --weights (several = ensemble); class names from --data when the weights carry none."""
+    from utils.deploy.backends import load_predictor
 
     w = [str(x) for x in weights] if isinstance(weights, (list, tuple)) else [str(weights)]
-    model = DetectMultiBackend(w if len(w) > 1 else w[0], device=device, fp16=half)
+    model = load_predictor(w if len(w) > 1 else w[0], device=device, fp16=half)
     if data and not model.names:
         from utils.data.config import check_dataset
 
-        model.names = list(check_dataset(data)["names"])
+        model.names = names_dict(check_dataset(data)["names"])
     return model
-
-
-def channels_last(model) -> bool:
-    """Put a DetectMultiBackend's PyTorch model in channels-last memory order on CPU, where oneDNN's convolutions
-    run about 0.8x the time of NCHW ones; same outputs. True when done: inputs should then be channels-last too."""
-    net = getattr(model, "model", None)
-    if not getattr(model, "pt", False) or getattr(model, "device", torch.device("cpu")).type != "cpu":
-        return False
-    if not isinstance(net, torch.nn.Module):
-        return False
-    net.to(memory_format=torch.channels_last)
-    return True
 
 
 def postprocess(pred: torch.Tensor, nms: NMSOptions) -> List[torch.Tensor]:
@@ -126,24 +99,24 @@ def source_fps(dataset, cap, i: int) -> float:
     return fps / max(getattr(dataset, "vid_stride", 1), 1)
 
 
-def feature_writer(model, save_dir: Path) -> FeatureMapWriter | None:
+def feature_writer(model: Predictor, save_dir: Path) -> FeatureMapWriter | None:
     """Hooks for --visualize on a PyTorch model; None (after one warning) for ONNX / TorchScript backends."""
-    net = find_detection_model(model)
-    if net is None:
+    nets = model.modules_for_hooks()
+    if not nets:
         LOGGER.warning("WARNING: --visualize needs PyTorch (.pt) weights; feature maps are not saved")
         return None
-    return FeatureMapWriter(net, save_dir)
+    return FeatureMapWriter(nets[0], save_dir)
 
 
-def heatmap_writer(model, save_dir: Path, layer: int):
+def heatmap_writer(model: Predictor, save_dir: Path, layer: int):
     """HeatmapWriter for --heatmap on a PyTorch model; None (after one warning) for exported backends."""
     from utils.deploy.heatmap import HeatmapWriter  # late: only --heatmap needs grad-cam
 
-    net = find_detection_model(model)
-    if net is None:
+    nets = model.modules_for_hooks()
+    if not nets:
         LOGGER.warning("WARNING: --heatmap needs PyTorch (.pt) weights; heatmaps are not saved")
         return None
-    return HeatmapWriter(net, save_dir, layer)
+    return HeatmapWriter(nets[0], save_dir, layer)
 
 
 def visualize_names(dataset, path) -> List[str] | None:
@@ -158,13 +131,12 @@ def visualize_names(dataset, path) -> List[str] | None:
 
 @torch.no_grad()
 def run_detection(
-    model,
+    model: Predictor,
     dataset,
     save_dir: Path,
     nms: NMSOptions,
     save: SaveOptions,
     augment: bool = False,
-    half: bool = False,
     progress=None,
     visualize: bool = False,
     heatmap: int | None = None,
@@ -175,26 +147,24 @@ def run_detection(
     heatmap: a layer index (-1: the default layer) whose EigenCAM, and FLA's attention, are drawn per image under
     save_dir/heatmaps (see utils.deploy.heatmap; .pt only); None: off.
     """
-    device = getattr(model, "device", torch.device("cpu"))
-    names = names_dict(getattr(model, "names", None))
+    names = model.names
     saver = PredictionSaver(save_dir, names, save)
     prof = Profile()
     warmup_nms()
-    nhwc = channels_last(model)
+    model.use_channels_last()
     viz = feature_writer(model, save_dir) if visualize else None
     hm = heatmap_writer(model, save_dir, heatmap) if heatmap is not None else None
     with contextlib.closing(saver), viz or contextlib.nullcontext():
         for path, im, im0s, cap, desc in dataset:
             t0 = time_sync()
-            x = to_tensor(im, device, half)
-            x = x.contiguous(memory_format=torch.channels_last) if nhwc else x
+            x = model.prepare(to_tensor(im))
             t1 = time_sync()
-            problem = model.check_input(tuple(x.shape)) if hasattr(model, "check_input") else None
+            problem = model.check_input(tuple(x.shape))
             if problem:
                 raise UserError(f"cannot run this model on the source: {problem}")
             if viz is not None:
                 viz.target(visualize_names(dataset, path))
-            pred = infer(model, x, augment)
+            pred = model(x, augment=augment)
             t2 = time_sync()
             dets = postprocess(pred, nms)
             t3 = time_sync()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from utils.boxes import xyxy2xywh
-from utils.deploy.annotate import Annotator, colors, save_one_box
+from utils.deploy.annotate import draw_detections, save_one_box
 from utils.paths import increment_path
 
 LOGGER = logging.getLogger(__name__)
@@ -125,13 +125,7 @@ class PredictionSaver:
 
     def _draw(self, im0: np.ndarray, det: torch.Tensor) -> np.ndarray:
         o = self.opts
-        ann = Annotator(im0, line_width=o.line_thickness, example=str(self.names))
-        for *xyxy, conf, cls in reversed(det.tolist()):
-            c = int(cls)
-            name = self.names.get(c, str(c))
-            label = None if o.hide_labels else (name if o.hide_conf else f"{name} {conf:.2f}")
-            ann.box_label(xyxy, label or "", color=colors(c, True))
-        return ann.result()
+        return draw_detections(im0, det, self.names, o.line_thickness, o.hide_labels, o.hide_conf)
 
     def _crops(self, stem: str, im0: np.ndarray, det: torch.Tensor) -> None:
         for *xyxy, _conf, cls in det.tolist():

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from utils.boxes import scale_boxes
-from utils.deploy.predict import NMSOptions, Profile, channels_last, source_fps, summarize, to_tensor
+from utils.deploy.predict import NMSOptions, Profile, source_fps, summarize, to_tensor
 from utils.deploy.predict_io import PredictionSaver, SaveOptions
+from utils.deploy.predictor import Predictor
 from utils.errors import UserError
-from utils.names import names_dict
 from utils.segment.ops import masks_to_polygons, process_mask_native, scale_masks
 from utils.segment.plots import blend_masks
 from utils.segment.postprocess import postprocess
@@ -69,20 +69,19 @@ class SegmentSaver(PredictionSaver):
 
 
 @torch.no_grad()
-def run_segmentation(model, dataset, save_dir: Path, nms: NMSOptions, save: SaveOptions, half: bool = False,
+def run_segmentation(model: Predictor, dataset, save_dir: Path, nms: NMSOptions, save: SaveOptions,
                      retina_masks: bool = False) -> Profile:  # fmt: skip
     """Run a segmentation backend over a sources.load_source dataset; print, draw and save as segment/predict.py."""
-    if getattr(model, "task", "segment") != "segment":
+    if model.task != "segment":
         raise UserError("these weights are a detection model; segment/predict.py needs a segmentation (-seg) model")
-    device = getattr(model, "device", torch.device("cpu"))
-    names = names_dict(getattr(model, "names", None))
-    saver, prof, nhwc = SegmentSaver(save_dir, names, save), Profile(), channels_last(model)
+    names = model.names
+    saver, prof = SegmentSaver(save_dir, names, save), Profile()
+    model.use_channels_last()
     with contextlib.closing(saver):
         for path, im, im0s, cap, desc in dataset:
             t0 = time_sync()
-            x = to_tensor(im, device, half)
-            x = x.contiguous(memory_format=torch.channels_last) if nhwc else x
-            problem = model.check_input(tuple(x.shape)) if hasattr(model, "check_input") else None
+            x = model.prepare(to_tensor(im))
+            problem = model.check_input(tuple(x.shape))
             if problem:
                 raise UserError(f"cannot run this model on the source: {problem}")
             t1 = time_sync()

@@ -35,11 +35,11 @@ def run_val(opt: argparse.Namespace, save_dir: Path | None, plots: bool = True) 
     """Validate opt.weights on opt.task's split of opt.data; opt carries segment/val.py's flags."""
     from utils.data.config import check_dataset
     from utils.data.loader import create_dataloader
-    from utils.deploy.backends import DetectMultiBackend
+    from utils.deploy.backends import load_predictor
     from utils.segment.dataset import SegmentDataset
-    from utils.segment.loop import validate
     from utils.torch_utils import select_device
     from utils.val.coco import coco_target
+    from utils.val.loop import validate
 
     device = select_device(opt.device, opt.batch_size)
     half = opt.half and device.type != "cpu"
@@ -47,7 +47,7 @@ def run_val(opt: argparse.Namespace, save_dir: Path | None, plots: bool = True) 
     weights = opt.weights[0] if isinstance(opt.weights, (list, tuple)) else opt.weights
     if isinstance(opt.weights, (list, tuple)) and len(opt.weights) > 1:
         raise UserError("segment/val.py takes one --weights file (an ensemble of segmentation models is not supported)")
-    model = DetectMultiBackend(weights, device=device, fp16=half)
+    model = load_predictor(weights, device=device, fp16=half)
     if model.task != "segment":
         raise UserError(f"{weights} is a detection model; segment/val.py needs a segmentation (-seg) model")
     nc = 1 if opt.single_cls else int(data["nc"])
@@ -69,8 +69,6 @@ def run_val(opt: argparse.Namespace, save_dir: Path | None, plots: bool = True) 
         verbose=opt.verbose, conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det,
         mask_mode="native" if opt.save_json else "proto",  # official: exact masks for COCO json, fast ones otherwise
     )  # fmt: skip
-    metrics = validate(model, loader, evaluator, device, half)
+    metrics = validate(model, loader, evaluator, progress=False, speed_shape=(batch_size, imgsz))
     evaluator.print_table(metrics, per_class=opt.verbose or (nc < 50))
-    shape = (batch_size, 3, imgsz, imgsz)
-    LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {shape}" % metrics.speeds)
     return metrics

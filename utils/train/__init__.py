@@ -1,1 +1,1 @@
-"""Training engine: trainer, its setup, state, data, loss, optimiser, EMA, anchors, results log."""
+"""Training: frozen config, run set-up, train_one_epoch, the run loop, detection's Task, state, loss, optimiser."""

@@ -1,66 +1,60 @@
-"""Training data: train/val dataloaders from train.py options, AutoAnchor and labels.jpg, --image-weights resampling."""
+"""Detection's training data: train/val dataloaders from the config, AutoAnchor and labels.jpg, --image-weights."""
 
 from __future__ import annotations
 
 import logging
-import random
-from argparse import Namespace
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Tuple
 
 import numpy as np
 import torch.nn as nn
 
 from utils.errors import UserError
 from utils.train.autoanchor import check_anchors
+from utils.train.config import TrainConfig
 from utils.train.setup import rank_zero_first
 
 LOGGER = logging.getLogger(__name__)
 
 
-def build_train_loader(
-    path: str, opt: Namespace, hyp: Dict[str, Any], imgsz: int, batch_size: int, stride: int, nc: int,
-    local_rank: int = -1, start_epoch: int = 0,
-) -> Tuple[Any, Any]:  # fmt: skip
-    """-> (loader, dataset) for one process: batch_size is per process; its first pass is start_epoch's."""
+def build_train_loader(config: TrainConfig, imgsz: int, stride: int, start_epoch: int = 0) -> Tuple[Any, Any]:
+    """-> (loader, dataset) for this process: the per-process batch; its first pass is start_epoch's."""
     from utils.data.loader import create_dataloader
 
-    cache = None if opt.cache == "val" else opt.cache
-    with rank_zero_first(local_rank):  # rank 0 scans and caches labels first; the others then read its cache
+    path = config.data["train"]
+    cache = None if config.cache == "val" else config.cache
+    with rank_zero_first(config.local_rank):  # rank 0 scans and caches labels first; the others then read its cache
         loader, dataset = create_dataloader(
-            path, imgsz, batch_size, stride, opt.single_cls, hyp=hyp, augment=True, cache=cache, rect=opt.rect,
-            rank=local_rank, workers=opt.workers, image_weights=opt.image_weights, quad=opt.quad, prefix="train: ",
-            shuffle=True, seed=opt.seed, nc=nc, start_epoch=start_epoch,
+            path, imgsz, config.batch_per_process, stride, config.single_cls, hyp=dict(config.hyp), augment=True,
+            cache=cache, rect=config.rect, rank=config.local_rank, workers=config.workers,
+            image_weights=config.image_weights, quad=config.quad, prefix="train: ", shuffle=True, seed=config.seed,
+            nc=config.nc, start_epoch=start_epoch,
         )  # fmt: skip
     if not len(dataset):
         raise UserError(f"no usable training images in {path}")
     return loader, dataset
 
 
-def build_val_loader(
-    path: str, opt: Namespace, hyp: Dict[str, Any], imgsz: int, batch_size: int, stride: int, nc: int
-) -> Any:
+def build_val_loader(config: TrainConfig, imgsz: int, stride: int) -> Any:
     """The rank-0 validation loader: rectangular batches of 2x the per-process train batch, as YOLOv5."""
     from utils.data.loader import create_dataloader
 
     return create_dataloader(
-        path, imgsz, batch_size * 2, stride, opt.single_cls, hyp=hyp, cache=None if opt.noval else opt.cache,
-        rect=True, rank=-1, workers=opt.workers * 2, pad=0.5, prefix="val: ", nc=nc,
+        config.data["val"], imgsz, config.batch_per_process * 2, stride, config.single_cls, hyp=dict(config.hyp),
+        cache=None if config.noval else config.cache, rect=True, rank=-1, workers=config.workers * 2, pad=0.5,
+        prefix="val: ", nc=config.nc,
     )[0]  # fmt: skip
 
 
-def check_labels(
-    dataset, model: nn.Module, anchor_t: float, imgsz: int, names: List[str], save_dir: Path, autoanchor: bool,
-    plots: bool,
-) -> None:  # fmt: skip
+def check_labels(dataset, model: nn.Module, config: TrainConfig, imgsz: int) -> None:
     """A new run's look at its training labels: AutoAnchor (may update model's anchors) and labels.jpg."""
-    if autoanchor:
-        check_anchors(dataset, model, thr=anchor_t, imgsz=imgsz)
-    if plots:
+    if not config.noautoanchor:
+        check_anchors(dataset, model, thr=config.hyp["anchor_t"], imgsz=imgsz)
+    if config.plots:
         from utils.val.plots import plot_labels
 
         labels = np.concatenate([np.asarray(lb).reshape(-1, 5) for lb in dataset.labels], 0)
-        plot_labels(labels, names, save_dir)
+        plot_labels(labels, list(config.names), Path(config.save_dir))
 
 
 def class_weights(labels: list, nc: int) -> np.ndarray:
@@ -78,11 +72,11 @@ def image_weights(labels: list, nc: int, cw: np.ndarray) -> np.ndarray:
     return (cw.reshape(1, nc) * counts).sum(1)
 
 
-def resample_images(dataset, nc: int, maps: np.ndarray) -> None:
-    """--image-weights: redraw dataset.indices, favouring images of rare and poorly detected classes (maps: (nc,))."""
+def sampling_weights(dataset, nc: int, metrics=None) -> np.ndarray:
+    """--image-weights: (n_images,) weights favouring images of rare and poorly detected classes.
+
+    metrics: the last validation's EvalResult (its per-class mAP `maps`), or None before the first one.
+    """
+    maps = np.asarray(metrics.maps) if metrics is not None and len(metrics.maps) == nc else np.zeros(nc)
     cw = class_weights(dataset.labels, nc) * (1 - maps) ** 2 / nc
-    iw = image_weights(dataset.labels, nc, cw)
-    if iw.sum() <= 0:
-        return
-    dataset.indices = random.choices(range(dataset.n), weights=iw, k=dataset.n)
-    LOGGER.debug("image weights: resampled %d indices", dataset.n)
+    return image_weights(dataset.labels, nc, cw)

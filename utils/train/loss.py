@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from utils.boxes import bbox_iou
+from utils.task import LossOutput
 from utils.torch_utils import de_parallel
 
 LOGGER = logging.getLogger(__name__)
@@ -140,3 +141,16 @@ class ComputeLoss:
         lbox, lobj, lcls = lbox * self.box_gain, lobj * self.obj_gain, lcls * self.cls_gain
         bs = preds[0].shape[0]
         return (lbox + lobj + lcls) * bs, torch.cat((lbox, lobj, lcls)).detach()
+
+
+class DetectionCriterion:
+    """Detection's Criterion: (per-level logits, batch) -> LossOutput(total * batch size, items (box, obj, cls))."""
+
+    loss_names = ("box_loss", "obj_loss", "cls_loss")
+
+    def __init__(self, model: nn.Module, hyp: Mapping[str, float]):
+        self.compute = ComputeLoss(model, hyp)
+
+    def __call__(self, preds: Sequence[torch.Tensor], batch: Sequence) -> LossOutput:
+        """preds: per-level (B, na, ny, nx, 5+nc); batch[1]: targets (nt, 6) [img, cls, x, y, w, h] normalised."""
+        return LossOutput(*self.compute(preds, batch[1].to(preds[0].device)))

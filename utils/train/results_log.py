@@ -1,48 +1,45 @@
-"""Per-epoch training records: results.csv with YOLOv5's columns, optional TensorBoard scalars."""
+"""Per-epoch training records: results.csv (columns from the task's loss and metric names), TensorBoard scalars."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Tuple
 
 LOGGER = logging.getLogger(__name__)
 
-KEYS = (
-    "train/box_loss",
-    "train/obj_loss",
-    "train/cls_loss",
-    "metrics/precision",
-    "metrics/recall",
-    "metrics/mAP_0.5",
-    "metrics/mAP_0.5:0.95",
-    "val/box_loss",
-    "val/obj_loss",
-    "val/cls_loss",
-    "x/lr0",
-    "x/lr1",
-    "x/lr2",
-)
+
+def results_keys(loss_names: Sequence[str], metric_names: Sequence[str], n_lr: int = 3) -> Tuple[str, ...]:
+    """results.csv's columns after 'epoch': train losses, metrics, val losses, learning rates (YOLOv5's order)."""
+    return (
+        *(f"train/{k}" for k in loss_names),
+        *(f"metrics/{k}" for k in metric_names),
+        *(f"val/{k}" for k in loss_names),
+        *(f"x/lr{i}" for i in range(n_lr)),
+    )
+
+
+KEYS = results_keys(("box_loss", "obj_loss", "cls_loss"), ("precision", "recall", "mAP_0.5", "mAP_0.5:0.95"))
 
 
 class ResultsLogger:
     """Append one row per epoch to save_dir/results.csv; mirror the values to TensorBoard when it is installed."""
 
-    def __init__(self, save_dir: Path, tensorboard: bool = True):
-        self.csv = Path(save_dir) / "results.csv"
+    def __init__(self, save_dir: Path, keys: Sequence[str] = KEYS, tensorboard: bool = True):
+        self.csv, self.keys = Path(save_dir) / "results.csv", tuple(keys)
         self.tb = _tensorboard_writer(Path(save_dir)) if tensorboard else None
 
     def log_epoch(self, epoch: int, values: Sequence[float]) -> None:
-        """values: the 13 numbers of KEYS, in order (train losses, P, R, mAP50, mAP50-95, val losses, 3 lrs)."""
+        """values: one number per key, in order (detection: train losses, P, R, mAP50, mAP50-95, val losses, 3 lrs)."""
         values = [float(v) for v in values]
-        if len(values) != len(KEYS):
-            raise ValueError(f"expected {len(KEYS)} values, got {len(values)}")
-        n = len(KEYS) + 1
-        header = "" if self.csv.exists() else ("%20s," * n % ("epoch", *KEYS)).rstrip(",") + "\n"
+        if len(values) != len(self.keys):
+            raise ValueError(f"expected {len(self.keys)} values, got {len(values)}")
+        n = len(self.keys) + 1
+        header = "" if self.csv.exists() else ("%20s," * n % ("epoch", *self.keys)).rstrip(",") + "\n"
         with open(self.csv, "a") as f:
             f.write(header + ("%20.5g," * n % (epoch, *values)).rstrip(",") + "\n")
         if self.tb is not None:
-            for k, v in zip(KEYS, values):
+            for k, v in zip(self.keys, values):
                 self.tb.add_scalar(k, v, epoch)
 
     def truncate(self, last_epoch: int) -> None:

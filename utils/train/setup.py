@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple, Union
 
@@ -21,6 +22,7 @@ LOGGER = logging.getLogger(__name__)
 REQUIRED_HYP = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr",
                 "box", "cls", "cls_pw", "obj", "obj_pw", "anchor_t")  # fmt: skip
 HYP_DEFAULTS = {"fl_gamma": 0.0, "label_smoothing": 0.0}
+DDP_TIMEOUT = timedelta(hours=3)  # rank 0 may scan and cache a large dataset while the others wait
 
 
 def load_hyp(hyp: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
@@ -56,26 +58,28 @@ def freeze_layers(model: nn.Module, freeze: List[int]) -> List[str]:
     return frozen
 
 
-def build_model(opt, nc: int, names: List[str], hyp: Dict[str, Any]) -> Tuple[nn.Module, dict | None]:
+def build_model(
+    cfg: str, weights: str, nc: int, names: List[str], anchors=None
+) -> Tuple[nn.Module, dict | None]:  # fmt: skip
     """DetectionModel from --cfg and/or --weights (transferred by structure). Returns (model, checkpoint or None)."""
     from models.yolo import DetectionModel
     from utils.checkpoint import load_checkpoint
     from utils.paths import find_model_cfg
     from utils.transfer import transfer_weights
 
-    cfg = str(find_model_cfg(opt.cfg)) if opt.cfg else None
-    if not opt.weights:
+    cfg = str(find_model_cfg(cfg)) if cfg else None
+    if not weights:
         if not cfg:
             raise UserError("give --cfg (e.g. yolov5s.yaml) and/or --weights (e.g. yolov5s.pt)")
-        model = DetectionModel(cfg, ch=3, nc=nc, anchors=hyp.get("anchors"))
+        model = DetectionModel(cfg, ch=3, nc=nc, anchors=anchors)
         model.names = list(names)
         return model, None
-    weights = find_file(opt.weights, "--weights", (ROOT,))
+    weights = find_file(weights, "--weights", (ROOT,))
     ckpt = load_checkpoint(weights)
     md = ckpt.get("ema") or ckpt["model"]
-    model = DetectionModel(cfg or md["yaml"], ch=3, nc=nc, anchors=hyp.get("anchors"))
+    model = DetectionModel(cfg or md["yaml"], ch=3, nc=nc, anchors=anchors)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in md["state_dict"].items()}
-    if cfg or hyp.get("anchors"):
+    if cfg or anchors:
         state = {k: v for k, v in state.items() if not k.endswith("anchors")}  # keep the cfg's anchors
     transfer_weights(state, md["yaml"], model, source=str(weights))
     model.names = list(names)
@@ -156,3 +160,22 @@ def check_single_process_device(device: str) -> None:
             f"--device {device} lists {len(ids)} GPUs but this is one process; train on all of them with "
             f"python -m torch.distributed.run --nproc_per_node {len(ids)} train.py --device {device} ..."
         )
+
+
+def start_distributed(device: str, local_rank: int, world_size: int) -> torch.device:
+    """This DDP process's device (see ddp_device), made current, and the process group (once) -> the device."""
+    dev = ddp_device(device, local_rank, world_size)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=DDP_TIMEOUT)
+    return dev
+
+
+def train_device(device: str, local_rank: int, world_size: int, batch_size: int) -> torch.device:
+    """Single process: --device as given (one device). DDP: the local_rank-th listed device, its group started."""
+    from utils.torch_utils import select_device
+
+    if local_rank == -1:
+        return select_device(device, batch_size)
+    return start_distributed(device, local_rank, world_size)

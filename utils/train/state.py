@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-from argparse import Namespace
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -79,7 +78,8 @@ class TrainState:
     """Everything a checkpoint holds: the training objects and the loop's counters, with its own save and restore.
 
     model may be DDP-wrapped (it is unwrapped on save); ema is None on DDP ranks other than 0. epoch is the last
-    finished epoch (-1 before the first); last_opt_step is the batch index ni of the last optimizer step.
+    finished epoch (-1 before the first); last_opt_step is the batch index ni of the last optimizer step. options
+    and hyp are what the checkpoint records ('opt', 'hyp'); nonfinite (non-finite losses in a row) is not saved.
     """
 
     model: nn.Module
@@ -87,7 +87,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
-    opt: Namespace
+    options: Dict[str, Any]
     hyp: Dict[str, Any]
     amp: bool = False
     epoch: int = -1
@@ -96,6 +96,7 @@ class TrainState:
     last_opt_step: int = -1
     accumulate: int = 1
     opt_steps: int = 0
+    nonfinite: int = 0
 
     def to_checkpoint(self, generator: torch.Generator | None = None) -> Dict[str, Any]:
         """The checkpoint dict of ARCHITECTURE.md, fp32, plus 'train_state' (what exact resume needs)."""
@@ -105,8 +106,8 @@ class TrainState:
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "best_fitness": float(self.best_fitness),
-            "opt": vars(self.opt),
-            "hyp": self.hyp,
+            "opt": dict(self.options),
+            "hyp": dict(self.hyp),
             "scaler": self.scaler.state_dict() if self.amp else None,
             "rng": get_rng_state(generator),
             "date": datetime.now().isoformat(),
@@ -156,28 +157,6 @@ class TrainState:
 def fp32_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """A state_dict with its floating tensors as fp32 (checkpoints written by strip_checkpoint are fp16)."""
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-
-
-def load_resume(opt: Namespace) -> Dict[str, Any]:
-    """Read the --resume checkpoint and replace opt's fields with the ones of the interrupted run."""
-    from utils.train.setup import find_last_checkpoint
-
-    path = Path(opt.resume) if isinstance(opt.resume, str) and opt.resume else find_last_checkpoint(opt.project)
-    ckpt = load_checkpoint(path)
-    saved = dict(ckpt.get("opt") or {})
-    if not saved:
-        raise UserError(f"--resume {path}: the checkpoint has no saved options")
-    device = opt.device  # the only flag a resume may change (another machine); the rest is the run's own
-    for k, v in saved.items():
-        setattr(opt, k, v)
-    if device:
-        opt.device = device
-    opt.resume, opt.resume_path, opt.exist_ok = True, str(path), True
-    opt.save_dir = str(path.resolve().parent.parent)
-    hyp_file = Path(opt.save_dir) / "hyp.yaml"  # the run's own (unscaled) hyperparameters
-    if hyp_file.is_file():
-        opt.hyp = str(hyp_file)
-    return ckpt
 
 
 def strip_checkpoint(path: Path) -> Path:

@@ -1,29 +1,30 @@
-"""The validation loop shared by val.py and train.py: model -> NMS -> matching -> mAP table, plots and files."""
+"""Detection's evaluator: NMS -> matching -> the mAP table (EvalResult), plots and files; `evaluate` runs it."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
-from utils.deploy.predict import channels_last
-from utils.deploy.tta import augmented_forward
+from utils.boxes import scale_boxes, xywh2xyxy
+from utils.deploy.predictor import Predictor
 from utils.names import names_dict
 from utils.nms import non_max_suppression
-from utils.torch_utils import time_sync
-from utils.val.coco import CocoTarget, coco_rows, write_and_score
+from utils.task import Criterion
+from utils.val.coco import CocoTarget, write_and_score
+from utils.val.loop import validate
 from utils.val.metrics import ConfusionMatrix, ap_per_class, fitness, match_predictions
+from utils.val.outputs import ImageOutputs
 
 LOGGER = logging.getLogger(__name__)
 
+Names = Union[Mapping[int, str], Sequence[str]]
 HEADER = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
 ROW = "%22s" + "%11i" * 2 + "%11.3g" * 4
 
@@ -49,6 +50,11 @@ class EvalResult:
     seen: int = 0
     names: Dict[int, str] = field(default_factory=dict)
     coco: Dict[str, float] | None = None  # COCO mAP50-95 / mAP50 when a COCO evaluator ran
+
+    @property
+    def row(self) -> Tuple[float, ...]:
+        """results.csv's metric columns: (P, R, mAP50, mAP50-95)."""
+        return (self.mp, self.mr, self.map50, self.map)
 
     @property
     def results(self) -> Tuple[float, ...]:
@@ -89,55 +95,6 @@ class EvalResult:
         d["classes"] = self.per_class()
         d["fitness"] = self.fitness
         return d
-
-
-class _Outputs:
-    """Per-image side outputs: label .txt files, COCO predictions and the COCO ground truth built from the labels."""
-
-    def __init__(self, save_dir: Path | None, save_txt: bool, save_conf: bool, save_json: bool, coco: CocoTarget):
-        self.save_dir, self.save_txt, self.save_conf, self.save_json = save_dir, save_txt, save_conf, save_json
-        self.coco = coco
-        self.jdict: List[dict] = []
-        self.images: List[dict] = []
-        self.annotations: List[dict] = []
-        if save_txt and save_dir is not None:
-            (save_dir / "labels").mkdir(parents=True, exist_ok=True)
-
-    def add(self, predn: torch.Tensor, labelsn: torch.Tensor, path: Path, shape: Sequence[int]) -> None:
-        """Every image: predn (n, 6), labelsn (m, 5) [cls, x1, y1, x2, y2] in pixels of the original image (h0, w0)."""
-        if self.save_txt and self.save_dir is not None and len(predn):
-            self._write_txt(predn, shape, self.save_dir / "labels" / f"{path.stem}.txt")
-        if self.save_json:
-            image_id = int(path.stem) if path.stem.isnumeric() else path.stem
-            rows = coco_rows(predn[:, :4], predn[:, 5], self.coco, score=predn[:, 4])
-            self.jdict += [dict(image_id=image_id, **row) for row in rows]
-            self.images.append(
-                {"id": image_id, "file_name": path.name, "height": int(shape[0]), "width": int(shape[1])}
-            )
-            for row in coco_rows(labelsn[:, 1:5], labelsn[:, 0], self.coco):
-                self.annotations.append(dict(id=len(self.annotations) + 1, image_id=image_id, iscrowd=0, **row))
-
-    def _write_txt(self, predn: torch.Tensor, shape: Sequence[int], file: Path) -> None:
-        """Append 'cls x y w h [conf]' rows normalised to the original image."""
-        gn = torch.tensor(shape, dtype=torch.float32)[[1, 0, 1, 0]]
-        xywh = (xyxy2xywh(predn[:, :4].float().cpu()) / gn).tolist()
-        with open(file, "a") as f:
-            for (conf, cls), box in zip(predn[:, 4:6].tolist(), xywh):
-                line = (cls, *box, conf) if self.save_conf else (cls, *box)
-                f.write(("%g " * len(line)).rstrip() % line + "\n")
-
-
-def _forward(model, im: torch.Tensor, augment: bool, need_train_out: bool):
-    """(pred (B, N, 5+nc), train_out or None) from a DetectionModel or a DetectMultiBackend."""
-    if augment:
-        pred = augmented_forward(model, im)
-        if pred is not None:
-            return pred, None
-        LOGGER.warning("WARNING: --augment needs PyTorch (.pt) weights; running without it")
-    out = model(im)
-    if isinstance(out, (list, tuple)):
-        return out[0], (out[1] if need_train_out and len(out) > 1 else None)
-    return out, None
 
 
 def _match_image(pred: torch.Tensor, labels: torch.Tensor, im_shape, shape0, ratio_pad, iouv: torch.Tensor):
@@ -195,105 +152,113 @@ def _plot_batch(i: int, im, targets, preds, paths, save_dir: Path, names) -> Non
     plot_images(im, output_to_target(preds), paths, save_dir / f"val_batch{i}_pred.jpg", names)
 
 
-def _model_device(model, device) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if getattr(model, "device", None) is not None:
-        return torch.device(model.device)
-    p = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
-    return p.device if p is not None else torch.device("cpu")
+@dataclass(frozen=True)
+class EvalOptions:
+    """How detection is validated: NMS settings, what is written, what is printed.
 
-
-@torch.no_grad()
-def evaluate(
-    model,
-    dataloader,
-    names: Union[Mapping[int, str], Sequence[str]],
-    conf_thres: float = 0.001,
-    iou_thres: float = 0.6,
-    max_det: int = 300,
-    device: Union[str, torch.device, None] = None,
-    half: bool = False,
-    single_cls: bool = False,
-    augment: bool = False,
-    compute_loss: Callable | None = None,
-    save_dir: Union[str, Path, None] = None,
-    plots: bool = True,
-    save_txt: bool = False,
-    save_hybrid: bool = False,
-    save_conf: bool = False,
-    save_json: bool = False,
-    verbose: bool = False,
-    progress: bool = True,
-    imgsz: int | None = None,
-    batch_size: int | None = None,
-    json_name: str = "predictions.json",
-    coco: CocoTarget | None = None,
-) -> EvalResult:
-    """Validate a detector on a dataloader of (imgs uint8 (B, 3, H, W), targets (n, 6), paths, shapes).
-
-    model: an eval-mode DetectionModel (returns (pred, feats)) or a DetectMultiBackend (returns pred).
-    compute_loss (training): called on the raw feature maps; also hides the per-class table and speed line.
-    Writes plots, labels/*.txt, COCO json and results.json into save_dir when given. imgsz and batch_size only
-    label the speed line (default: the batches' size). coco: category ids and ground truth of the COCO json
-    (default: class indices, scored against annotations built from the labels).
+    per_class: print a row per class; save_hybrid: NMS also sees the labels (YOLOv5's hybrid labels); json_name:
+    the COCO predictions file; coco: category ids and ground truth of that json (default: class indices, scored
+    against annotations built from the labels).
     """
-    device, training = _model_device(model, device), compute_loss is not None
-    names = names_dict(names)
-    nc = 1 if single_cls else len(names)
-    save_dir = Path(save_dir) if save_dir is not None else None
-    plots = plots and save_dir is not None
-    half = half and device.type != "cpu"
-    bare = isinstance(model, torch.nn.Module) and not hasattr(model, "fp16")  # a DetectionModel: we cast it
-    if bare and half:  # a half copy: casting in place would round the caller's fp32 weights (train's EMA) to fp16
-        model = copy.deepcopy(model).half()
-    elif bare:
-        model.float()
-    nhwc = not training and channels_last(model)  # val.py's backend; the trainer's model keeps its layout
-    st = _State(torch.linspace(0.5, 0.95, 10, device=device), ConfusionMatrix(nc=nc) if plots else None,
-                torch.zeros(3, device=device),
-                _Outputs(save_dir, save_txt, save_conf, save_json, coco or CocoTarget()))  # fmt: skip
-    batches = dataloader
-    if progress:
-        from tqdm import tqdm
 
-        batches = tqdm(dataloader, desc=HEADER, file=sys.stderr, bar_format="{l_bar}{bar:10}{r_bar}")
-    for batch_i, (im, targets, paths, shapes) in enumerate(batches):
-        t0 = time_sync()
-        im = im.to(device, non_blocking=True)
-        im = (im.half() if half else im.float()) / 255
-        im = im.contiguous(memory_format=torch.channels_last) if nhwc else im
-        targets = targets.to(device)
-        st.shape = st.shape or tuple(im.shape)
-        t1 = time_sync()
-        preds, train_out = _forward(model, im, augment, training)
-        t2 = time_sync()
-        if training and train_out is not None:
-            st.loss += compute_loss(train_out, targets)[1]
-        targets[:, 2:] *= torch.tensor(im.shape[2:], device=device)[[1, 0, 1, 0]]  # normalised -> pixels
-        lb = [targets[targets[:, 0] == i, 1:] for i in range(im.shape[0])] if save_hybrid else []
-        preds = non_max_suppression(preds, conf_thres, iou_thres, labels=lb, multi_label=True, agnostic=single_cls,
-                                    max_det=max_det)  # fmt: skip
-        st.dt = [a + b for a, b in zip(st.dt, (t1 - t0, t2 - t1, time_sync() - t2))]
-        for si, pred in enumerate(preds):
-            st.add_image(pred, targets[targets[:, 0] == si, 1:], im.shape[2:], shapes[si], Path(paths[si]), single_cls)
-        if plots and batch_i < 3:
-            _plot_batch(batch_i, im, targets, preds, paths, save_dir, names)
-    if bare:
-        model.float()
-    res = _summarise(st.stats, nc, names, plots, save_dir)
-    res.seen, res.names = st.seen, names
-    res.speeds = tuple(t / max(st.seen, 1) * 1e3 for t in st.dt)
-    res.losses = tuple((st.loss.cpu() / max(len(dataloader), 1)).tolist())
-    _print_table(res, nc, per_class=verbose or (nc < 50 and not training), header=not (progress and _tty()))
-    if not training:
-        bs = batch_size or getattr(dataloader, "batch_size", None) or (st.shape[0] if st.shape else 1)
-        size = imgsz or (max(st.shape[2:]) if st.shape else 0)
-        LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(bs, 3, size, size)}"
-                    % res.speeds)  # fmt: skip
-    if save_dir is not None:
-        _save_outputs(res, st, save_dir, names, plots, json_name)
-    return res
+    conf_thres: float = 0.001
+    iou_thres: float = 0.6
+    max_det: int = 300
+    single_cls: bool = False
+    plots: bool = True
+    per_class: bool = False
+    save_txt: bool = False
+    save_hybrid: bool = False
+    save_conf: bool = False
+    save_json: bool = False
+    json_name: str = "predictions.json"
+    coco: CocoTarget | None = None
+    header: bool = True
+
+
+class DetectionEvaluator:
+    """Detection's Evaluator: NMS per batch, matching at IoU 0.5:0.95 per image, then the mAP table and files.
+
+    Batches: (imgs (B, 3, H, W), targets (n, 6) [img, cls, x, y, w, h] normalised, paths, shapes). save_dir: where
+    plots, labels/*.txt, the COCO json and results.json go (None: nowhere).
+    """
+
+    header = HEADER
+    post_name = "NMS"
+
+    def __init__(
+        self, names: Union[Mapping[int, str], Sequence[str]], save_dir=None, options: EvalOptions = EvalOptions()
+    ):
+        self.names, self.opt = names_dict(names), options
+        self.nc = 1 if options.single_cls else len(self.names)
+        self.save_dir = Path(save_dir) if save_dir is not None else None
+        self.plots = options.plots and self.save_dir is not None
+        self.st = _State(torch.linspace(0.5, 0.95, 10), ConfusionMatrix(nc=self.nc) if self.plots else None,
+                         ImageOutputs(self.save_dir, options.save_txt, options.save_conf, options.save_json,
+                                      options.coco or CocoTarget()))  # fmt: skip
+        self.batches = 0
+
+    def postprocess(self, preds: torch.Tensor, batch: Sequence) -> List[torch.Tensor]:
+        """(B, N, 5 + nc) -> per image (n, 6) [x1, y1, x2, y2, conf, cls] in letterboxed pixels (hybrid: + labels)."""
+        o = self.opt
+        lb = []
+        if o.save_hybrid:
+            targets = _pixel_targets(batch[1].to(preds.device), batch[0].shape[2:])
+            lb = [targets[targets[:, 0] == i, 1:] for i in range(preds.shape[0])]
+        return non_max_suppression(preds, o.conf_thres, o.iou_thres, labels=lb, multi_label=True,
+                                   agnostic=o.single_cls, max_det=o.max_det)  # fmt: skip
+
+    def update(self, results: Sequence[torch.Tensor], batch: Sequence) -> None:
+        """Match each image's detections against its labels; plot the first three batches."""
+        im, targets, paths, shapes = batch[:4]
+        device = results[0].device if len(results) else torch.device("cpu")
+        targets = _pixel_targets(targets.to(device), im.shape[2:])
+        self.st.iouv = self.st.iouv.to(device)
+        for si, pred in enumerate(results):
+            labels = targets[targets[:, 0] == si, 1:]
+            self.st.add_image(pred, labels, im.shape[2:], shapes[si], Path(paths[si]), self.opt.single_cls)
+        if self.plots and self.batches < 3:
+            _plot_batch(self.batches, im, targets, results, paths, self.save_dir, self.names)
+        self.batches += 1
+
+    def summarize(self, losses: Sequence[float] = (), speeds: Sequence[float] = ()) -> EvalResult:
+        """The EvalResult; prints the table and writes plots, the COCO json and results.json into save_dir."""
+        st = self.st
+        res = _summarise(st.stats, self.nc, self.names, self.plots, self.save_dir)
+        res.seen, res.names = st.seen, self.names
+        res.speeds = tuple(speeds) or res.speeds
+        res.losses = tuple(losses) or res.losses
+        _print_table(res, self.nc, per_class=self.opt.per_class, header=self.opt.header)
+        if self.save_dir is not None:
+            _save_outputs(res, st, self.save_dir, self.names, self.plots, self.opt.json_name)
+        return res
+
+
+def _pixel_targets(targets: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
+    """targets (n, 6) with normalised xywh -> a copy in pixels of an (h, w) image."""
+    out = targets.clone()
+    out[:, 2:] *= torch.tensor([hw[1], hw[0], hw[1], hw[0]], device=targets.device, dtype=targets.dtype)
+    return out
+
+
+def evaluate(
+    predictor: Predictor,
+    loader,
+    names: Union[Mapping[int, str], Sequence[str]],
+    options: EvalOptions = EvalOptions(),
+    save_dir: Union[str, Path, None] = None,
+    criterion: Criterion | None = None,
+    augment: bool = False,
+    progress: bool = True,
+    speed_shape: Sequence[int] | None = None,
+) -> EvalResult:
+    """Validate a detector: the shared loop (utils.val.loop.validate) with a DetectionEvaluator -> EvalResult.
+
+    speed_shape: (batch, imgsz) labelling the speed line (0 = from the batches); None prints no speed line.
+    """
+    header = options.header and not (progress and _tty())
+    evaluator = DetectionEvaluator(names, save_dir, replace(options, header=header))
+    return validate(predictor, loader, evaluator, criterion, augment, progress, speed_shape)
 
 
 def _save_outputs(res: EvalResult, st: _State, save_dir: Path, names: Dict[int, str], plots: bool, json_name: str):
@@ -322,16 +287,13 @@ def _tty() -> bool:
 
 @dataclass
 class _State:
-    """What the loop accumulates: per-image stats, the confusion matrix, losses, timings and side outputs."""
+    """What the evaluator accumulates: per-image stats, the confusion matrix and side outputs."""
 
     iouv: torch.Tensor
     cm: ConfusionMatrix | None  # only filled when it is plotted
-    loss: torch.Tensor
-    outputs: _Outputs
+    outputs: ImageOutputs
     stats: list = field(default_factory=list)
-    dt: List[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     seen: int = 0
-    shape: Tuple[int, ...] | None = None
 
     def add_image(self, pred: torch.Tensor, labels: torch.Tensor, im_shape, shapes, path: Path, single_cls: bool):
         """One image: pred (n, 6) and labels (m, 5) [cls, x, y, w, h] in letterboxed pixels; shapes from the loader."""
