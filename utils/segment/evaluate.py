@@ -145,6 +145,7 @@ class SegmentEvaluator:
             res.mask = figures(tp_m, conf, pcls, tcls, plot_to, self.names, "Mask")
         if self.save_dir is not None:
             self._save(res)
+        self.print_table(res)
         return res
 
     def _save(self, res: SegMetrics) -> None:

@@ -30,7 +30,7 @@ def blend_masks(image: np.ndarray, masks: torch.Tensor, classes: Sequence[int], 
     return out.clip(0, 255).astype(np.uint8)
 
 
-def _with_masks(im: torch.Tensor, per_image: Sequence[tuple]) -> np.ndarray:
+def with_masks(im: torch.Tensor, per_image: Sequence[tuple]) -> np.ndarray:
     """(B, 3, H, W) batch (uint8 or 0-1) -> (B, 3, H, W) uint8 RGB with each image's (masks, classes) blended."""
     arr = im.detach().cpu().float().numpy()
     arr = arr * 255 if arr.size and arr.max() <= 1 else arr
@@ -41,14 +41,20 @@ def _with_masks(im: torch.Tensor, per_image: Sequence[tuple]) -> np.ndarray:
     return np.stack(out) if out else arr
 
 
-def plot_val_batch(i: int, im, targets, masks, results, paths, save_dir: Path, names: Dict[int, str], overlap: bool):
-    """val_batch{i}_labels.jpg (ground-truth boxes and masks) and val_batch{i}_pred.jpg (top 15 instances each)."""
-    gts = []
-    for si in range(im.shape[0]):
+def masks_per_image(targets: torch.Tensor, masks: torch.Tensor, bs: int, overlap: bool) -> list:
+    """A batch's ground truth as per image (masks (n, h, w), classes): from overlap masks or per-instance ones."""
+    out = []
+    for si in range(bs):
         cls = targets[targets[:, 0] == si, 1].int().tolist()
         m = overlap_to_masks(masks[si], len(cls)) if overlap else masks[targets[:, 0] == si]
-        gts.append((m, cls))
-    plot_images(_with_masks(im, gts), targets, paths, save_dir / f"val_batch{i}_labels.jpg", names)
+        out.append((m, cls))
+    return out
+
+
+def plot_val_batch(i: int, im, targets, masks, results, paths, save_dir: Path, names: Dict[int, str], overlap: bool):
+    """val_batch{i}_labels.jpg (ground-truth boxes and masks) and val_batch{i}_pred.jpg (top 15 instances each)."""
+    gts = masks_per_image(targets, masks, im.shape[0], overlap)
+    plot_images(with_masks(im, gts), targets, paths, save_dir / f"val_batch{i}_labels.jpg", names)
     preds = [(r.masks[:15], r.det[:15, 5].int().tolist()) for r in results]
-    plot_images(_with_masks(im, preds), output_to_target([r.det for r in results], max_det=15), paths,
+    plot_images(with_masks(im, preds), output_to_target([r.det for r in results], max_det=15), paths,
                 save_dir / f"val_batch{i}_pred.jpg", names)  # fmt: skip

@@ -66,9 +66,7 @@ def run_val(opt: argparse.Namespace, save_dir: Path | None, plots: bool = True) 
     evaluator = SegmentEvaluator(
         names, save_dir, plots=plots, single_cls=opt.single_cls, overlap=False, save_txt=opt.save_txt,
         save_conf=opt.save_conf, save_json=opt.save_json, coco=coco_target(data) if opt.save_json else None,
-        verbose=opt.verbose, conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det,
+        per_class=opt.verbose or nc < 50, conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det,
         mask_mode="native" if opt.save_json else "proto",  # official: exact masks for COCO json, fast ones otherwise
     )  # fmt: skip
-    metrics = validate(model, loader, evaluator, progress=False, speed_shape=(batch_size, imgsz))
-    evaluator.print_table(metrics, per_class=opt.verbose or (nc < 50))
-    return metrics
+    return validate(model, loader, evaluator, progress=False, speed_shape=(batch_size, imgsz))
