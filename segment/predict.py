@@ -27,7 +27,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
     """segment/predict.py flags, as YOLOv5's."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--weights", nargs="+", type=str, default=["yolov5s-seg.pt"], help="model path (.pt, .onnx, ...)")
-    p.add_argument("--source", type=str, default=None, help="file/dir/glob/video/stream/0 (webcam)")
+    p.add_argument("--source", type=str, default=None, help="file/dir/glob/video/stream/0 (default: data/images)")
     p.add_argument("--data", type=str, default=None, help="(optional) dataset yaml, for class names")
     p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="inference size h,w")
     p.add_argument("--conf-thres", type=float, default=0.25, help="confidence threshold")
@@ -71,8 +71,11 @@ def main(opt: argparse.Namespace) -> Path:
 
     setup_logging()
     check_compat_flags(opt, COMPAT)
-    if not opt.source:
-        raise UserError("--source is required (an image, folder, video, glob or stream)")
+    if not opt.source:  # official default: data/images (no sample images are shipped)
+        images = ROOT / "data" / "images"
+        if not (images.is_dir() and any(images.iterdir())):
+            raise UserError("--source is required (an image, folder, video, glob or stream)")
+        opt.source = str(images)
     if len(opt.weights) > 1:
         raise UserError("segment/predict.py takes one --weights file (no ensembles of segmentation models)")
     device = select_device(opt.device)

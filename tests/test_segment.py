@@ -25,6 +25,7 @@ from utils.segment.ops import (
     polygon_mask,
     polygons_to_overlap,
     process_mask,
+    process_mask_native,
 )
 
 COCO_SEG = "data/coco128-seg"
@@ -85,6 +86,9 @@ def test_mask_ops():
     up = process_mask(protos + 1, coefs, torch.tensor([[0.0, 0.0, 8.0, 8.0]]), (16, 16), upsample=True)[0]
     assert up[:7, :7].all() and not up[9:].any() and not up[:, 9:].any()  # on inside the box only
     assert not process_mask(protos, coefs, torch.tensor([[0.0, 0.0, 8.0, 8.0]]), (16, 16)).any()
+    none = torch.zeros(0, 1), torch.zeros(0, 4)  # no instance (e.g. nothing above --conf-thres)
+    assert process_mask(protos, *none, (16, 16), upsample=True).shape == (0, 16, 16)
+    assert process_mask_native(protos, *none, (12, 16)).shape == (0, 12, 16)
 
 
 def _mask_box_agreement(targets, masks, shape, overlap: bool) -> float:

@@ -37,6 +37,8 @@ def process_mask(
     masks = mask_logits(protos, coefs)
     gain = torch.tensor([mw / shape[1], mh / shape[0], mw / shape[1], mh / shape[0]], device=boxes.device)
     masks = crop_mask(masks, boxes.float() * gain)
+    if upsample and not len(masks):  # interpolate refuses an empty batch
+        return masks.new_zeros((0, *shape))
     if upsample:
         masks = F.interpolate(masks[None], tuple(shape), mode="bilinear", align_corners=False)[0]
     return masks.gt_(0.5)
@@ -59,6 +61,8 @@ def process_mask_native(
     padding is cut, the rest upsampled to shape (h0, w0), then cropped by boxes (n, 4) xyxy in original pixels."""
     _, mh, mw = protos.shape
     masks = mask_logits(protos, coefs)
+    if not len(masks):
+        return masks.new_zeros((0, *shape))
     top, bottom, left, right = _unpad_slice((mh, mw), shape)
     masks = F.interpolate(masks[None, :, top:bottom, left:right], tuple(shape), mode="bilinear", align_corners=False)
     return crop_mask(masks[0], boxes.float()).gt_(0.5)

@@ -34,6 +34,8 @@ def rle_encode(masks: np.ndarray) -> List[dict]:
 def original_masks(masks: torch.Tensor, im_shape: Sequence[int], shapes) -> np.ndarray:
     """(n, h, w) masks of any size over the letterboxed input (H, W) -> (h0, w0, n) uint8 on the original image."""
     m = masks.float()
+    if not len(m):
+        return np.zeros((*shapes[0], 0), np.uint8)
     if tuple(m.shape[1:]) != tuple(im_shape):
         m = F.interpolate(m[None], tuple(im_shape), mode="bilinear", align_corners=False)[0].gt_(0.5)
     arr = m.permute(1, 2, 0).contiguous().cpu().numpy().astype(np.uint8)
