@@ -22,6 +22,7 @@ def ci_dir(shared, tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_official_ci_segment_steps(shared, ci_dir):
     import export
     from segment import predict, train, val
