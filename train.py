@@ -15,7 +15,12 @@ LOGGER = logging.getLogger("train")
 
 def parse_opt(argv=None) -> argparse.Namespace:
     """train.py flags, as YOLOv5's."""
-    p = argparse.ArgumentParser(description=__doc__)
+    return build_parser().parse_args(argv)
+
+
+def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
+    """The parser of train.py's flags (segment/train.py adds its own to it)."""
+    p = argparse.ArgumentParser(description=description)
     g = p.add_argument_group("model and data")
     g.add_argument("--weights", type=str, default="", help="initial weights: an official YOLOv5 .pt or ours")
     g.add_argument("--cfg", type=str, default="", help="model yaml (path, or a bare name from models/)")
@@ -69,7 +74,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
     g.add_argument("--entity", default=None, help="W&B / ClearML entity (no logger integrations: ignored)")
     g.add_argument("--upload_dataset", nargs="?", const=True, default=None, help="logger dataset upload (ignored)")
     g.add_argument("--bbox_interval", type=int, default=None, help="logger box-image interval (ignored)")
-    return p.parse_args(argv)
+    return p
 
 
 IGNORED = {  # official flag -> why ignoring it changes nothing the run relies on

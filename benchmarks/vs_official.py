@@ -4,8 +4,9 @@
 
 Rows (issue 14's table): detect.py on BCCD val at 320 saving images; val.py on BCCD val at 320; one fine-tuning
 epoch of train.py from yolov5n-bccd.pt and from yolov5n.pt (wall time of the whole command); the fused yolov5s
-forward at 640; the mosaic train loader's images/s at 640; classify/val.py and one classify/train.py epoch on
-ants/bees at 224 (issue 22); and the FLA layers' own cost (ours only). Without
+ forward at 640; the mosaic train loader's images/s at 640; classify/val.py and one classify/train.py epoch on
+ants/bees at 224 (issue 22); segment/val.py, segment/predict.py and one segment/train.py epoch on coco128-seg
+at 320 (issue 21); and the FLA layers' own cost (ours only). Without
 --official it prints why and exits 0, so CI never needs the official code. The official code is only run,
 never imported into this process; its python defaults to <official>/../venv/bin/python.
 """
@@ -181,6 +182,18 @@ def build_rows(opt: argparse.Namespace, tmp: Path) -> List[Row]:
           "--epochs", "1"]  # fmt: skip
     rows["cls-train"] = Row("classify/train.py 1 epoch from yolov5n.pt (cut), ants/bees, 224, batch 16", 0.9,
                             *pair("classify/train.py", ct, "cls-train"))  # fmt: skip
+    seg_data = dataset_yaml(SHARED / "data" / "coco128-seg" / "coco128-seg.yaml", tmp)
+    seg_w = str(w / "yolov5n-seg-coco128.pt")
+    sv = ["--weights", seg_w, "--data", str(seg_data), "--imgsz", "320", "--batch-size", "16"]
+    rows["seg-val"] = Row("segment/val.py, coco128-seg (128 images), yolov5n-seg-coco128.pt, 320", 0.85,
+                          *pair("segment/val.py", sv, "seg-val"))  # fmt: skip
+    sp = ["--weights", seg_w, "--source", _yaml_field(seg_data, "val"), "--imgsz", "320"]
+    rows["seg-predict"] = Row("segment/predict.py, coco128-seg images, yolov5n-seg-coco128.pt, 320, saving images",
+                              0.85, *pair("segment/predict.py", sp, "seg-predict"))  # fmt: skip
+    st = ["--weights", seg_w, "--data", str(seg_data), "--imgsz", "320", "--batch-size", "16", "--workers", "2",
+          "--epochs", "1", "--noval", "--noplots"]  # fmt: skip
+    rows["seg-train"] = Row("segment/train.py 1 epoch from yolov5n-seg-coco128.pt, 320, batch 16, --noval --noplots",
+                            0.9, *pair("segment/train.py", st, "seg-train"))  # fmt: skip
     rows["fla-s"] = Row("FLA layer cost, yolov5s-fla vs yolov5s, 640 (ours only)", 2.0,
                         own=lambda: fla_cost("yolov5s.yaml", "yolov5s-fla.yaml", 640, 2.0, opt))  # fmt: skip
     rows["fla-n"] = Row("FLA layer cost, yolov5n-fla vs yolov5n, 320 (ours only)", 3.0,
@@ -231,8 +244,8 @@ def attention_ratio(opt: argparse.Namespace) -> Dict:
             "target": "<= 1", "met": a / b <= 1.0}  # fmt: skip
 
 
-ROW_KEYS = ("detect", "val", "train", "train-coco", "forward", "loader", "cls-val", "cls-train", "fla-s", "fla-n",
-            "attention")  # fmt: skip
+ROW_KEYS = ("detect", "val", "train", "train-coco", "forward", "loader", "cls-val", "cls-train", "seg-val",
+            "seg-predict", "seg-train", "fla-s", "fla-n", "attention")  # fmt: skip
 
 
 def parse_opt(argv=None) -> argparse.Namespace:

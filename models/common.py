@@ -346,3 +346,32 @@ class C3TR(C3):
         super().__init__(c1, c2, n, shortcut, g, e)
         c_ = int(c2 * e)
         self.m = TransformerBlock(c_, c_, 4, n)
+
+
+class Proto(nn.Module):
+    """Mask prototypes of the Segment head: (B, c1, H, W) -> (B, c2, 2H, 2W) (conv 3x3, 2x nearest, conv 3x3, 1x1)."""
+
+    def __init__(self, c1: int, c_: int = 256, c2: int = 32):
+        super().__init__()
+        self.cv1 = Conv(c1, c_, k=3)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.cv2 = Conv(c_, c_, k=3)
+        self.cv3 = Conv(c_, c2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv3(self.cv2(self.upsample(self.cv1(x))))
+
+
+def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """Fold BatchNorm into the preceding conv: one Conv2d with bias computing bn(conv(x)) in eval mode."""
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        dilation=conv.dilation, groups=conv.groups, bias=True,
+    ).to(conv.weight.device)  # fmt: skip
+    w_bn = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (c2,)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * w_bn.view(-1, 1, 1, 1))
+        b_conv = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.bias.copy_((b_conv - bn.running_mean) * w_bn + bn.bias)
+    fused.requires_grad_(False)
+    return fused

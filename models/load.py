@@ -1,4 +1,5 @@
-"""Checkpoint model dicts -> DetectionModel or classifier: rebuild from the stored yaml, or transfer into a cfg."""
+"""Checkpoint model dicts -> DetectionModel, SegmentationModel or classifier: rebuild from the stored yaml, or
+transfer into a cfg."""
 
 from __future__ import annotations
 
@@ -10,11 +11,20 @@ import torch
 import torch.nn as nn
 
 from models.classify import classifier_from_dict, is_classifier_yaml
-from models.yolo import DetectionModel
+from models.yolo import DetectionModel, SegmentationModel, is_segment_yaml
 from utils.checkpoint import load_checkpoint
 from utils.errors import CheckpointError, UserError
 from utils.names import names_list
 from utils.transfer import transfer_weights
+
+
+def _model_class(cfg) -> type:
+    """SegmentationModel for a yaml (dict, path or name) whose head ends in Segment, else DetectionModel."""
+    if not isinstance(cfg, dict):
+        from models.yolo import load_model_yaml
+
+        cfg = load_model_yaml(cfg)[0]
+    return SegmentationModel if is_segment_yaml(cfg) else DetectionModel
 
 
 def checkpoint_model(md: dict, source: str = "", **kwargs) -> DetectionModel:
@@ -23,7 +33,7 @@ def checkpoint_model(md: dict, source: str = "", **kwargs) -> DetectionModel:
     if not isinstance(md.get("yaml"), dict):
         raise CheckpointError(f"{source or 'checkpoint'}: the model entry has no yaml mapping")
     try:
-        return DetectionModel(copy.deepcopy(md["yaml"]), **{"verbose": False, **kwargs})
+        return _model_class(md["yaml"])(copy.deepcopy(md["yaml"]), **{"verbose": False, **kwargs})
     except UserError as e:
         raise CheckpointError(f"{source or 'checkpoint'}: its model yaml is unusable: {e}") from e
 
@@ -62,7 +72,7 @@ def model_from_dict(md: dict, cfg: Union[str, dict, None] = None, source: str = 
     names = names_list(md.get("names"))
     state = float_state(md, source)
     if cfg is not None:
-        model = DetectionModel(cfg, nc=len(names) or None, verbose=False)
+        model = _model_class(cfg)(cfg, nc=len(names) or None, verbose=False)
         transfer_weights(state, md["yaml"], model, source=source)
     else:
         model = _own_model(md, state, source)

@@ -71,6 +71,16 @@ def _rule_detect(ch_in: list, args: list, n: int, width: float) -> tuple:
     return [args[0], args[1], list(ch_in), *args[2:]], 0, 1
 
 
+def _rule_segment(ch_in: list, args: list, n: int, width: float) -> tuple:
+    """Segment: [nc, anchors, nm, npr] -> [nc, anchors, nm, width-scaled npr, [channels of each input]]."""
+    args = list(args)
+    if len(args) < 4:
+        raise ValueError("Segment needs [nc, anchors, nm, npr]")
+    if isinstance(args[1], int):
+        args[1] = [list(range(args[1] * 2))] * len(ch_in)
+    return [args[0], args[1], args[2], make_divisible(args[3] * width, 8), list(ch_in), *args[4:]], 0, 1
+
+
 RULES: dict[str, Rule] = {
     "conv": _rule_conv,
     "csp": _rule_csp,
@@ -80,6 +90,7 @@ RULES: dict[str, Rule] = {
     "contract": _rule_contract,
     "expand": _rule_expand,
     "detect": _rule_detect,
+    "segment": _rule_segment,
 }
 
 
@@ -129,6 +140,40 @@ register(
     nn.BatchNorm2d, names=("nn.BatchNorm2d", "BatchNorm2d"), rule="same_c1", defaults={"eps": 1e-3, "momentum": 0.03}
 )
 register(nn.ConvTranspose2d, names=("nn.ConvTranspose2d",), rule="conv")
+
+
+def _substitute(args: list, d: dict) -> list:
+    """yaml args: the strings 'nc' and 'anchors' -> the top-level values, 'None' -> None; nothing is eval'd."""
+    table = {"nc": d.get("nc"), "anchors": d.get("anchors"), "None": None}
+    return [table[a] if isinstance(a, str) and a in table else a for a in args]
+
+
+def _check_row(i: int, row) -> tuple:
+    """Validate one [from, number, module, args] row; UserError naming the layer otherwise."""
+    if not isinstance(row, (list, tuple)) or len(row) != 4:
+        raise UserError(f"layer {i}: expected [from, number, module, args], got {row!r}")
+    f, n, name, args = row
+    fs = f if isinstance(f, list) else [f]
+    if not fs or not all(isinstance(j, int) and not isinstance(j, bool) for j in fs):
+        raise UserError(f"layer {i}: 'from' must be an int or a list of ints, got {f!r}")
+    if any(j != -1 and not (0 <= (i + j if j < 0 else j) < i) for j in fs):
+        raise UserError(f"layer {i}: 'from' {f!r} points outside layers 0..{i - 1}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise UserError(f"layer {i}: 'number' must be a positive int, got {n!r}")
+    if not isinstance(args, list):
+        raise UserError(f"layer {i}: args must be a list, got {args!r}")
+    return f, n, name, args
+
+
+def _split_kwargs(i: int, args: list) -> tuple[list, dict]:
+    """A trailing mapping in yaml args names options: [8, {ratio: 0.5}] -> ([8], {'ratio': 0.5})."""
+    if not args or not isinstance(args[-1], dict):
+        return args, {}
+    kwargs = args[-1]
+    bad = [k for k in kwargs if not isinstance(k, str) or not k.isidentifier() or k.startswith("_")]
+    if bad:
+        raise UserError(f"layer {i}: option names must be plain identifiers, got {bad!r}")
+    return args[:-1], dict(kwargs)
 
 
 def known_names() -> list[str]:

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 import models.fla  # noqa: F401  (registers the FLA blocks)
 import models.ghost  # noqa: F401  (registers the Ghost blocks)
 from models.activations import activation_scope
-from models.common import Conv
-from models.registry import RULES, register, resolve
+from models.common import Conv, Proto, fuse_conv_and_bn  # noqa: F401  (fuse_conv_and_bn: its old home)
+from models.registry import RULES, _check_row, _split_kwargs, _substitute, register, resolve
 from models.validate import check_channels, check_layer, check_total_params, repeats, validate_model_dict
 from utils.errors import UserError, run_cli
 from utils.names import names_list
@@ -64,14 +64,16 @@ class Detect(nn.Module):
             bs, _, ny, nx = x[i].shape
             x[i] = x[i].view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
             if not self.training:
-                grid, anchor_grid = self._grids(i, x[i])
-                xy, wh, conf = x[i].sigmoid().split((2, 2, self.nc + 1), 4)
-                xy = (xy * 2 + grid) * self.stride[i]
-                wh = (wh * 2) ** 2 * anchor_grid
-                z.append(torch.cat((xy, wh, conf), 4).reshape(bs, -1, self.no))
+                z.append(self._decode(i, x[i]).reshape(bs, -1, self.no))
         if self.training:
             return x
         return torch.cat(z, 1) if self.export else (torch.cat(z, 1), x)
+
+    def _decode(self, i: int, p: torch.Tensor) -> torch.Tensor:
+        """Level i logits (B, na, ny, nx, no) -> xywh in pixels, sigmoid obj and class scores."""
+        grid, anchor_grid = self._grids(i, p)
+        xy, wh, conf = p.sigmoid().split((2, 2, self.nc + 1), 4)
+        return torch.cat(((xy * 2 + grid) * self.stride[i], (wh * 2) ** 2 * anchor_grid, conf), 4)
 
     def _grids(self, i: int, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell offsets (1, 1, ny, nx, 2) minus 0.5 and anchor sizes in pixels (1, na, 1, 1, 2) for level i."""
@@ -90,6 +92,38 @@ class Detect(nn.Module):
         return self.grid[i], self.anchor_grid[i]
 
 
+@register
+class Segment(Detect):
+    """Detect with nm mask coefficients per anchor (no = 5 + nc + nm) and a Proto on the first (P3) input.
+
+    Train: (list of (B, na, ny, nx, no) logits, protos (B, nm, 2*ny3, 2*nx3)). Eval: (pred (B, N, no), protos,
+    list); the coefficients stay raw (no sigmoid). export=True: (pred, protos).
+    """
+
+    channel_rule = "segment"
+
+    def __init__(self, nc: int = 80, anchors=(), nm: int = 32, npr: int = 256, ch=(), inplace: bool = True):
+        super().__init__(nc, anchors, ch, inplace)
+        self.nm, self.npr = nm, npr
+        self.no = 5 + nc + nm
+        self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
+        self.proto = Proto(ch[0], npr, nm)
+
+    def forward(self, x: list[torch.Tensor]):
+        p = self.proto(x[0])
+        out = super().forward(x)
+        if self.training:
+            return out, p
+        return (out, p) if self.export else (out[0], p, out[1])
+
+    def _decode(self, i: int, p: torch.Tensor) -> torch.Tensor:
+        grid, anchor_grid = self._grids(i, p)
+        xy, wh, conf, coef = p.split((2, 2, self.nc + 1, self.nm), 4)
+        xy = (xy.sigmoid() * 2 + grid) * self.stride[i]
+        wh = (wh.sigmoid() * 2) ** 2 * anchor_grid
+        return torch.cat((xy, wh, conf.sigmoid(), coef), 4)
+
+
 def check_anchor_order(detect: nn.Module) -> None:
     """Flip `detect.anchors` (nl, na, 2) in place when their mean area per level does not grow with the stride."""
     area = detect.anchors.prod(-1).mean(-1).view(-1)  # (nl,)
@@ -97,40 +131,6 @@ def check_anchor_order(detect: nn.Module) -> None:
     if da and da.sign() != ds.sign():
         LOGGER.info("Reversing anchor order")
         detect.anchors[:] = detect.anchors.flip(0)
-
-
-def _substitute(args: list, d: dict) -> list:
-    """yaml args: the strings 'nc' and 'anchors' -> the top-level values, 'None' -> None; nothing is eval'd."""
-    table = {"nc": d.get("nc"), "anchors": d.get("anchors"), "None": None}
-    return [table[a] if isinstance(a, str) and a in table else a for a in args]
-
-
-def _check_row(i: int, row) -> tuple:
-    """Validate one [from, number, module, args] row; UserError naming the layer otherwise."""
-    if not isinstance(row, (list, tuple)) or len(row) != 4:
-        raise UserError(f"layer {i}: expected [from, number, module, args], got {row!r}")
-    f, n, name, args = row
-    fs = f if isinstance(f, list) else [f]
-    if not fs or not all(isinstance(j, int) and not isinstance(j, bool) for j in fs):
-        raise UserError(f"layer {i}: 'from' must be an int or a list of ints, got {f!r}")
-    if any(j != -1 and not (0 <= (i + j if j < 0 else j) < i) for j in fs):
-        raise UserError(f"layer {i}: 'from' {f!r} points outside layers 0..{i - 1}")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise UserError(f"layer {i}: 'number' must be a positive int, got {n!r}")
-    if not isinstance(args, list):
-        raise UserError(f"layer {i}: args must be a list, got {args!r}")
-    return f, n, name, args
-
-
-def _split_kwargs(i: int, args: list) -> tuple[list, dict]:
-    """A trailing mapping in yaml args names options: [8, {ratio: 0.5}] -> ([8], {'ratio': 0.5})."""
-    if not args or not isinstance(args[-1], dict):
-        return args, {}
-    kwargs = args[-1]
-    bad = [k for k in kwargs if not isinstance(k, str) or not k.isidentifier() or k.startswith("_")]
-    if bad:
-        raise UserError(f"layer {i}: option names must be plain identifiers, got {bad!r}")
-    return args[:-1], dict(kwargs)
 
 
 def parse_model(d: dict, ch: int | list, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
@@ -192,21 +192,6 @@ def _log_table(table: list) -> None:
         LOGGER.info(f"{i:>3}{str(f):>18}{n:>3}{np_:10.0f}  {t:<40}{str(args):<30}")
 
 
-def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """Fold BatchNorm into the preceding conv: one Conv2d with bias computing bn(conv(x)) in eval mode."""
-    fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        dilation=conv.dilation, groups=conv.groups, bias=True,
-    ).to(conv.weight.device)  # fmt: skip
-    w_bn = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (c2,)
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight * w_bn.view(-1, 1, 1, 1))
-        b_conv = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        fused.bias.copy_((b_conv - bn.running_mean) * w_bn + bn.bias)
-    fused.requires_grad_(False)
-    return fused
-
-
 def load_model_yaml(cfg: str | Path) -> tuple[dict, str]:
     """Read a model yaml (by path or bare name from models/) with safe_load. Returns (dict, file name)."""
     path = find_model_cfg(cfg)
@@ -254,6 +239,7 @@ class DetectionModel(nn.Module):
                 out = self._forward_once(torch.zeros(1, ch, s, s))
         except (RuntimeError, ValueError, IndexError, TypeError) as e:  # layers whose shapes do not fit together
             raise UserError(f"model yaml: the layers do not fit together on a {s}x{s} image ({_first_line(e)})") from e
+        out = out[0] if isinstance(m, Segment) else out  # (levels, protos)
         self.train(training)
         m.stride.copy_(torch.tensor([s / x.shape[-2] for x in out]))
         check_anchor_order(m)
@@ -339,6 +325,20 @@ class DetectionModel(nn.Module):
         model_info(self, verbose, imgsz)
 
 
+class SegmentationModel(DetectionModel):
+    """A DetectionModel whose yaml ends in a Segment head (official name, so official -seg pickles map onto it)."""
+
+    def __init__(self, cfg: str | Path | dict = "yolov5s-seg.yaml", ch: int = 3, nc: int | None = None, anchors=None,
+                 verbose: bool = True):  # fmt: skip
+        super().__init__(cfg, ch, nc, anchors, verbose)
+
+
+def is_segment_yaml(d: dict) -> bool:
+    """True when a model dict's last head row is a Segment layer."""
+    head = d.get("head") or []
+    return bool(head) and isinstance(head[-1], (list, tuple)) and len(head[-1]) == 4 and head[-1][2] == "Segment"
+
+
 Model = DetectionModel
 
 
@@ -371,7 +371,9 @@ def main(opt: argparse.Namespace) -> None:
 
     setup_logging()
     device = select_device(opt.device)
-    model = DetectionModel(opt.cfg, verbose=opt.imgsz == 640).to(device)
+    cfg, _ = load_model_yaml(opt.cfg)
+    cls = SegmentationModel if is_segment_yaml(cfg) else DetectionModel
+    model = cls(opt.cfg, verbose=opt.imgsz == 640).to(device)
     if opt.imgsz != 640:
         parse_model(deepcopy(model.yaml), model.yaml["ch"], verbose=True)  # the layer table
         model_info(model, verbose=False, imgsz=opt.imgsz)

@@ -80,8 +80,8 @@ def find_file(name: Union[str, Path], kind: str, search: tuple = ()) -> Path:
 
 
 def find_model_cfg(name: Union[str, Path]) -> Path:
-    """A model yaml by path, or by bare name from models/ or models/study/ (e.g. 'yolov5s-fla' or 'yolov5n-fla-r50')."""
+    """A model yaml by path, or by bare name from models/, models/segment/, models/study/ (e.g. 'yolov5s-fla')."""
     p = Path(name)
     if not p.suffix:
         p = p.with_suffix(".yaml")
-    return find_file(p, "--cfg", (MODELS_DIR, MODELS_DIR / "study", MODELS_DIR / "hub"))
+    return find_file(p, "--cfg", (MODELS_DIR, MODELS_DIR / "segment", MODELS_DIR / "study", MODELS_DIR / "hub"))

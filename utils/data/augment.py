@@ -119,6 +119,12 @@ class RandomPerspective:
         self, im: np.ndarray, labels: np.ndarray, segments: Sequence[np.ndarray] = ()
     ) -> Tuple[np.ndarray, np.ndarray]:
         """im (H, W, 3), labels (n, 5) [cls, xyxy px], segments (n of (k, 2) px) -> warped (im, kept labels)."""
+        return self.warp(im, labels, segments)[:2]
+
+    def warp(
+        self, im: np.ndarray, labels: np.ndarray, segments: Sequence[np.ndarray] = ()
+    ) -> Tuple[np.ndarray, np.ndarray, List[np.ndarray]]:
+        """As __call__, also returning the kept segments warped (resampled to 1000 points; [] without segments)."""
         out_h, out_w = im.shape[0] + self.border[0] * 2, im.shape[1] + self.border[1] * 2
         m, s = self._matrix(im.shape[0], im.shape[1], out_h, out_w)
         if self.border[0] or self.border[1] or (m != np.eye(3)).any():
@@ -128,12 +134,12 @@ class RandomPerspective:
                 im = cv2.warpAffine(im, m[:2], dsize=(out_w, out_h), borderValue=GREY)
         n = len(labels)
         if not n:
-            return im, labels
+            return im, labels, []
         use_segments = len(segments) == n and any(len(x) for x in segments)
+        warped: List[np.ndarray] = []
         if use_segments:
-            new = np.stack(
-                [segment2box(self._warp_points(seg, m), out_w, out_h) for seg in resample_segments(segments)]
-            )
+            warped = [self._warp_points(seg, m) for seg in resample_segments(segments)]
+            new = np.stack([segment2box(xy, out_w, out_h) for xy in warped])
         else:
             corners = labels[:, [1, 2, 3, 4, 1, 4, 3, 2]].reshape(n * 4, 2)  # x1y1, x2y2, x1y2, x2y1
             xy = self._warp_points(corners, m).reshape(n, 8)
@@ -144,7 +150,7 @@ class RandomPerspective:
         keep = box_candidates(labels[:, 1:5].T * s, new.T, area_thr=0.01 if use_segments else 0.10)
         labels = labels[keep].copy()
         labels[:, 1:5] = new[keep]
-        return im, labels
+        return im, labels, [xy.astype(np.float32) for xy, k in zip(warped, keep) if k]
 
 
 class AugmentHSV:
@@ -263,6 +269,12 @@ class Mosaic:
 
     def __call__(self, index: int, indices: Sequence[int] | None = None) -> Tuple[np.ndarray, np.ndarray]:
         """-> (im (s, s, 3) BGR, labels (n, 5) [cls, xyxy px]). indices: the 4 images to use (default: random)."""
+        return self.with_segments(index, indices)[:2]
+
+    def with_segments(
+        self, index: int, indices: Sequence[int] | None = None
+    ) -> Tuple[np.ndarray, np.ndarray, List[np.ndarray]]:
+        """As __call__, also returning the kept instances' warped (k, 2) pixel polygons ([] without segments)."""
         s = self.s
         xc, yc = (int(random.uniform(s / 2, 3 * s / 2)) for _ in range(2))
         if indices is None:
@@ -286,4 +298,4 @@ class Mosaic:
         for x in (labels[:, 1:], *all_segments):
             np.clip(x, 0, 2 * s, out=x)
         canvas, labels, all_segments = copy_paste(canvas, labels, all_segments, p=self.copy_paste_p)
-        return self.perspective(canvas, labels, all_segments)
+        return self.perspective.warp(canvas, labels, all_segments)

@@ -8,7 +8,7 @@ import math
 import os
 import random
 from dataclasses import replace
-from typing import Callable, Iterator, Tuple
+from typing import Any, Callable, Iterator, Mapping, Tuple
 
 import cv2
 import numpy as np
@@ -169,7 +169,11 @@ def _max_stride(stride) -> int:
 
 
 def create_dataloader(
-    path, data: DataOptions = DataOptions(), loader: LoaderOptions = LoaderOptions()
+    path,
+    data: DataOptions = DataOptions(),
+    loader: LoaderOptions = LoaderOptions(),
+    dataset_cls: type = LoadImagesAndLabels,
+    dataset_kwargs: Mapping[str, Any] | None = None,
 ) -> Tuple[DataLoader, LoadImagesAndLabels]:
     """-> (loader, dataset). Batches: (ims (B, 3, H, W) uint8 RGB, targets (n, 6) [i, cls, x, y, w, h], paths, shapes).
 
@@ -177,6 +181,8 @@ def create_dataloader(
     plain one (labels, shapes). Every pass (epoch) is a pure function of (seed, epoch, position): the order, and
     each sample's augmentation draws (see EpochSampler, SeededSamples); loader.sampler.epoch is the epoch of the next
     pass (start_epoch at first).
+    dataset_cls (a LoadImagesAndLabels subclass, e.g. a task's) is built with dataset_kwargs and serves its own
+    collate_fn; one whose `owns_mosaic` is True composes its mosaics itself and is not wrapped.
     """
     shuffle = loader.shuffle
     if data.rect and shuffle:
@@ -184,8 +190,9 @@ def create_dataloader(
         shuffle = False
     if loader.image_weights:  # weighted draws replace the rectangular batches' fixed order
         data = replace(data, rect=False)
-    dataset = LoadImagesAndLabels(path, replace(data, stride=_max_stride(data.stride)))
-    served = MosaicDataset(dataset) if data.augment and not data.rect else dataset
+    dataset = dataset_cls(path, replace(data, stride=_max_stride(data.stride)), **(dataset_kwargs or {}))
+    wrap = data.augment and not data.rect and not getattr(dataset_cls, "owns_mosaic", False)
+    served = MosaicDataset(dataset) if wrap else dataset
     batch_size = min(data.batch_size, len(dataset))
     nd = torch.cuda.device_count()
     nw = min(os.cpu_count() // max(nd, 1), batch_size if batch_size > 1 else 0, loader.workers)
@@ -195,7 +202,7 @@ def create_dataloader(
     loader_cls = DataLoader if loader.image_weights else InfiniteDataLoader  # a new pass picks up new weights
     generator = torch.Generator()
     generator.manual_seed(SEED_BASE + seed + max(rank, 0))
-    collate = LoadImagesAndLabels.collate_fn4 if loader.quad else LoadImagesAndLabels.collate_fn
+    collate = dataset_cls.collate_fn4 if loader.quad else dataset_cls.collate_fn
     out = loader_cls(
         SeededSamples(served),
         batch_size=batch_size,

@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple, Type, Union
 import torch
 
 from utils.deploy.onnx_check import check_onnx_session, check_prediction, check_stride
-from utils.deploy.predictor import BACKENDS, Ensemble, ModelPredictor, Predictor, register_backend
+from utils.deploy.predictor import BACKENDS, Ensemble, ModelPredictor, Predictor, register_backend, task_output
 from utils.errors import CheckpointError, UserError
 from utils.names import names_dict, names_list
 
@@ -108,6 +108,8 @@ class OnnxBackend(Predictor):
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        if len(self.output_names) > 1 and len(self.session.get_outputs()[1].shape) == 4:
+            self.task = "segment"  # official and our seg exports: output0 predictions, output1 prototypes
         self.fp16 = inp.type == "tensor(float16)"
         b, _, h, w = inp.shape
         self.dynamic = not all(isinstance(d, int) for d in (h, w))
@@ -115,8 +117,9 @@ class OnnxBackend(Predictor):
         self.batch = b if isinstance(b, int) else None
 
     def run(self, im: torch.Tensor) -> torch.Tensor:
-        y = check_prediction(self.session.run(self.output_names, {self.input_name: im.cpu().numpy()})[0], self.file)
-        return torch.from_numpy(y).to(self.device)
+        ys = self.session.run(self.output_names, {self.input_name: im.cpu().numpy()})
+        ys[0] = check_prediction(ys[0], self.file)
+        return task_output([torch.from_numpy(y).to(self.device) for y in ys])
 
 
 @register_backend(".xml", "_openvino_model")
@@ -134,9 +137,11 @@ class OpenVINOBackend(Predictor):
         self.stride, self.names = self.session.stride, names_dict(names_list(self.session.names))
         self.dynamic, self.imgsz, self.batch = self.session.dynamic, self.session.imgsz, self.session.batch
         self.fp16 = self.session.fp16
+        self.task = "segment" if len(self.session.compiled.outputs) > 1 else "detect"
 
     def run(self, im: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session(im.cpu().numpy())).to(self.device)
+        y = self.session(im.cpu().numpy())
+        return task_output([torch.from_numpy(t).to(self.device) for t in (y if isinstance(y, tuple) else (y,))])
 
 
 @register_backend(".torchscript")
@@ -156,6 +161,7 @@ class TorchScriptBackend(Predictor):
             raise CheckpointError(f"cannot load TorchScript model {f}: {str(e).splitlines()[0]}") from e
         self.stride = check_stride(self.meta.get("stride", 32), f"TorchScript model {f}")
         self.names = names_dict(names_list(self.meta.get("names")))
+        self.task = "segment" if self.meta.get("task") == "segment" else "detect"
         self.dynamic = bool(self.meta.get("dynamic", False))
         self.fp16 = bool(self.meta.get("half", False))
         size = self.meta.get("imgsz")
@@ -163,8 +169,7 @@ class TorchScriptBackend(Predictor):
         self.batch = None if self.dynamic else self.meta.get("batch")
 
     def run(self, im: torch.Tensor) -> torch.Tensor:
-        out = self.model(im)
-        return out[0] if isinstance(out, (list, tuple)) else out
+        return task_output(self.model(im))
 
 
 def _register_runtimes() -> None:

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from utils.deploy.backends import EXPORT_FORMAT, DetectMultiBackend
 from utils.deploy.export_formats import MORE_FORMATS, export_more
-from utils.deploy.export_onnx import ExportWrapper, export_onnx, prepare_for_export
+from utils.deploy.export_onnx import ExportWrapper, export_onnx, is_segment, prepare_for_export
 from utils.errors import UserError
 from utils.safe_write import write_bytes, writing
 from utils.torch_utils import select_device
@@ -25,6 +25,10 @@ LOGGER = logging.getLogger(__name__)
 
 TORCH_FORMATS = ("torchscript", "onnx", "openvino")
 FORMATS = (*TORCH_FORMATS, *MORE_FORMATS)
+
+
+def _first(y) -> torch.Tensor:
+    return y[0] if isinstance(y, (list, tuple)) else y
 
 
 def export_metadata(model: nn.Module, im: torch.Tensor, dynamic: bool, half: bool) -> dict:
@@ -37,7 +41,7 @@ def export_metadata(model: nn.Module, im: torch.Tensor, dynamic: bool, half: boo
         "batch": int(im.shape[0]),
         "dynamic": bool(dynamic),
         "half": bool(half),
-        "task": str(getattr(model, "task", "detect")),
+        "task": "segment" if is_segment(model) else str(getattr(model, "task", "detect")),
     }
 
 
@@ -78,8 +82,7 @@ def check_exported(
     spec is checked instead, as CoreML runs on macOS only)."""
     model.eval()
     with torch.no_grad():
-        ref = model(im)
-        ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).float()
+        ref = _first(model(im)).float()
         diffs = {}
         for fmt, f in files.items():
             if fmt == "coreml":
@@ -89,7 +92,7 @@ def check_exported(
                 continue
             if fmt == "engine" and device.type != "cuda":
                 continue
-            y = DetectMultiBackend(f, device=device)(im.float())
+            y = _first(DetectMultiBackend(f, device=device)(im.float()))
             diffs[fmt] = float((y.to(ref.device) - ref).abs().max())
             LOGGER.info("%s: max abs difference from PyTorch %.3g", fmt, diffs[fmt])
     return diffs
@@ -172,7 +175,7 @@ def run_export(
         calib = calibration_images(str(data) if data else None, (h, w))
     im = torch.zeros(batch_size, 3, h, w, device=dev)
     with torch.no_grad():
-        shape = tuple(model(im).shape)  # also fills FLA's folded-weight caches, which traces take as constants
+        shape = tuple(_first(model(im)).shape)  # also fills FLA's folded-weight caches, which traces take as constants
     LOGGER.info("PyTorch: starting from %s with output shape %s", weights, shape)
     meta = {**export_metadata(model, im, dynamic, half), "int8": bool(int8)}
     files: Dict[str, Path] = {}

@@ -40,9 +40,19 @@ class ExportWrapper(nn.Module):
         self.model = model
         self.train(False)  # exporters restore the wrapper's mode afterwards, recursively: keep it eval
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor):
         y = self.model(images)
+        if is_segment(self.model):  # (pred (B, N, 5 + nc + nm), protos (B, nm, H / 4, W / 4)), as official
+            return y[0], y[1]
         return y[0] if isinstance(y, (list, tuple)) else y
+
+
+def is_segment(model: nn.Module) -> bool:
+    """True for a model whose last layer is a Segment head."""
+    from models.yolo import Segment
+
+    layers = getattr(model, "model", None)
+    return isinstance(layers, nn.Sequential) and isinstance(layers[-1], Segment)
 
 
 def export_onnx(
@@ -57,11 +67,16 @@ def export_onnx(
     """Export to ONNX: input 'images' (B, 3, H, W), output 'output0' (B, N, 5 + nc); meta in metadata_props."""
     import onnx
 
-    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}} if dynamic else None
+    outputs = ["output0", "output1"] if is_segment(model) else ["output0"]
+    axes = None
+    if dynamic:
+        axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}}
+        if len(outputs) > 1:
+            axes["output1"] = {0: "batch", 2: "mask_height", 3: "mask_width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (torch.jit.TracerWarning, FutureWarning, DeprecationWarning))
         buf = io.BytesIO()  # in memory first: a read-only folder or a full disk is one line naming the file
-        _onnx_export(ExportWrapper(model), im, buf, opset, axes)
+        _onnx_export(ExportWrapper(model), im, buf, opset, axes, outputs)
     proto = onnx.load_model_from_string(buf.getvalue())
     onnx.checker.check_model(proto)
     for k, v in meta.items():
@@ -72,7 +87,9 @@ def export_onnx(
     return write_bytes(file, proto.SerializeToString())
 
 
-def _onnx_export(model: nn.Module, im: torch.Tensor, file: Union[Path, io.BytesIO], opset: int, axes) -> None:
+def _onnx_export(
+    model: nn.Module, im: torch.Tensor, file: Union[Path, io.BytesIO], opset: int, axes, outputs=("output0",)
+) -> None:
     """torch.onnx.export with the TorchScript-based exporter (no onnxscript needed)."""
     torch.onnx.export(
         model,
@@ -81,7 +98,7 @@ def _onnx_export(model: nn.Module, im: torch.Tensor, file: Union[Path, io.BytesI
         opset_version=opset,
         do_constant_folding=True,
         input_names=["images"],
-        output_names=["output0"],
+        output_names=list(outputs),
         dynamic_axes=axes,
         dynamo=False,
     )

@@ -96,7 +96,10 @@ class OpenVINOSession:
         self.imgsz = None if self.dynamic else (shape[2].get_length(), shape[3].get_length())
         self.batch = shape[0].get_length() if shape[0].is_static else None
 
-    def __call__(self, im: np.ndarray) -> np.ndarray:
-        """im (B, 3, H, W) -> pred (B, N, 5 + nc); a copy, since the request reuses its output buffer."""
+    def __call__(self, im: np.ndarray):
+        """im (B, 3, H, W) -> pred (B, N, 5 + nc), or a tuple of every output for a model with several (segmentation:
+        pred, protos); copies, since the request reuses its output buffers."""
         self.request.infer({0: im})
-        return np.array(self.request.get_output_tensor(0).data, copy=True)
+        n = len(self.compiled.outputs)
+        outs = tuple(np.array(self.request.get_output_tensor(i).data, copy=True) for i in range(n))
+        return outs[0] if n == 1 else outs

@@ -45,12 +45,34 @@ def first_output(y: Any) -> torch.Tensor:
     return y[0] if isinstance(y, (list, tuple)) else y
 
 
+def is_seg_output(y: Any) -> bool:
+    """True for a segmentation output: (pred (B, N, no), protos (B, nm, h, w), ...) or an export's outputs in either
+    order."""
+    if not isinstance(y, (list, tuple)) or len(y) < 2 or not all(isinstance(t, torch.Tensor) for t in y[:2]):
+        return False
+    return {y[0].ndim, y[1].ndim} == {3, 4}
+
+
+def task_output(y: Any):
+    """A model's or an exported graph's outputs -> the task's predictions: pred (B, N, 5 + nc), or (pred (B, N,
+    5 + nc + nm), protos (B, nm, h, w)) for segmentation."""
+    if is_seg_output(y):
+        return (y[0], y[1]) if y[0].ndim == 3 else (y[1], y[0])
+    return first_output(y)
+
+
+def to_float(y: Any):
+    """float() of a tensor or of each tensor of a tuple."""
+    return tuple(t.float() for t in y) if isinstance(y, tuple) else y.float()
+
+
 class Predictor(nn.Module):
     """A model ready to predict, whatever holds it. forward(im) -> predictions only.
 
-    Attributes: task ('detect'), format ('pytorch', 'onnx', 'torchscript', 'openvino', ...), names {index: name},
-    stride (int), imgsz ((h, w) of a static export, else None), batch (static batch size or None), fp16 (inputs are
-    cast to half), dynamic (any input size that is a stride multiple), device, meta (the file's metadata dict).
+    Attributes: task ('detect', or 'segment': predictions are then (pred, protos)), format ('pytorch', 'onnx',
+    'torchscript', 'openvino', ...), names {index: name}, stride (int), imgsz ((h, w) of a static export, else
+    None), batch (static batch size or None), fp16 (inputs are cast to half), dynamic (any input size that is a
+    stride multiple), device, meta (the file's metadata dict).
     """
 
     task = "detect"
@@ -91,7 +113,7 @@ class Predictor(nn.Module):
             if out is not None:
                 return out.float()
             LOGGER.warning("WARNING: --augment needs PyTorch (.pt) weights; running without it")
-        return self.run(im).float()
+        return to_float(self.run(im))
 
     def prepare(self, im: torch.Tensor) -> torch.Tensor:
         """Cast an image batch (uint8 0-255 or float 0-1) to this predictor's device, dtype and memory layout."""
@@ -154,16 +176,28 @@ class ModelPredictor(Predictor):
         self.names = names_dict(names if names is not None else members[0].names)
         strides = [int(torch.as_tensor(m.stride).max()) for m in members] if stride is None else [int(stride)]
         self.stride = max(strides)
+        from models.yolo import DetectionModel, Segment
+
+        if isinstance(members[0], DetectionModel) and isinstance(members[0].model[-1], Segment):
+            if len(members) > 1:
+                from utils.errors import UserError
+
+                raise UserError("an ensemble of segmentation models is not supported")
+            self.task = "segment"
 
     def members(self) -> List[nn.Module]:
         return list(self.model) if isinstance(self.model, Ensemble) else [self.model]
 
     def run(self, im: torch.Tensor) -> torch.Tensor:
-        return first_output(self.model(im))
+        return task_output(self.model(im))
 
     def run_with_raw(self, im: torch.Tensor) -> Tuple[torch.Tensor, Any]:
-        """(predictions, the model's raw per-level outputs) for a validation loss; im from prepare()."""
+        """(predictions, the model's raw per-level outputs) for a validation loss; im from prepare().
+
+        Segmentation: ((pred, protos), (levels, protos)), the second as the model returns in training."""
         out = self.model(im)
+        if self.task == "segment":
+            return (out[0].float(), out[1].float()), (out[2], out[1])
         if isinstance(out, torch.Tensor):  # a classifier: its logits are both the prediction and the raw output
             return out.float(), out
         return out[0].float(), out[1]

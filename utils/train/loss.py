@@ -51,6 +51,7 @@ class LevelTargets(NamedTuple):
     tbox: torch.Tensor  # (n, 4) target xy relative to the cell corner, wh in grid units
     anchors: torch.Tensor  # (n, 2) matched anchor wh in grid units
     cls: torch.Tensor  # (n,) class index
+    idx: torch.Tensor  # (n,) row of the target in `targets` (segmentation looks up its mask with it)
 
 
 def build_targets(
@@ -65,17 +66,18 @@ def build_targets(
     device = targets.device
     na, nt = anchors.shape[1], targets.shape[0]
     anchor_idx = torch.arange(na, device=device, dtype=targets.dtype).view(na, 1).expand(na, nt)
-    t_all = torch.cat((targets.unsqueeze(0).expand(na, nt, 6), anchor_idx[..., None]), 2)  # (na, nt, 7)
+    row_idx = torch.arange(nt, device=device, dtype=targets.dtype).view(1, nt).expand(na, nt)
+    t_all = torch.cat((targets[:, :6].unsqueeze(0).expand(na, nt, 6), anchor_idx[..., None], row_idx[..., None]), 2)
     neighbours = _NEIGHBOURS.to(device) * _OFFSET
     out = []
     for level, p in enumerate(preds):
         ny, nx = p.shape[2], p.shape[3]
-        scale = torch.tensor([1, 1, nx, ny, nx, ny, 1], device=device, dtype=targets.dtype)
+        scale = torch.tensor([1, 1, nx, ny, nx, ny, 1, 1], device=device, dtype=targets.dtype)
         t = t_all * scale  # boxes in grid units of this level
         level_anchors = anchors[level]
         if nt:
             ratio = t[..., 4:6] / level_anchors[:, None]  # (na, nt, 2)
-            t = t[torch.max(ratio, 1 / ratio).max(2).values < anchor_t]  # (m, 7)
+            t = t[torch.max(ratio, 1 / ratio).max(2).values < anchor_t]  # (m, 8)
             gxy = t[:, 2:4]
             gxy_inv = torch.tensor([nx, ny], device=device, dtype=t.dtype) - gxy
             left, up = ((gxy % 1 < _OFFSET) & (gxy > 1)).T
@@ -84,13 +86,13 @@ def build_targets(
             t = t.unsqueeze(0).expand(5, -1, -1)[keep]
             offsets = neighbours[:, None].expand(5, keep.shape[1], 2)[keep]
         else:
-            t, offsets = t[0], torch.zeros((0, 2), device=device)  # (0, 7) and no offsets
+            t, offsets = t[0], torch.zeros((0, 2), device=device)  # (0, 8) and no offsets
         b, c = t[:, 0].long(), t[:, 1].long()
-        gxy, gwh, a = t[:, 2:4], t[:, 4:6], t[:, 6].long()
+        gxy, gwh, a, idx = t[:, 2:4], t[:, 4:6], t[:, 6].long(), t[:, 7].long()
         gij = (gxy - offsets).long()
         gi, gj = gij[:, 0].clamp(0, nx - 1), gij[:, 1].clamp(0, ny - 1)
         tbox = torch.cat((gxy - gij, gwh), 1)
-        out.append(LevelTargets(b, a, gj, gi, tbox, level_anchors[a], c))
+        out.append(LevelTargets(b, a, gj, gi, tbox, level_anchors[a], c, idx))
     return out
 
 

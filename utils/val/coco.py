@@ -83,8 +83,10 @@ def coco_rows(xyxy: torch.Tensor, cls: torch.Tensor, target: CocoTarget, score: 
     return rows
 
 
-def score(anno_json: Path, pred_json: Path, image_ids: list) -> Dict[str, float] | None:
-    """COCO mAP50-95 / mAP50 (the COCO table is printed) with pycocotools, else faster_coco_eval; None if neither."""
+def score(anno_json: Path, pred_json: Path, image_ids: list, iou_type: str = "bbox") -> Dict[str, float] | None:
+    """COCO mAP50-95 / mAP50 (the COCO table is printed) with pycocotools, else faster_coco_eval; None if neither.
+
+    iou_type 'bbox' scores boxes, 'segm' scores RLE masks (the predictions' 'segmentation')."""
     try:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -99,7 +101,7 @@ def score(anno_json: Path, pred_json: Path, image_ids: list) -> Dict[str, float]
     try:
         anno = COCO(str(anno_json))
         pred = anno.loadRes(str(pred_json))
-        ev = COCOeval(anno, pred, "bbox")
+        ev = COCOeval(anno, pred, iou_type)
         ev.params.imgIds = image_ids
         ev.evaluate()
         ev.accumulate()
@@ -119,6 +121,7 @@ def write_and_score(
     names: Mapping[int, str],
     pred_json: Path,
     target: CocoTarget,
+    iou_type: str = "bbox",
 ) -> Dict[str, float] | None:
     """Write pred_json (and annotations.json from the labels when the target has no COCO file); score it."""
     LOGGER.info("Saving %s (%d predictions)...", pred_json, len(predictions))
@@ -131,4 +134,4 @@ def write_and_score(
     if not predictions:
         LOGGER.info("COCO evaluation skipped: no predictions")
         return None
-    return score(anno_json, pred_json, [im["id"] for im in images])
+    return score(anno_json, pred_json, [im["id"] for im in images], iou_type)

@@ -56,13 +56,19 @@ def match_predictions(detections: torch.Tensor, labels: torch.Tensor, iouv: torc
     detections (n, 6) [x1, y1, x2, y2, conf, cls], labels (m, 5) [cls, x1, y1, x2, y2], iouv (t,) thresholds
     -> correct (n, t) bool. Per threshold, same-class pairs with IoU >= t are matched greedily one-to-one.
     """
-    correct = np.zeros((detections.shape[0], iouv.shape[0]), dtype=bool)
-    if detections.shape[0] and labels.shape[0]:
-        iou = box_iou(labels[:, 1:], detections[:, :4])  # (m, n)
-        same_class = labels[:, 0:1] == detections[:, 5]
-        for k, t in enumerate(iouv.tolist()):
-            matches = _greedy_matches(iou, (iou >= t) & same_class)
-            correct[matches[:, 1].astype(int), k] = True
+    if not (detections.shape[0] and labels.shape[0]):
+        return torch.zeros((detections.shape[0], iouv.shape[0]), dtype=torch.bool, device=iouv.device)
+    return match_iou(box_iou(labels[:, 1:], detections[:, :4]), labels[:, 0], detections[:, 5], iouv)
+
+
+def match_iou(iou: torch.Tensor, label_cls: torch.Tensor, det_cls: torch.Tensor, iouv: torch.Tensor) -> torch.Tensor:
+    """match_predictions for any IoU (box or mask): iou (m, n) labels x detections, classes (m,) and (n,)
+    -> correct (n, t) bool."""
+    correct = np.zeros((iou.shape[1], iouv.shape[0]), dtype=bool)
+    same_class = label_cls[:, None] == det_cls[None]
+    for k, t in enumerate(iouv.tolist()):
+        matches = _greedy_matches(iou, (iou >= t) & same_class)
+        correct[matches[:, 1].astype(int), k] = True
     return torch.tensor(correct, dtype=torch.bool, device=iouv.device)
 
 
