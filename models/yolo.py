@@ -159,7 +159,7 @@ def _build_layers(d: dict, ch: int | list) -> tuple[list, list, list]:
         ch_in = [ch[j] for j in (f if isinstance(f, list) else [f])]
         try:
             cargs, c2, copies = entry.rule(ch_in, _substitute(args, d), n_, gw)
-            check_channels(i, c2, entry.rule is RULES["detect"])
+            check_channels(i, c2, entry.rule in (RULES["detect"], RULES["segment"]))  # heads: no channel output
             with torch.device("meta"), warnings.catch_warnings():  # sizes and geometry first, allocating nothing
                 warnings.simplefilter("ignore")
                 total += check_layer(i, name, [entry.build(cargs, kwargs) for _ in range(copies)])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.evolve_fakes import fake_train, score
-from tests.test_train import make_dataset
+from tests.helpers import make_dataset
 from train import main as train_main
 from train import parse_opt
 from utils.train.evolve import EvolveTask, evolve

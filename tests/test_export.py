@@ -89,8 +89,11 @@ def test_torchscript_without_our_metadata_is_refused(tmp_path):
 def test_backend_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
         DetectMultiBackend(tmp_path / "missing.pt")
-    (tmp_path / "model.tflite").write_bytes(b"x")
+    (tmp_path / "model.caffemodel").write_bytes(b"x")
     with pytest.raises(UserError, match="unsupported weights format"):
+        DetectMultiBackend(tmp_path / "model.caffemodel")
+    (tmp_path / "model.tflite").write_bytes(b"x")  # a format we run, but not a model: one line, no traceback
+    with pytest.raises(UserError, match="cannot load TFLite model"):
         DetectMultiBackend(tmp_path / "model.tflite")
 
 

@@ -11,8 +11,9 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, run_script
+from tests.helpers import make_dataset
 from tests.test_ddp import BATCHES, STEPS
-from tests.test_train import BASE, make_dataset
+from tests.test_train import BASE
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import make_dataset
 from tests.ray_cluster import LoopbackCluster, session_pids
-from tests.test_train import make_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,8 @@ def check_stride(stride: Any, path: Path | str) -> int:
     return int(stride)
 
 
-def _detection_output(shape: List[Any], dtype: str, names: list, path: Path) -> None:
+def _detection_output(shape: List[Any], dtype: str, names: list, path: Path, extra: int = 0) -> None:
+    """extra: columns after the class scores (a segmentation model's nm mask coefficients)."""
     if dtype not in FLOAT_TYPES:
         raise CheckpointError(f"{path} is not a YOLOv5 detection model: its first output is {dtype}, not float")
     if len(shape) != 3:
@@ -30,8 +31,13 @@ def _detection_output(shape: List[Any], dtype: str, names: list, path: Path) -> 
             "expected (batch, boxes, 5 + classes)"
         )
     no = shape[2]
-    if isinstance(no, int) and (no < 6 or (names and no != 5 + len(names))):
-        want = f"5 + {len(names)} classes = {5 + len(names)}" if names else "at least 6 (x, y, w, h, obj, classes)"
+    if isinstance(no, int) and (no < 6 or (names and no != 5 + len(names) + extra)):
+        plus = f" + {extra} mask coefficients" if extra else ""
+        want = (
+            f"5 + {len(names)} classes{plus} = {5 + len(names) + extra}"
+            if names
+            else "at least 6 (x, y, w, h, obj, classes)"
+        )
         raise CheckpointError(f"{path} is not a YOLOv5 detection model: its output has {no} columns; expected {want}")
 
 
@@ -46,11 +52,22 @@ def check_onnx_session(session: Any, names: list, path: Path) -> None:
         raise CheckpointError(
             f"{path} is not a YOLOv5 detection model: its input is {inp.type} {inp.shape}; expected float (B, 3, H, W)"
         )
-    _detection_output(list(outputs[0].shape), outputs[0].type, names, path)
+    if len(outputs[0].shape) == 2:  # a classifier: (B, classes) scores
+        nc = outputs[0].shape[1]
+        if outputs[0].type not in FLOAT_TYPES or (names and isinstance(nc, int) and nc != len(names)):
+            raise CheckpointError(
+                f"{path} is not a YOLOv5 classifier: its output is {outputs[0].type} {outputs[0].shape}"
+            )
+        return
+    protos = outputs[1].shape if len(outputs) > 1 and len(outputs[1].shape) == 4 else None  # segmentation
+    nm = protos[1] if protos is not None and isinstance(protos[1], int) else 0
+    _detection_output(list(outputs[0].shape), outputs[0].type, names, path, extra=nm)
 
 
 def check_prediction(y: np.ndarray, path: Path) -> np.ndarray:
     """A run's output must be (B, N, >= 6) floating point: what the load-time check could not see (dynamic dims)."""
+    if isinstance(y, np.ndarray) and y.ndim == 2 and y.dtype.kind == "f":  # a classifier's (B, classes) scores
+        return y
     if not isinstance(y, np.ndarray) or y.ndim != 3 or y.shape[2] < 6 or y.dtype.kind != "f":
         shape = getattr(y, "shape", None)
         raise CheckpointError(f"{path} gave an output of shape {shape}; a YOLOv5 detector gives (B, N, 5 + classes)")
