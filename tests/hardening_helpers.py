@@ -7,10 +7,11 @@ import logging
 import struct
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.helpers import make_tiny_dataset
 
 TINY_CFG = {
     "nc": 2,
@@ -37,26 +38,14 @@ def tiny_model(cfg: dict | None = None):
     return model
 
 
+make_dataset = make_tiny_dataset  # the shared tiny dataset (tests/helpers.py), under the name these tests use
+
+
 def save_tiny(path: Path, model=None, **extra) -> Path:
     """A checkpoint of our format holding the tiny model (or model), plus extra top-level entries."""
     from utils.checkpoint import model_to_dict, save_checkpoint
 
     return save_checkpoint({"model": model_to_dict(model or tiny_model()), "epoch": -1, **extra}, path)
-
-
-def make_dataset(root: Path, n: int = 4) -> Path:
-    """n grey 96x128 PNGs with one box each in train and val (2 classes); returns the dataset yaml."""
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for i in range(n):
-            im = np.full((96, 128, 3), 90, np.uint8)
-            cv2.rectangle(im, (32, 24), (64, 56), (255, 0, 0) if i % 2 else (0, 255, 0), -1)
-            cv2.imwrite(str(root / "images" / split / f"{i}.png"), im)
-            (root / "labels" / split / f"{i}.txt").write_text(f"{i % 2} 0.375 0.4166667 0.25 0.3333333\n")
-    yaml_file = root / "tiny.yaml"
-    yaml_file.write_text("path: .\ntrain: images/train\nval: images/val\nnames: [red, green]\n")
-    return yaml_file
 
 
 def bomb_jpeg(path: Path, w: int = 30000, h: int = 30000) -> Path:
