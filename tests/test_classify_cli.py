@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import in_child
 from tests.test_classify import tiny_folder  # noqa: F401  (the session fixture)
 
 REF = "reference/classify_yolov5n-cls-hymenoptera_224/labels"
@@ -135,6 +136,7 @@ def test_official_predict_cli_writes_official_rows(shared, tmp_path, restore_log
 
 
 @pytest.mark.slow
+@in_child
 def test_openvino_export_gives_the_pt_probabilities(tiny_cls, tiny_folder, tmp_path):  # noqa: F811
     pytest.importorskip("openvino")
     import shutil

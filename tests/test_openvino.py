@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
-import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -16,6 +13,7 @@ import yaml
 
 from models.yolo import DetectionModel
 from tests.conftest import run_script
+from tests.helpers import in_child
 from utils.checkpoint import model_to_dict, save_checkpoint
 from utils.deploy.backends import DetectMultiBackend
 from utils.deploy.export import run_export
@@ -25,20 +23,7 @@ if importlib.util.find_spec("openvino") is None:  # not imported here: see _in_c
     pytest.skip("openvino is not installed", allow_module_level=True)
 
 
-def _in_child(test):
-    """Run the test in a child pytest process: OpenVINO's runtime objects, once created in the suite's own process,
-    crashed it (SIGSEGV) tests later, as they were torn down. The child runs the same test body."""
-
-    @functools.wraps(test)
-    def run(*args, **kwargs):
-        if os.environ.get("YOLOV5FLA_OV_CHILD"):
-            return test(*args, **kwargs)
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{test.__name__}"]
-        env = {**os.environ, "YOLOV5FLA_OV_CHILD": "1"}
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
-
-    return run
+_in_child = in_child
 
 
 def _close(y: torch.Tensor, ref: torch.Tensor) -> None:

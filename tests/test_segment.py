@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from models.yolo import SegmentationModel
+from tests.helpers import in_child
 from utils.boxes import xywh2xyxy
 from utils.data.loader import create_dataloader
 from utils.data.options import DataOptions, LoaderOptions
@@ -215,6 +216,7 @@ def test_segment_cli_errors(shared, tmp_path, capsys):
         assert e.value.code in (1, 2) and err[-1].startswith("error:") and "detection model" in err[-1]
 
 
+@in_child
 def test_seg_fla_export_runs_in_every_backend(tmp_path):
     """A tiny FLA seg model exported (dynamic H/W) to TorchScript, ONNX and OpenVINO: each backend gives the .pt's
     predictions and prototypes at a size other than the export's."""
