@@ -61,7 +61,7 @@ def test_detect_values():
     assert detect.parse_opt([]).save_format == 0
 
 
-@pytest.mark.parametrize("flag", ["--int8", "--keras", "--optimize", "--nms", "--agnostic-nms"])
+@pytest.mark.parametrize("flag", ["--keras", "--optimize", "--nms", "--agnostic-nms"])
 def test_export_flags_that_matter_exit_2(flag, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         export.main(export.parse_opt(["--weights", str(tmp_path / "a.pt"), flag]))
@@ -82,8 +82,8 @@ def _warnings(script, argv, capsys) -> list:
 
 
 INERT = {
-    "export": [("--workspace", "8"), ("--verbose", None), ("--cache", "t"), ("--inplace", None), ("--data", "d.yaml"),
-               ("--per-tensor", None), ("--mlmodel", None), ("--topk-all", "5"), ("--iou-thres", "0.1")],
+    "export": [("--verbose", None), ("--cache", "t"), ("--inplace", None), ("--per-tensor", None), ("--mlmodel", None),
+               ("--topk-all", "5"), ("--iou-thres", "0.1")],
     "detect": [("--update", None), ("--dnn", None)],
     "val": [("--dnn", None)],
 }  # fmt: skip

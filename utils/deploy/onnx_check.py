@@ -52,13 +52,9 @@ def check_onnx_session(session: Any, names: list, path: Path) -> None:
         raise CheckpointError(
             f"{path} is not a YOLOv5 detection model: its input is {inp.type} {inp.shape}; expected float (B, 3, H, W)"
         )
-    if len(outputs[0].shape) == 2:  # a classifier: (B, classes) scores
-        nc = outputs[0].shape[1]
-        if outputs[0].type not in FLOAT_TYPES or (names and isinstance(nc, int) and nc != len(names)):
-            raise CheckpointError(
-                f"{path} is not a YOLOv5 classifier: its output is {outputs[0].type} {outputs[0].shape}"
-            )
-        return
+    out = outputs[0]
+    if len(out.shape) == 2 and out.type in FLOAT_TYPES and names and out.shape[1] in (len(names), None):
+        return  # a classifier: (B, classes) scores, one per name (a foreign rank-2 output is refused below)
     protos = outputs[1].shape if len(outputs) > 1 and len(outputs[1].shape) == 4 else None  # segmentation
     nm = protos[1] if protos is not None and isinstance(protos[1], int) else 0
     _detection_output(list(outputs[0].shape), outputs[0].type, names, path, extra=nm)
