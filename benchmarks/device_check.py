@@ -284,8 +284,8 @@ def _time_attention(dev: torch.device) -> List[Row]:
     for s in SDPA_SIZES[dev.type]:
         t = torch.randn(8, s * s, 128, device=dev)
         with torch.no_grad(), torch.autocast(dev.type, dtype=low_precision(dev)):
-            tc = t.transpose(1, 2).contiguous()  # FLA takes channel-first tokens (B, C, N)
-            ms_fla = median_ms(lambda tc=tc, s=s: fla.run(tc, s, s), dev)
+            x = t.transpose(1, 2).reshape(8, 128, s, s).contiguous()  # FLA takes feature maps (B, C, H, W)
+            ms_fla = median_ms(lambda x=x: fla(x), dev)
             ms_soft = median_ms(lambda t=t: soft(t), dev)
         text = f"FLA {ms_fla:.2f} ms, SDPA {ms_soft:.2f} ms ({ms_fla / ms_soft:.2f}x)"
         rows.append(Row(f"FLA vs SDPA {s}x{s} tokens (B 8, C 128)", text, None))

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
 
-def engine_rows(weights: Path, folder: Path, device: str, imgsz: int) -> List[Tuple[str, str, bool]]:
-    """(check, result, ok): the engine builds (fp16) and its boxes are within 2 px / scores within 0.02 of the .pt."""
+def engine_rows(weights: Path, folder: Path, device: str, imgsz: int) -> List[Tuple[str, str, Optional[bool]]]:
+    """(check, result, ok): the engine builds (fp16) and its boxes are within 2 px / scores within 0.02 of the .pt.
+
+    TensorRT needs a CUDA device: on the CPU dry run the row is a reported skip (ok None).
+    """
     from utils.deploy.backends import load_predictor
     from utils.deploy.export import run_export
     from utils.errors import UserError
 
+    if str(device) == "cpu":
+        return [("export --include engine (TensorRT fp16)", "skipped: TensorRT needs a CUDA device", None)]
     w = Path(shutil.copy(weights, folder / "engine_export.pt"))
     try:
         f = run_export(w, imgsz=[imgsz], device=device, half=True, include=["engine"])["engine"]

@@ -91,7 +91,7 @@ def _mix_split(c2: int, k: list, equal_ch: bool) -> list[int]:
     """Output channels per kernel: c2 spread evenly in order, or in proportion to 1/k^2 (rounded half to even)."""
     n = len(k)
     if equal_ch:
-        group = torch.linspace(0, n - 1e-6, c2).floor()  # the kernel index of each output channel
+        group = torch.linspace(0, n - 1e-6, c2, device="cpu").floor()  # the kernel index of each output channel
         return [int((group == j).sum()) for j in range(n)]
     inv = [1.0 / kk**2 for kk in k]
     return [int(round(c2 * v / sum(inv))) for v in inv]

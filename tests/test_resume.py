@@ -24,9 +24,10 @@ pytestmark = pytest.mark.slow
 EPOCHS = 3
 
 
-def _cmd(shared: Path, project: Path, name: str, workers: int) -> list:
+def _cmd(shared: Path, project: Path, name: str, workers: int, pause: float = 0) -> list:
+    """train.py's command; pause > 0 runs it under tests.slow_epochs (a pause inside every epoch after the first)."""
     return [
-        sys.executable, "train.py", "--cfg", "yolov5n-fla.yaml", "--weights", str(shared / "weights/yolov5n.pt"),
+        sys.executable, *(("-m", "tests.slow_epochs", str(pause)) if pause else ()), "train.py", "--cfg", "yolov5n-fla.yaml", "--weights", str(shared / "weights/yolov5n.pt"),
         "--data", str(shared / "data/coco8/coco8.yaml"), "--imgsz", "96", "--epochs", str(EPOCHS),
         "--batch-size", "4", "--workers", str(workers), "--device", "cpu", "--seed", "0", "--exist-ok",
         "--project", str(project), "--name", name, "--save-period", "1",
@@ -97,7 +98,7 @@ def test_kill_after_first_epoch_row(shared, reference, workers):
             seen.append(time.time())
         return bool(seen) and time.time() - seen[0] > 0.5
 
-    _run_and_kill(_cmd(shared, run.parent, run.name, workers), after_row)
+    _run_and_kill(_cmd(shared, run.parent, run.name, workers, pause=4), after_row)
     assert _epoch_of(last) in (0, 1)
     _resume(run)
     _assert_same_run(reference, run)
@@ -107,7 +108,7 @@ def test_kill_during_second_epoch(shared, reference):
     """SIGKILL inside epoch 1 (its first batch plotted, its checkpoint not written): resume re-runs epoch 1."""
     run = reference.parent / "cut_mid"
     last = run / "weights/last.pt"
-    _run_and_kill(_cmd(shared, run.parent, run.name, 2), lambda: (run / "train_batch1.jpg").is_file())
+    _run_and_kill(_cmd(shared, run.parent, run.name, 2, pause=4), lambda: (run / "train_batch1.jpg").is_file())
     assert _epoch_of(last) == 0 and len((run / "results.csv").read_text().splitlines()) == 2
     _resume(run)
     _assert_same_run(reference, run)

@@ -22,8 +22,9 @@ EPOCHS = 2
 ENV = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
 
 
-def _cmd(world: dict, name: str, *extra: str) -> list:
-    return [sys.executable, "train.py", "--cfg", str(world["cfg"]), "--data", str(world["data"]), "--imgsz", "64",
+def _cmd(world: dict, name: str, *extra: str, pause: float = 0) -> list:
+    """train.py's command; pause > 0 runs it under tests.slow_epochs (a pause inside every epoch after the first)."""
+    return [sys.executable, *(("-m", "tests.slow_epochs", str(pause)) if pause else ()), "train.py", "--cfg", str(world["cfg"]), "--data", str(world["data"]), "--imgsz", "64",
             "--epochs", str(EPOCHS), "--batch-size", "2", "--workers", "0", "--device", "cpu", "--seed", "0",
             "--noplots", "--exist-ok", "--project", str(world["t"]), "--name", name, "--save-period", "1",
             *extra]  # fmt: skip
@@ -69,14 +70,14 @@ def test_sigint_in_the_second_epoch_then_resume_is_exact(world):
     mid-epoch weights under epoch 0's number and the resumed run differed in most tensors and in results.csv."""
     run = world["t"] / "sigint"
     last = run / "weights/last.pt"
-    proc = subprocess.Popen(_cmd(world, "sigint"), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_cmd(world, "sigint", pause=4), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         t0 = time.time()
         while proc.poll() is None and _epoch_of(last) != 0 and time.time() - t0 < 600:
             time.sleep(0.02)
-        time.sleep(0.3)  # inside epoch 1
+        time.sleep(0.3)  # inside epoch 1: tests.slow_epochs pauses it after its first batch
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=300)
     finally:

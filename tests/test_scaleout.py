@@ -34,7 +34,7 @@ def ray_session():
     ray = pytest.importorskip("ray")
     from utils.scaleout import ROOT
 
-    ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # fmt: skip
     yield ray
     ray.shutdown()
