@@ -24,10 +24,15 @@ pytestmark = pytest.mark.slow
 EPOCHS = 3
 
 
+def _wrapper(pause: float) -> tuple:
+    return ("-m", "tests.slow_epochs", str(pause)) if pause else ()
+
+
 def _cmd(shared: Path, project: Path, name: str, workers: int, pause: float = 0) -> list:
     """train.py's command; pause > 0 runs it under tests.slow_epochs (a pause inside every epoch after the first)."""
     return [
-        sys.executable, *(("-m", "tests.slow_epochs", str(pause)) if pause else ()), "train.py", "--cfg", "yolov5n-fla.yaml", "--weights", str(shared / "weights/yolov5n.pt"),
+        sys.executable, *_wrapper(pause), "train.py", "--cfg", "yolov5n-fla.yaml",
+        "--weights", str(shared / "weights/yolov5n.pt"),
         "--data", str(shared / "data/coco8/coco8.yaml"), "--imgsz", "96", "--epochs", str(EPOCHS),
         "--batch-size", "4", "--workers", str(workers), "--device", "cpu", "--seed", "0", "--exist-ok",
         "--project", str(project), "--name", name, "--save-period", "1",

@@ -22,9 +22,14 @@ EPOCHS = 2
 ENV = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
 
 
+def _wrapper(pause: float) -> tuple:
+    return ("-m", "tests.slow_epochs", str(pause)) if pause else ()
+
+
 def _cmd(world: dict, name: str, *extra: str, pause: float = 0) -> list:
     """train.py's command; pause > 0 runs it under tests.slow_epochs (a pause inside every epoch after the first)."""
-    return [sys.executable, *(("-m", "tests.slow_epochs", str(pause)) if pause else ()), "train.py", "--cfg", str(world["cfg"]), "--data", str(world["data"]), "--imgsz", "64",
+    return [sys.executable, *_wrapper(pause), "train.py", "--cfg", str(world["cfg"]), "--data", str(world["data"]),
+            "--imgsz", "64",
             "--epochs", str(EPOCHS), "--batch-size", "2", "--workers", "0", "--device", "cpu", "--seed", "0",
             "--noplots", "--exist-ok", "--project", str(world["t"]), "--name", name, "--save-period", "1",
             *extra]  # fmt: skip
