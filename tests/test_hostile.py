@@ -16,8 +16,8 @@ import cv2
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_script
-from tests.helpers import make_tiny_dataset, make_tiny_weights
+from tests.conftest import ROOT
+from tests.helpers import make_tiny_dataset, make_tiny_weights, run_main
 
 pytestmark = pytest.mark.slow
 TRAIN = ("--imgsz", "64", "--batch-size", "2", "--workers", "0", "--noplots", "--device", "cpu")
@@ -55,7 +55,7 @@ def test_malicious_checkpoint_is_refused(world, tmp_path, script, flag):
         "train.py": ["--data", world["data"], "--epochs", "1", *TRAIN, "--project", tmp_path] * (flag != "--resume"),
         "export.py": [],
     }[script]
-    r = run_script(script, flag, evil, *extra, cwd=tmp_path)
+    r = run_main(script, flag, evil, *extra)
     assert r.returncode == 1, r.stdout[-1500:] + r.stderr[-1500:]
     assert r.stderr.strip().splitlines()[-1].startswith("error: checkpoint refused: it asks for 'posix.system'")
     assert "Traceback" not in r.stderr
@@ -71,7 +71,7 @@ def test_model_yaml_code_is_refused(world, tmp_path, where):
     assert first in cfg
     bad = f"[-1, 1, {code}, [64, 6, 2, 2]]" if where == "module" else f"[-1, 1, Conv, [{code}, 6, 2, 2]]"
     (tmp_path / "evil.yaml").write_text(cfg.replace(first, bad))
-    r = run_script("train.py", "--cfg", tmp_path / "evil.yaml", "--data", world["data"], "--epochs", "1", *TRAIN,
+    r = run_main("train.py", "--cfg", tmp_path / "evil.yaml", "--data", world["data"], "--epochs", "1", *TRAIN,
                    "--project", tmp_path)  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     expected = "unknown module" if where == "module" else "bad arguments"
@@ -84,7 +84,7 @@ def test_dataset_download_script_is_ignored(world, tmp_path):
     data = tmp_path / "dl.yaml"
     text = world["data"].read_text().replace("path: .", f"path: {world['data'].parent}")
     data.write_text(text + f"download: |\n  import os\n  os.system('touch {marker}')\n")
-    r = run_script("val.py", "--weights", world["weights"], "--data", data, "--imgsz", "64", "--project", tmp_path)
+    r = run_main("val.py", "--weights", world["weights"], "--data", data, "--imgsz", "64", "--project", tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "the 'download' entry is ignored; it will never be executed" in r.stdout + r.stderr
     assert not marker.exists()
@@ -93,8 +93,11 @@ def test_dataset_download_script_is_ignored(world, tmp_path):
 # ---------------------------------------------------------------- nothing lost
 
 
-def _train_cmd(world: dict, project: Path, epochs: int) -> list:
-    return [sys.executable, str(ROOT / "train.py"), "--weights", str(world["weights"]), "--data", str(world["data"]),
+def _train_cmd(world: dict, project: Path, epochs: int, pause: float = 0) -> list:
+    """train.py's command; pause > 0 runs it under tests.slow_epochs (a pause inside every epoch after the first)."""
+    wrapper = ("-m", "tests.slow_epochs", str(pause)) if pause else ()
+    return [sys.executable, *wrapper, str(ROOT / "train.py"), "--weights", str(world["weights"]),
+            "--data", str(world["data"]),
             "--epochs", str(epochs), *TRAIN, "--project", str(project), "--name", "run"]  # fmt: skip
 
 
@@ -140,7 +143,7 @@ def test_sigkill_at_any_moment_leaves_a_resumable_last_pt(world, tmp_path):
         assert 0 <= epoch < epochs
         print(f"kill {i} (mid-write={writing}, +{delay}s): last.pt loads, epoch {epoch}")
         cmd = [sys.executable, str(ROOT / "train.py"), "--resume", str(last)]
-    r = run_script("train.py", "--resume", last)
+    r = run_main("train.py", "--resume", last)
     done = r.returncode == 2 and "nothing to resume" in r.stderr  # the last kill came after the final epoch's save
     assert r.returncode == 0 or done, r.stdout[-3000:] + r.stderr[-3000:]
     assert _loadable_epoch(last) == (epochs - 1 if done else -1)  # a finished run's last.pt is stripped (epoch -1)
@@ -150,10 +153,10 @@ def test_sigkill_at_any_moment_leaves_a_resumable_last_pt(world, tmp_path):
 
 
 def test_ctrl_c_saves_state_and_run_resumes(world, tmp_path):
-    epochs, last = 12, tmp_path / "run/weights/last.pt"
+    epochs, last = 3, tmp_path / "run/weights/last.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
     # a shell's background job starts with SIGINT ignored (and so would the child): restore the default first
-    proc = subprocess.Popen(_train_cmd(world, tmp_path, epochs), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_train_cmd(world, tmp_path, epochs, pause=5), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
@@ -169,7 +172,7 @@ def test_ctrl_c_saves_state_and_run_resumes(world, tmp_path):
     )
     assert err.strip().splitlines()[-1] == "interrupted"
     assert 0 <= _loadable_epoch(last) < epochs - 1
-    r = run_script("train.py", "--resume", last)
+    r = run_main("train.py", "--resume", last)
     assert r.returncode == 0 and "Resuming training" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert _loadable_epoch(last) == -1  # finished and stripped
     rows = (tmp_path / "run/results.csv").read_text().splitlines()[1:]
@@ -202,7 +205,7 @@ def test_unwritable_project_is_one_clear_error(world, tmp_path, script):
         "val.py": ["--weights", world["weights"], "--data", world["data"], "--imgsz", "64"],
         "detect.py": ["--weights", world["weights"], "--source", world["data"].parent / "images/val"],
     }[script]
-    r = run_script(script, *args, "--project", tmp_path / "afile/sub")
+    r = run_main(script, *args, "--project", tmp_path / "afile/sub")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("error: cannot create output folder")
 
@@ -235,11 +238,11 @@ def test_dataset_and_sources_are_never_written(tmp_path):
     try:
         before = _tree_digest(data.parent)
         runs = tmp_path / "runs"
-        r = run_script("train.py", "--weights", weights, "--data", data, "--epochs", "1", *TRAIN, "--project", runs)
+        r = run_main("train.py", "--weights", weights, "--data", data, "--epochs", "1", *TRAIN, "--project", runs)
         assert r.returncode == 0, r.stderr[-2000:]
-        r = run_script("val.py", "--weights", weights, "--data", data, "--imgsz", "64", "--project", runs)
+        r = run_main("val.py", "--weights", weights, "--data", data, "--imgsz", "64", "--project", runs)
         assert r.returncode == 0, r.stderr[-2000:]
-        r = run_script("detect.py", "--weights", weights, "--source", val_images, "--imgsz", "64", "--project", runs,
+        r = run_main("detect.py", "--weights", weights, "--source", val_images, "--imgsz", "64", "--project", runs,
                        "--name", "det")  # fmt: skip
         assert r.returncode == 0, r.stderr[-2000:]
         assert f"WARNING: skipping {val_images / 'cut.jpg'}: cannot read image" in r.stdout + r.stderr
