@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT
 from tests.helpers import run_main
 
 pytestmark = pytest.mark.slow
 BASE = ("--cfg", "yolov5n.yaml", "--imgsz", "64", "--device", "cpu", "--workers", "0", "--exist-ok")
 
 
-def _train(project: Path, name: str, data: Path, *extra: str, env=None):
-    r = run_script("train.py", *BASE, "--data", data, "--project", project, "--name", name, *extra, env=env)
+def _train(project: Path, name: str, data: Path, *extra: str):
+    r = run_main("train.py", *BASE, "--data", data, "--project", project, "--name", name, *extra)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 
@@ -92,7 +92,7 @@ def test_resume_after_sigkill_is_exact(tmp_path, tiny_data):
     killed_at = _kill_after_epoch(cmd, last, epoch=0)
     assert killed_at in (0, 1), f"last.pt held epoch {killed_at} when the run was killed"
     assert torch.load(last, map_location="cpu", weights_only=True)["train_state"] is not None
-    r = run_script("train.py", "--resume", last)
+    r = run_main("train.py", "--resume", last)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Resuming training" in r.stdout
     # epoch2.pt (--save-period) is the fp32 state after the last epoch; last.pt is stripped to fp16 at the end

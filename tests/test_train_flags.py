@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import run_script
-from tests.helpers import make_dataset
+from tests.helpers import make_dataset, run_main
 from tests.test_train import BASE
 from train import parse_opt
 
@@ -42,14 +41,14 @@ def test_all_official_flags_at_once():
     [(("--ray",), "add --evolve"), (("--resume_evolve", "runs/evolve/no-such"), "no such folder")],
 )
 def test_evolve_flag_misuse_exits_2(flag, message, tmp_path):
-    r = run_script("train.py", *flag, "--project", tmp_path)
+    r = run_main("train.py", *flag, "--project", tmp_path)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_ignored_flags_warn_one_line_each(tmp_path):
     flags = ["--bucket", "b", "--entity", "e", "--upload_dataset", "--bbox_interval", "3", "--evolve_population", "p"]
-    r = run_script("train.py", *flags, "--cfg", "yolov5n.yaml", "--epochs", "0", "--project", tmp_path)
+    r = run_main("train.py", *flags, "--cfg", "yolov5n.yaml", "--epochs", "0", "--project", tmp_path)
     out = r.stdout + r.stderr
     for name in ("entity", "upload_dataset", "bbox_interval"):
         assert sum(f"--{name} is not supported" in ln for ln in out.splitlines()) == 1, name
@@ -62,7 +61,7 @@ def test_ignored_flags_warn_one_line_each(tmp_path):
 def test_noval_trains_every_epoch(tmp_path):
     """--noval --patience 1: fitness is 0 until the final validation; training must still run all 3 epochs."""
     data = make_dataset(tmp_path / "data")
-    r = run_script("train.py", *BASE, "--data", data, "--project", tmp_path, "--name", "nv", "--epochs", "3",
+    r = run_main("train.py", *BASE, "--data", data, "--project", tmp_path, "--name", "nv", "--epochs", "3",
                    "--batch-size", "4", "--noplots", "--noval", "--patience", "1")  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = (tmp_path / "nv/results.csv").read_text().splitlines()

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tests.conftest import run_script
+from tests.helpers import run_main
 from utils.deploy.predictor import ModelPredictor
 from utils.task import LossOutput
 from utils.val.evaluate import EvalOptions, EvalResult, evaluate
@@ -158,7 +158,7 @@ def test_plots_write_files(tmp_path):
 
 
 def test_val_cli_errors(tmp_path):
-    r = run_script("val.py", "--weights", str(tmp_path / "missing.pt"), "--project", str(tmp_path), timeout=120)
+    r = run_main("val.py", "--weights", str(tmp_path / "missing.pt"), "--project", str(tmp_path))
     assert r.returncode != 0 and "error:" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -177,7 +177,7 @@ def _check_against(results: dict, ref: dict) -> None:
 
 
 def _val(tmp_path: Path, *args: str) -> dict:
-    r = run_script("val.py", *args, "--device", "cpu", "--project", str(tmp_path), "--name", "exp", timeout=600)
+    r = run_main("val.py", *args, "--device", "cpu", "--project", str(tmp_path), "--name", "exp")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Speed:" in r.stdout and "all" in r.stdout
     return json.loads((tmp_path / "exp" / "results.json").read_text())
@@ -218,7 +218,7 @@ def test_val_cli_builtin_dataset_tiny_model(tmp_path):
     model.names = ["circle", "square", "triangle", "star"]
     weights = save_checkpoint({"model": model_to_dict(model)}, tmp_path / "tiny.pt")
     args = ("--weights", str(weights), "--imgsz", "64", "--batch-size", "16", "--workers", "0", "--device", "cpu")
-    r = run_script("val.py", *args, "--save-txt", "--project", str(tmp_path), "--name", "v", timeout=300)
+    r = run_main("val.py", *args, "--save-txt", "--project", str(tmp_path), "--name", "v")
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "v" / "results.json").read_text())
     assert res["all"]["images"] == 32 and res["all"]["instances"] > 0
