@@ -113,3 +113,43 @@ def test_evolve_3_real_trainings_resume_after_kill(tmp_path, restore_logging):
     assert "anchors" not in keys  # --noautoanchor keeps the anchors of the cfg
     trials = sorted(p.name for p in (save / "trials").iterdir())
     assert (save / "evolve.png").is_file() and trials == ["t0000", "t0001", "t0002"]
+
+
+@pytest.fixture
+def seg4(shared, tmp_path):
+    """Four coco128-seg images with their polygon labels and a dataset yaml."""
+    import shutil
+
+    import yaml
+
+    src = shared / "data/coco128-seg"
+    if not src.is_dir():
+        pytest.skip("../shared/data/coco128-seg is absent")
+    for f in sorted((src / "images/train2017").glob("*.jpg"))[:4]:
+        for sub, suffix in (("images", ".jpg"), ("labels", ".txt")):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            shutil.copy(src / sub / "train2017" / (f.stem + suffix), tmp_path / sub)
+    names = yaml.safe_load((src / "coco128-seg.yaml").read_text())["names"]
+    (tmp_path / "seg.yaml").write_text(yaml.safe_dump({"path": str(tmp_path), "train": "images", "val": "images",
+                                                       "names": names}))  # fmt: skip
+    return tmp_path / "seg.yaml"
+
+
+@pytest.mark.slow
+def test_segment_evolve_2_real_trainings(seg4, tmp_path, restore_logging):
+    """segment/train.py --evolve 2: box and mask columns, fitness over both, the segment usage line."""
+    from segment.train import main as seg_main
+    from segment.train import parse_opt as seg_parse_opt
+
+    argv = [*TINY, "--cfg", "yolov5n-seg.yaml", "--data", str(seg4), "--evolve", "2", "--noautoanchor"]
+    save = seg_main(seg_parse_opt([*argv, "--project", str(tmp_path / "runs"), "--name", "seg"]))
+    keys, rows = read_evolve_csv(save / "evolve.csv")
+    assert keys[:12] == [
+        *(f"metrics/{m}({k})" for k in "BM" for m in ("precision", "recall", "mAP_0.5", "mAP_0.5:0.95")),
+        "val/box_loss", "val/seg_loss", "val/obj_loss", "val/cls_loss",
+    ]  # fmt: skip
+    assert rows.shape == (2, 12 + 28) and "copy_paste" in keys and "anchors" not in keys
+    assert (rows[:, 8] > 0).all()  # val/box_loss of the final epoch, so a real validation ran
+    fit = rows[:, [2, 3, 6, 7]] @ np.array([0.1, 0.9, 0.1, 0.9])
+    assert f"# Best generation: {fit.argmax()}" in (save / "hyp_evolve.yaml").read_text()
+    assert (save / "evolve.png").is_file() and sorted(p.name for p in (save / "trials").iterdir()) == ["t0000", "t0001"]

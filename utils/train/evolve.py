@@ -51,13 +51,14 @@ def train_detect(opt: Namespace, hyp: Dict[str, Any]) -> Path:
 class EvolveTask:
     """What evolution needs from a task: how to train, which results.csv columns a trial records (the final
     epoch's), their fitness weights, the search space, and the errors that score a trial zero instead of stopping.
-    segment/train.py passes its own (mask and box metrics, 8 fitness weights)."""
+    segment/train.py passes its own (utils/segment/evolve.py: box and mask metrics, 12 columns)."""
 
     train_fn: Callable[[Namespace, Dict[str, Any]], Path] = train_detect
     metric_keys: Tuple[str, ...] = DETECT_METRICS
     weights: Tuple[float, ...] = (0.0, 0.0, 0.1, 0.9, 0.0, 0.0, 0.0)  # 0.1 mAP50 + 0.9 mAP50-95
     meta: Mapping[str, Tuple[float, float, float]] = field(default_factory=lambda: dict(META))
     zero_on: Tuple[str, ...] = ("TrainingDiverged",)
+    script: str = "train.py"  # named in the summary's usage line
 
     def fitness(self, metrics: np.ndarray) -> np.ndarray:
         """(n,) fitness of (n, len(metric_keys)) metric rows."""
@@ -172,7 +173,7 @@ class Evolution:
         m = len(self.task.metric_keys)
         fit = self.task.fitness(self.rows[:, :m])
         plot_evolve(self.csv.with_suffix(".png"), self.keys, self.rows, fit, m)
-        LOGGER.info(summary(self.keys, self.rows, fit, m, self.save_dir))
+        LOGGER.info(summary(self.keys, self.rows, fit, m, self.save_dir, self.task.script))
 
 
 def evolve(opt: Namespace, task: Optional[EvolveTask] = None, runner=None, seed: Optional[int] = None) -> Path:

@@ -47,9 +47,15 @@ def _find_resume(opt: Namespace) -> Path:
     return folder
 
 
+DEFAULT_PROJECTS = {"runs/train": "runs/evolve", "runs/train-seg": "runs/evolve-seg"}  # as YOLOv5's --evolve
+
+
 def _project(opt: Namespace) -> str:
-    """runs/evolve where train.py's default runs/train stands, as YOLOv5 does for --evolve."""
-    return str(ROOT / "runs/evolve") if str(opt.project) == str(ROOT / "runs/train") else str(opt.project)
+    """runs/evolve (runs/evolve-seg) where train.py's (segment/train.py's) default project stands, else --project."""
+    for train_dir, evolve_dir in DEFAULT_PROJECTS.items():
+        if str(opt.project) == str(ROOT / train_dir):
+            return str(ROOT / evolve_dir)
+    return str(opt.project)
 
 
 def _write_yaml(path: Path, data: Mapping[str, Any]) -> None:
