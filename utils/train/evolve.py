@@ -182,9 +182,9 @@ def evolve(opt: Namespace, task: Optional[EvolveTask] = None, runner=None, seed:
     runner: LocalRunner (one trial at a time, in this process) or RayRunner (as many trials at once as the
     cluster holds; each new trial mutates the best rows finished when it starts). Default: from opt.ray.
     """
-    ev = Evolution(opt, task or EvolveTask(), seed)
+    runner = runner or make_runner(getattr(opt, "ray", None), getattr(opt, "ray_cpus", None))  # first: no folder
+    ev = Evolution(opt, task or EvolveTask(), seed)  # is made when the cluster is not there
     total = int(ev.opt.evolve)
-    runner = runner or make_runner(getattr(opt, "ray", None), getattr(opt, "ray_cpus", None))
     opt_dict = vars(ev.opt)
     LOGGER.info(f"evolve: {len(ev.rows)} of {total} trials done in {ev.save_dir}, {len(ev.hyp_keys)} keys evolve")
     pending: Dict[Any, Dict[str, float]] = {}
