@@ -48,6 +48,14 @@ def test_parent_comes_from_the_top_five_by_fitness():
     assert picks <= {10.0, 12.0, 14.0, 16.0, 18.0} and 18.0 in picks and len(picks) >= 3
 
 
+def test_bare_evolve_means_300_in_both_scripts():
+    from segment.train import parse_opt as seg_parse_opt
+
+    for parse in (parse_opt, seg_parse_opt):
+        opt = parse(["--evolve", "--resume_evolve"])
+        assert opt.evolve == 300 and opt.resume_evolve == "" and parse([]).evolve is None
+
+
 def test_csv_rows_are_appended_whole(tmp_path):
     f = tmp_path / "evolve.csv"
     for i in range(3):
