@@ -14,6 +14,7 @@ from tests.evolve_fakes import fake_train, score
 from tests.helpers import make_dataset
 from train import main as train_main
 from train import parse_opt
+from utils.scaleout import LocalRunner
 from utils.train.evolve import EvolveTask, evolve
 from utils.train.evolve_ga import META, clip_hyp, mutate, select_parent
 from utils.train.evolve_io import append_evolve_row, read_evolve_csv
@@ -89,6 +90,20 @@ def test_fake_evolution_layout_seeds_and_progress(tmp_path):
     assert f"# Best generation: {fit.argmax()}" in (save / "hyp_evolve.yaml").read_text()
     assert (save / "evolve.png").stat().st_size > 10_000 and len(list((save / "trials").iterdir())) == 12
     assert not (save / "trials/t0000/weights").exists() and (save / "trials/t0011/results.csv").is_file()
+
+
+def test_resume_keeps_stored_workers_and_device_unless_given(tmp_path):
+    """--resume_evolve alone keeps the evolution's --workers and --device (train.py's defaults do not replace them);
+    --ray is this command line's (absent: local)."""
+    from segment.train import parse_opt as seg_parse_opt
+    from utils.train.evolve_setup import UNSET, evolve_folder
+
+    save = evolve(_opt(tmp_path, 1, "--workers", "2", "--ray"), EvolveTask(train_fn=fake_train), LocalRunner(), 0)
+    for extra, workers in (([], 2), (["--workers", "3"], 3)):
+        _, new, _ = evolve_folder(parse_opt(["--resume_evolve", str(save), *extra]), META)
+        assert new.workers == workers and new.device == "cpu" and new.ray is None and new.evolve == 1
+    for parse in (parse_opt, seg_parse_opt):
+        assert UNSET == {k: getattr(parse([]), k) for k in UNSET}
 
 
 @pytest.mark.slow
