@@ -1,7 +1,8 @@
 """Train a segmentation model: python segment/train.py --data coco128-seg.yaml --weights yolov5s-seg.pt --img 640.
 
-The flags are train.py's (same meanings), plus --mask-ratio and --no-overlap; runs go to runs/train-seg/. The shared
-engine (utils/train/run.py) trains; utils/segment/task.py gives it the segmentation parts.
+The flags are train.py's (same meanings), plus --mask-ratio and --no-overlap; runs go to runs/train-seg/ (--evolve:
+runs/evolve-seg/). The shared engine (utils/train/run.py) trains; utils/segment/task.py gives it the segmentation
+parts, utils/segment/evolve.py the evolution's columns (docs/evolve.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def parse_opt(argv=None) -> argparse.Namespace:
 
 @run_cli
 def main(opt: argparse.Namespace) -> Path:
-    """Resolve the options into the frozen TrainConfig and train the segmentation Task; returns the run folder."""
+    """Resolve the options into the frozen TrainConfig and train the segmentation Task (or evolve its
+    hyperparameters under --evolve / --resume_evolve); returns the run (evolution) folder."""
     from train import check_unsupported
     from utils.segment.task import segment_task
     from utils.train.config import resolve_config
@@ -46,9 +48,17 @@ def main(opt: argparse.Namespace) -> Path:
     check_unsupported(opt)
     if opt.cache not in (None, "ram", "disk", "val"):
         raise UserError(f"--cache must be ram or disk, got {opt.cache!r}")
-    if not opt.resume and not opt.weights and not opt.cfg:
+    evolving = bool(opt.evolve) or opt.resume_evolve is not None
+    if (evolving or not opt.resume) and not opt.weights and not opt.cfg and opt.resume_evolve is None:
         LOGGER.info("no --weights or --cfg given: training yolov5s-seg.yaml from scratch")
         opt.cfg = "yolov5s-seg.yaml"
+    if evolving:
+        from utils.segment.evolve import segment_evolve_task
+        from utils.train.evolve import evolve
+
+        if get_dist_info()[1] != -1:
+            raise UserError("--evolve is not compatible with DDP training: run it as one process (or on --ray)")
+        return evolve(opt, task=segment_evolve_task())
     task = segment_task(mask_ratio=opt.mask_ratio, overlap=not opt.no_overlap)
     return train(resolve_config(opt), task=task)
 

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import List
@@ -75,9 +76,17 @@ class LoopbackCluster:
         kill_session(self.worker.pid)
 
     def stop(self) -> None:
+        """Kill both nodes, and drop the address file `ray start --head` wrote in /tmp/ray when it is ours: a
+        stopped cluster's address there is what `--ray auto` (and ray.init()) would try to join next."""
         for p in reversed(self.nodes):
             kill_session(p.pid)
             p.wait(timeout=30)
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        try:
+            if current.read_text().strip().endswith(f":{self.port}"):
+                current.unlink()
+        except OSError:
+            pass
 
     def __enter__(self) -> LoopbackCluster:
         try:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
+from tests.conftest import run_script
 from tests.evolve_fakes import always_fails, fails_first_time, fake_train
+from tests.ray_cluster import free_port
 from tests.test_evolve import _opt
+from train import main as train_main
+from train import parse_opt
 from utils.scaleout import JobFailed, RayRunner, pack_dir, unpack_into
 from utils.train.evolve import EvolveTask, evolve
 from utils.train.evolve_io import read_evolve_csv
@@ -62,3 +67,22 @@ def test_evolve_on_ray_runs_trials_in_parallel(ray_session, tmp_path):
     spans = sorted((t["started"], t["started"] + t["seconds"]) for t in trials)
     overlaps = sum(b[0] < a[1] for a, b in zip(spans, spans[1:]))
     assert overlaps >= 2  # two trials at a time (a trial starts before the one before it ends)
+
+
+def test_ray_without_a_cluster_is_one_line(tmp_path):
+    """--ray auto whose address (RAY_ADDRESS, or a stopped cluster's /tmp/ray file) answers nothing: one line, at
+    once (ray.init would retry for minutes), and no evolve folder made."""
+    pytest.importorskip("ray")
+    port = free_port()
+    r = run_script("train.py", "--evolve", "2", "--ray", "auto", "--cfg", "yolov5n.yaml", "--project", tmp_path,
+                   env={"RAY_ADDRESS": f"127.0.0.1:{port}"})  # fmt: skip
+    assert r.returncode == 2 and "no Ray cluster answers at" in r.stderr and f":{port} (RAY_ADDRESS)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+def test_ray_not_installed_is_one_line(tmp_path, monkeypatch, capsys, restore_logging):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(SystemExit) as e:
+        train_main(parse_opt(["--evolve", "2", "--ray", "--cfg", "yolov5n.yaml", "--project", str(tmp_path)]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err == ["error: --ray needs Ray: pip install -r requirements-scale.txt"]

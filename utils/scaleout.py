@@ -148,6 +148,29 @@ def import_ray():
     return ray
 
 
+def cluster_address(address: str, timeout: float = 5.0) -> str:
+    """address ('auto' or HOST:PORT) as the HOST:PORT of a Ray head that answers; 'auto' is resolved as Ray does
+    (RAY_ADDRESS, else the last `ray start` on this machine). UserError when none is found or it does not accept a
+    connection within timeout seconds: ray.init would retry a stopped cluster's address for many minutes."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # a Ray without this helper: ray.init resolves and reports it
+        return address
+    try:
+        resolved = canonicalize_bootstrap_address(address)
+    except (ConnectionError, ValueError) as e:
+        raise UserError(f"--ray {address}: no Ray cluster found ({str(e).splitlines()[0]})") from None
+    host, _, port = str(resolved).rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError):
+        where = ""
+        if address == "auto":
+            where = " (RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last `ray start` here: since stopped)"
+        raise UserError(f"--ray {address}: no Ray cluster answers at {resolved}{where}") from None
+    return str(resolved)
+
+
 def connect(address: Optional[str]) -> Any:
     """Join the Ray cluster at address ('local': start one on this machine; 'auto': the one this machine is in).
 
@@ -162,9 +185,11 @@ def connect(address: Optional[str]) -> Any:
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
     )
-    kwargs["address"] = address or "local"
-    if kwargs["address"] == "local":  # always a new one-machine Ray; runs pass its object store, spilling beyond this
-        kwargs["object_store_memory"] = LOCAL_OBJECT_STORE
+    address = address or "local"
+    if address == "local":  # always a new one-machine Ray; runs pass its object store, spilling beyond this
+        kwargs.update(address="local", object_store_memory=LOCAL_OBJECT_STORE)
+    else:
+        kwargs["address"] = cluster_address(address)
     try:
         ray.init(**kwargs)
     except (ConnectionError, ValueError) as e:

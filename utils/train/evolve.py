@@ -51,13 +51,14 @@ def train_detect(opt: Namespace, hyp: Dict[str, Any]) -> Path:
 class EvolveTask:
     """What evolution needs from a task: how to train, which results.csv columns a trial records (the final
     epoch's), their fitness weights, the search space, and the errors that score a trial zero instead of stopping.
-    segment/train.py passes its own (mask and box metrics, 8 fitness weights)."""
+    segment/train.py passes its own (utils/segment/evolve.py: box and mask metrics, 12 columns)."""
 
     train_fn: Callable[[Namespace, Dict[str, Any]], Path] = train_detect
     metric_keys: Tuple[str, ...] = DETECT_METRICS
     weights: Tuple[float, ...] = (0.0, 0.0, 0.1, 0.9, 0.0, 0.0, 0.0)  # 0.1 mAP50 + 0.9 mAP50-95
     meta: Mapping[str, Tuple[float, float, float]] = field(default_factory=lambda: dict(META))
     zero_on: Tuple[str, ...] = ("TrainingDiverged",)
+    script: str = "train.py"  # named in the summary's usage line
 
     def fitness(self, metrics: np.ndarray) -> np.ndarray:
         """(n,) fitness of (n, len(metric_keys)) metric rows."""
@@ -172,7 +173,7 @@ class Evolution:
         m = len(self.task.metric_keys)
         fit = self.task.fitness(self.rows[:, :m])
         plot_evolve(self.csv.with_suffix(".png"), self.keys, self.rows, fit, m)
-        LOGGER.info(summary(self.keys, self.rows, fit, m, self.save_dir))
+        LOGGER.info(summary(self.keys, self.rows, fit, m, self.save_dir, self.task.script))
 
 
 def evolve(opt: Namespace, task: Optional[EvolveTask] = None, runner=None, seed: Optional[int] = None) -> Path:
@@ -181,9 +182,9 @@ def evolve(opt: Namespace, task: Optional[EvolveTask] = None, runner=None, seed:
     runner: LocalRunner (one trial at a time, in this process) or RayRunner (as many trials at once as the
     cluster holds; each new trial mutates the best rows finished when it starts). Default: from opt.ray.
     """
-    ev = Evolution(opt, task or EvolveTask(), seed)
+    runner = runner or make_runner(getattr(opt, "ray", None), getattr(opt, "ray_cpus", None))  # first: no folder
+    ev = Evolution(opt, task or EvolveTask(), seed)  # is made when the cluster is not there
     total = int(ev.opt.evolve)
-    runner = runner or make_runner(getattr(opt, "ray", None), getattr(opt, "ray_cpus", None))
     opt_dict = vars(ev.opt)
     LOGGER.info(f"evolve: {len(ev.rows)} of {total} trials done in {ev.save_dir}, {len(ev.hyp_keys)} keys evolve")
     pending: Dict[Any, Dict[str, float]] = {}

@@ -127,7 +127,9 @@ def plot_evolve(path: Path, keys: Sequence[str], rows: np.ndarray, fit: np.ndarr
     return path
 
 
-def summary(keys: Sequence[str], rows: np.ndarray, fit: np.ndarray, n_metrics: int, save_dir: Path) -> str:
+def summary(
+    keys: Sequence[str], rows: np.ndarray, fit: np.ndarray, n_metrics: int, save_dir: Path, script: str = "train.py"
+) -> str:
     """The lines printed when an evolution ends: trials, best row, its metrics and hyperparameters, how to use it."""
     best = int(np.argmax(fit))
     lines = [
@@ -135,6 +137,6 @@ def summary(keys: Sequence[str], rows: np.ndarray, fit: np.ndarray, n_metrics: i
         "  " + ", ".join(f"{k}={v:.5g}" for k, v in zip(keys[:n_metrics], rows[best, :n_metrics])),
         "  " + ", ".join(f"{k}={v:.5g}" for k, v in zip(keys[n_metrics:], rows[best, n_metrics:])),
         f"Results saved to {save_dir}",
-        f"Usage example: python train.py --hyp {save_dir / 'hyp_evolve.yaml'}",
+        f"Usage example: python {script} --hyp {save_dir / 'hyp_evolve.yaml'}",
     ]
     return "\n".join(lines)

@@ -14,9 +14,10 @@ from utils.paths import ROOT, increment_path
 from utils.yaml_io import read_yaml_mapping
 
 LOGGER = logging.getLogger(__name__)
-# options that say how to run, not what to train: a resumed evolution takes them from its new command line
-# (--evolve only where given; else the stored count)
+# options that say how to run, not what to train: a resumed evolution takes --ray and --ray-cpus from its new
+# command line (absent: here, one trial at a time), the others only where given (not at train.py's default)
 RUN_OPTIONS = ("ray", "ray_cpus", "device", "workers", "evolve")
+UNSET = {"device": "", "workers": 8, "evolve": None}  # train.py's defaults (tests/test_evolve.py checks them)
 
 
 def base_hyperparameters(opt: Namespace, meta: Mapping[str, Any]) -> Dict[str, Any]:
@@ -47,9 +48,15 @@ def _find_resume(opt: Namespace) -> Path:
     return folder
 
 
+DEFAULT_PROJECTS = {"runs/train": "runs/evolve", "runs/train-seg": "runs/evolve-seg"}  # as YOLOv5's --evolve
+
+
 def _project(opt: Namespace) -> str:
-    """runs/evolve where train.py's default runs/train stands, as YOLOv5 does for --evolve."""
-    return str(ROOT / "runs/evolve") if str(opt.project) == str(ROOT / "runs/train") else str(opt.project)
+    """runs/evolve (runs/evolve-seg) where train.py's (segment/train.py's) default project stands, else --project."""
+    for train_dir, evolve_dir in DEFAULT_PROJECTS.items():
+        if str(opt.project) == str(ROOT / train_dir):
+            return str(ROOT / evolve_dir)
+    return str(opt.project)
 
 
 def _write_yaml(path: Path, data: Mapping[str, Any]) -> None:
@@ -74,7 +81,7 @@ def evolve_folder(opt: Namespace, meta: Mapping[str, Any]) -> Tuple[Path, Namesp
         if not (folder / "opt.yaml").is_file() or not (folder / "hyp.yaml").is_file():
             raise UserError(f"--resume_evolve: {folder} is not an evolution folder (no opt.yaml / hyp.yaml)")
         stored = read_yaml_mapping(folder / "opt.yaml", "evolution opt.yaml", "train.py options")
-        given = {k: getattr(opt, k) for k in RUN_OPTIONS if hasattr(opt, k)}
+        given = {k: getattr(opt, k) for k in RUN_OPTIONS if hasattr(opt, k) and getattr(opt, k) != UNSET.get(k, ...)}
         new = Namespace(**{**stored, **given})
         new.evolve = given.get("evolve") or stored.get("evolve") or 300
         new.resume = False

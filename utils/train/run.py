@@ -148,7 +148,9 @@ def end_epoch(run: Run, epoch: int, mloss: torch.Tensor, lrs: list, last: Metric
     st.results.append([float(epoch), *map(float, row)])
     LOGGER.info(f"{st.opt_steps} optimizer steps, accumulate {st.accumulate} (total batch {c.batch_size})")
     st.epoch = epoch
-    if not c.nosave or final:  # the checkpoint holds the row: it is written first, the csv from it after
+    # The checkpoint holds the row: it is written first, the csv from it after. An --evolve trial keeps no weights
+    # (as YOLOv5): it writes none, so finish() does not validate a best.pt a second time.
+    if not c.nosave or (final and not c.evolve):
         paths = [run.last] + ([run.best] if st.best_epoch == epoch else [])
         if c.save_period > 0 and epoch % c.save_period == 0:
             paths.append(run.last.parent / f"epoch{epoch}.pt")
