@@ -26,7 +26,7 @@ from utils.task import Task
 from utils.train.config import TrainConfig
 from utils.train.data import check_labels, sampling_weights
 from utils.train.setup import rank_zero_first
-from utils.train.tasks import DETECT
+from utils.train.tasks import DETECT, task_model
 
 MAX_MASK_RATIO = 32  # the smallest image side the loaders make (one stride)
 
@@ -99,7 +99,7 @@ def segmentation_model(config: TrainConfig, resume_ckpt: Mapping[str, Any] | Non
     """DETECT's model from --cfg/--weights, which must end in a Segment head (a -seg yaml or -seg weights)."""
     from models.yolo import Segment
 
-    model = DETECT.build_model(config, resume_ckpt)
+    model = task_model(config, resume_ckpt)
     if not isinstance(model.model[-1], Segment):
         what = f"--cfg {config.cfg}" if config.cfg else f"--weights {config.weights}"
         raise UserError(f"{what} is not a segmentation model; give a -seg yaml (e.g. yolov5s-seg.yaml) or -seg weights")

@@ -27,6 +27,17 @@ from utils.val.evaluate import DetectionEvaluator, EvalOptions
 
 
 def detection_model(config: TrainConfig, resume_ckpt: Mapping[str, Any] | None = None) -> nn.Module:
+    """task_model() refused when it is a segmentation model (segment/train.py trains those)."""
+    from models.yolo import Segment
+
+    model = task_model(config, resume_ckpt)
+    if isinstance(model.model[-1], Segment):
+        what = f"--cfg {config.cfg}" if config.cfg else f"--weights {config.weights}"
+        raise UserError(f"{what} is a segmentation model; train it with segment/train.py")
+    return model
+
+
+def task_model(config: TrainConfig, resume_ckpt: Mapping[str, Any] | None = None) -> nn.Module:
     """DetectionModel from --cfg/--weights (a resume: the interrupted run's exact fp32 weights), layers frozen."""
     weights, cfg = (config.resume_path, "") if resume_ckpt is not None else (config.weights, config.cfg)
     model, _ = build_model(cfg, weights, config.nc, list(config.names), config.hyp.get("anchors"))
