@@ -177,7 +177,7 @@ class LoadImages:
                 continue
             if im0 is None:
                 if self.nf == 1:
-                    raise UserError(f"cannot read image: {path}")
+                    raise DataError(f"cannot read image: {path}")
                 LOGGER.warning("WARNING: skipping %s: cannot read image", path)
                 continue
             desc = f"image {self.count}/{self.nf} {path}: "
