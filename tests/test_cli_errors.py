@@ -22,9 +22,6 @@ def env(tmp_path_factory) -> dict:
     (t / "empty/e.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [a, b]\n")
     (t / "noval.yaml").write_text(f"path: {t / 'ds'}\ntrain: images/train\nnames: [a, b]\n")
     (t / "text.mp4").write_text("not a video\n")
-    for c in ("a", "b"):  # a classification folder
-        (t / "cls/val" / c).mkdir(parents=True)
-        (t / "cls/val" / c / "0.png").write_bytes((t / "ds/images/val/0.png").read_bytes())
     return {"W": str(make_tiny_weights(t / "tiny.pt")), "D": str(data), "I": str(t / "ds/images/val"), "T": str(t),
             "C": str(_tiny_classifier(t / "cls.pt"))}  # fmt: skip
 
@@ -68,12 +65,10 @@ CASES = [
     ("export.py", ["--weights", "{W}", "--device", "0"], 2, "CUDA is not available"),
     # red team 2026-12-06: weights of another task, and --mask-ratio past the smallest image side
     ("detect.py", ["--weights", "{C}", "--source", "{I}", "--imgsz", "64"], 2, "is not detections"),
-    ("val.py", ["--weights", "{C}", "--data", "{D}", "--imgsz", "64", "--workers", "0"], 2, "is not detections"),
     ("train.py", ["--weights", "{C}", "--data", "{D}", *TRAIN], 2, "is not a detection model"),
     ("segment/train.py", ["--weights", "{W}", "--data", "{D}", *TRAIN], 2, "is not a segmentation model"),
     ("segment/train.py", ["--weights", "{W}", "--data", "{D}", *TRAIN, "--mask-ratio", "33"], 2, "in 1..32, got 33"),
     ("classify/predict.py", ["--weights", "{W}", "--source", "{I}", "--imgsz", "32"], 2, "a detection model;"),
-    ("classify/val.py", ["--weights", "{W}", "--data", "{T}/cls", "--imgsz", "32", "--workers", "0"], 2, "detection"),
 ]
 
 
