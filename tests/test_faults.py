@@ -19,7 +19,7 @@ import detect
 import export
 import val
 from tests.hardening_helpers import LAST_OUT, cli, float_tiff, make_dataset, one_error, save_tiny
-from utils.errors import CheckpointError, UserError, run_cli
+from utils.errors import CheckpointError, DataError, UserError, run_cli
 
 FULL = "/dev/full"  # every write fails with ENOSPC
 needs_dev_full = pytest.mark.skipif(not os.path.exists(FULL), reason="no /dev/full on this system")
@@ -261,6 +261,26 @@ def test_corrupt_exported_files_are_exit_1(tmp_path):
             pytest.importorskip(module)
             with pytest.raises(CheckpointError, match="cannot load ONNX model"):
                 is_classifier_file(f)
+
+
+def test_non_utf8_names_never_reach_opencv(tmp_path):
+    """Red team 2026-12-06: segment/val.py on a dataset with a non-UTF-8 image name died of a segmentation fault
+    (cv2.imread, then cv2.putText of the name in the val mosaic): OpenCV 5.1 crashes on lone surrogates."""
+    from utils.data.image_io import decode, opencv_path_ok
+    from utils.data.sources import LoadImages
+    from utils.deploy.annotate import Annotator
+
+    name = os.fsdecode(b"bad\xff\xfename")
+    ok, png = cv2.imencode(".png", np.full((8, 8, 3), 7, np.uint8))
+    (tmp_path / f"{name}.png").write_bytes(png.tobytes())
+    (tmp_path / f"{name}.mp4").write_bytes(b"")
+    assert not opencv_path_ok(tmp_path / f"{name}.png") and opencv_path_ok(tmp_path / "plain.png")
+    assert decode(tmp_path / f"{name}.png").shape == (8, 8, 3)  # the loader's (non-strict) read
+    ann = Annotator(np.zeros((32, 64, 3), np.uint8))
+    ann.text((2, 2), name)
+    ann.box_label((1, 1, 20, 20), name)
+    with pytest.raises(DataError, match="not UTF-8"):
+        LoadImages(str(tmp_path / f"{name}.mp4"), img_size=32)
 
 
 def test_label_caches_never_go_into_the_dataset(tmp_path):
