@@ -283,6 +283,20 @@ def test_non_utf8_names_never_reach_opencv(tmp_path):
         LoadImages(str(tmp_path / f"{name}.mp4"), img_size=32)
 
 
+def test_opencv_file_calls_go_through_the_guarded_helpers():
+    """detect.py --visualize / --heatmap on a non-UTF-8 image name also died in cv2.imwrite: image files are read by
+    utils/data/image_io.decode and written by utils/safe_write.write_image only (synthetic.py and device_dry.py
+    write their own ASCII names)."""
+    root = Path(__file__).resolve().parents[1]
+    allowed = {"utils/data/image_io.py", "utils/data/synthetic.py", "benchmarks/device_dry.py"}
+    for f in root.glob("**/*.py"):
+        rel = f.relative_to(root).as_posix()
+        if rel.startswith(("tests/", ".")) or rel in allowed:
+            continue
+        text = f.read_text(errors="replace")
+        assert "cv2.imwrite(" not in text and "cv2.imread(" not in text, rel
+
+
 def test_label_caches_never_go_into_the_dataset(tmp_path):
     """The dataset folders are writable here: the cache used to land in labels/ (or beside a .txt list)."""
     from utils.data.dataset import LoadImagesAndLabels
