@@ -10,6 +10,7 @@ import logging
 import platform
 
 from utils.errors import UserError, run_cli
+from utils.flag_ranges import IMGSZ, POSITIVE
 from utils.log import setup_logging
 
 LOGGER = logging.getLogger("benchmarks")
@@ -26,8 +27,8 @@ def parse_opt(argv=None) -> argparse.Namespace:
     """Command-line options (official names)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=str, default="yolov5s.pt", help="weights path")
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="inference size (pixels)")
-    p.add_argument("--batch-size", type=int, default=1, help="batch size")
+    p.add_argument("--imgsz", "--img", "--img-size", type=IMGSZ, default=640, help="inference size (pixels)")
+    p.add_argument("--batch-size", type=POSITIVE, default=1, help="batch size")
     p.add_argument("--data", type=str, default=None, help="dataset.yaml path")
     p.add_argument("--device", default="cpu", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     p.add_argument("--half", action="store_true", help="use FP16 half-precision inference")

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from utils.errors import UserError, run_cli
-from utils.flag_ranges import FRACTION, IMGSZ, NON_NEGATIVE
+from utils.flag_ranges import FRACTION, IMGSZ, NON_NEGATIVE, POSITIVE
 from utils.log import setup_logging
 from utils.paths import ROOT
 
@@ -47,7 +47,7 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="global training seed")
     g.add_argument("--noautoanchor", action="store_true", help="disable AutoAnchor")
     g = p.add_argument_group("hyperparameter evolution (docs/evolve.md)")
-    g.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters for x trials")
+    g.add_argument("--evolve", type=POSITIVE, nargs="?", const=300, help="evolve hyperparameters for x trials")
     g.add_argument("--evolve_population", type=str, default=None, help="evolve: folder of hyp yamls, the first trials")
     g.add_argument(
         "--resume_evolve", type=str, nargs="?", const="", default=None, help="evolve: resume this folder (or newest)"

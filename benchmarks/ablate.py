@@ -277,6 +277,8 @@ def plot(rows: List[dict], path: Path) -> None:
 
 
 def parse_opt(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    from utils.flag_ranges import IMGSZ, NON_NEGATIVE, POSITIVE  # after the repository root is on sys.path
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="dataset yaml (one dataset; runs go straight into the study folder)")
@@ -288,18 +290,18 @@ def parse_opt(argv: Optional[List[str]] = None) -> argparse.Namespace:
         required=True,
         help="model yamls; the first is the baseline. CFG@HYP trains CFG with that --hyp file (a hyp variant)",
     )
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seeds", nargs="+", type=NON_NEGATIVE, default=[0, 1, 2])
+    p.add_argument("--epochs", type=POSITIVE, default=20)
+    p.add_argument("--imgsz", type=IMGSZ, default=320)
+    p.add_argument("--batch-size", type=POSITIVE, default=16)
+    p.add_argument("--workers", type=NON_NEGATIVE, default=2)
     p.add_argument("--hyp", default="")
     p.add_argument("--project", default="runs/study")
     p.add_argument("--name", default="exp")
-    p.add_argument("--latency-runs", type=int, default=100, help="timed calls per config (interleaved)")
+    p.add_argument("--latency-runs", type=POSITIVE, default=100, help="timed calls per config (interleaved)")
     p.add_argument("--report-only", action="store_true", help="train nothing: tabulate the finished runs of each cfg")
     p.add_argument("--ray", nargs="?", const="local", default=None, help="train the runs as Ray tasks: local|auto|ADDR")
-    p.add_argument("--ray-cpus", type=int, default=None, help="--ray: CPUs per run (default: 1 GPU, else 1 CPU)")
+    p.add_argument("--ray-cpus", type=POSITIVE, default=None, help="--ray: CPUs per run (default: 1 GPU, else 1 CPU)")
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra train.py flags, last")
     return p.parse_args(argv)
 

@@ -12,6 +12,7 @@ if __package__ in (None, ""):  # run as `python classify/predict.py`: make the r
 
 from utils.compat_flags import CompatFlag, add_compat_flags, check_compat_flags
 from utils.errors import UserError, run_cli
+from utils.flag_ranges import IMGSZ, POSITIVE
 from utils.log import setup_logging
 from utils.paths import ROOT
 
@@ -28,7 +29,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", nargs="+", type=str, default=["yolov5s-cls.pt"], help="model .pt/.onnx/... path")
     p.add_argument("--source", type=str, default=str(ROOT / "data" / "images"), help="file/dir/glob/video/0(webcam)")
     p.add_argument("--data", type=str, default=None, help="dataset yaml, only for class names of bare models")
-    p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[224], help="inference size h,w")
+    p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=IMGSZ, default=[224], help="inference size h,w")
     p.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     p.add_argument("--view-img", action="store_true", help="show results (needs a display)")
     p.add_argument("--save-txt", action="store_true", help="save the top-5 'prob name' rows to labels/*.txt")
@@ -37,7 +38,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
     p.add_argument("--name", default="exp", help="save results to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
-    p.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
+    p.add_argument("--vid-stride", type=POSITIVE, default=1, help="video frame-rate stride")
     add_compat_flags(p, COMPAT, "YOLOv5 flags without effect here")
     opt = p.parse_args(argv)
     if len(opt.imgsz) > 2:

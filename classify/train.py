@@ -17,6 +17,7 @@ if __package__ in (None, ""):  # run as `python classify/train.py`: make the rep
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.errors import run_cli
+from utils.flag_ranges import FRACTION, IMGSZ, NON_NEGATIVE, NON_NEGATIVE_FLOAT
 from utils.log import setup_logging
 from utils.paths import ROOT
 
@@ -30,19 +31,19 @@ def parse_opt(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=str, default=str(ROOT.parent / "datasets" / "imagenette160"), help="dataset folder")
     p.add_argument("--epochs", type=int, default=10, help="total training epochs")
     p.add_argument("--batch-size", type=int, default=64, help="total batch size for all GPUs")
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="train, val image size (pixels)")
+    p.add_argument("--imgsz", "--img", "--img-size", type=IMGSZ, default=224, help="train, val image size (pixels)")
     p.add_argument("--nosave", action="store_true", help="only save final checkpoint")
     p.add_argument("--cache", type=str, nargs="?", const="ram", help='--cache images in "ram" (default) or "disk"')
     p.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    p.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP mode)")
+    p.add_argument("--workers", type=NON_NEGATIVE, default=8, help="max dataloader workers (per RANK in DDP mode)")
     p.add_argument("--project", default=str(ROOT / "runs" / "train-cls"), help="save to project/name")
     p.add_argument("--name", default="exp", help="save to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     p.add_argument("--pretrained", nargs="?", const=True, default=True, help="--pretrained False, or a weights file")
     p.add_argument("--optimizer", choices=["SGD", "Adam", "AdamW", "RMSProp"], default="Adam", help="optimizer")
-    p.add_argument("--lr0", type=float, default=0.001, help="initial learning rate")
-    p.add_argument("--decay", type=float, default=5e-5, help="weight decay")
-    p.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing epsilon")
+    p.add_argument("--lr0", type=NON_NEGATIVE_FLOAT, default=0.001, help="initial learning rate")
+    p.add_argument("--decay", type=NON_NEGATIVE_FLOAT, default=5e-5, help="weight decay")
+    p.add_argument("--label-smoothing", type=FRACTION, default=0.1, help="label smoothing epsilon")
     p.add_argument("--cutoff", type=int, default=None, help="layer index for the Classify head (default: SPPF's)")
     p.add_argument("--dropout", type=float, default=None, help="dropout (fraction)")
     p.add_argument("--verbose", action="store_true", help="log the model")

@@ -12,6 +12,7 @@ if __package__ in (None, ""):  # run as `python classify/val.py`: make the repos
 
 from utils.compat_flags import CompatFlag, add_compat_flags, check_compat_flags
 from utils.errors import UserError, run_cli
+from utils.flag_ranges import IMGSZ, NON_NEGATIVE, POSITIVE
 from utils.log import setup_logging
 from utils.paths import ROOT
 
@@ -24,10 +25,10 @@ def parse_opt(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", type=str, default=str(ROOT.parent / "datasets" / "mnist"), help="dataset folder")
     p.add_argument("--weights", nargs="+", type=str, default=["yolov5s-cls.pt"], help="model .pt/.onnx/... path")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size")
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="inference size (pixels)")
+    p.add_argument("--batch-size", type=POSITIVE, default=128, help="batch size")
+    p.add_argument("--imgsz", "--img", "--img-size", type=IMGSZ, default=224, help="inference size (pixels)")
     p.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    p.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    p.add_argument("--workers", type=NON_NEGATIVE, default=8, help="max dataloader workers")
     p.add_argument("--verbose", nargs="?", const=True, default=True, help="per-class table and speeds")
     p.add_argument("--project", default=str(ROOT / "runs" / "val-cls"), help="save to project/name")
     p.add_argument("--name", default="exp", help="save to project/name")

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from models.input_norm import InputNormalize
-from utils.errors import UserError
+from utils.errors import CheckpointError, UserError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -43,8 +43,10 @@ def _load_state(net: nn.Module, f: Path) -> None:
         state = torch.load(str(f), map_location="cpu", weights_only=True)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         net.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError, AttributeError) as e:
-        raise UserError(f"cannot load torchvision weights {f}: {str(e).splitlines()[0]}") from e
+    except Exception as e:  # a foreign or malicious pickle (UnpicklingError), a damaged file, a mismatched state
+        raise CheckpointError(
+            f"cannot load torchvision weights {f}: {str(e).splitlines()[0] if str(e) else e!r}"
+        ) from e
 
 
 def reshape_output(net: nn.Module, nc: int) -> None:

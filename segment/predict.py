@@ -12,6 +12,7 @@ if __package__ in (None, ""):  # run as `python segment/predict.py`: make the re
 
 from utils.compat_flags import CompatFlag, add_compat_flags, check_compat_flags
 from utils.errors import UserError, run_cli
+from utils.flag_ranges import FRACTION, IMGSZ, NON_NEGATIVE, POSITIVE
 from utils.log import setup_logging
 from utils.paths import ROOT
 
@@ -29,26 +30,26 @@ def parse_opt(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", nargs="+", type=str, default=["yolov5s-seg.pt"], help="model path (.pt, .onnx, ...)")
     p.add_argument("--source", type=str, default=None, help="file/dir/glob/video/stream/0 (default: data/images)")
     p.add_argument("--data", type=str, default=None, help="(optional) dataset yaml, for class names")
-    p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="inference size h,w")
-    p.add_argument("--conf-thres", type=float, default=0.25, help="confidence threshold")
-    p.add_argument("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=1000, help="maximum detections per image")
+    p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=IMGSZ, default=[640], help="inference size h,w")
+    p.add_argument("--conf-thres", type=FRACTION, default=0.25, help="confidence threshold")
+    p.add_argument("--iou-thres", type=FRACTION, default=0.45, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=POSITIVE, default=1000, help="maximum detections per image")
     p.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     p.add_argument("--view-img", action="store_true", help="show results")
     p.add_argument("--save-txt", action="store_true", help="save polygons to labels/*.txt")
     p.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
     p.add_argument("--save-crop", action="store_true", help="save cropped prediction boxes")
     p.add_argument("--nosave", action="store_true", help="do not save images/videos")
-    p.add_argument("--classes", nargs="+", type=int, help="filter by class: --classes 0, or --classes 0 2 3")
+    p.add_argument("--classes", nargs="+", type=NON_NEGATIVE, help="filter by class: --classes 0, or --classes 0 2 3")
     p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
     p.add_argument("--project", default=str(ROOT / "runs" / "predict-seg"), help="save results to project/name")
     p.add_argument("--name", default="exp", help="save results to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    p.add_argument("--line-thickness", default=3, type=int, help="bounding box thickness (pixels)")
+    p.add_argument("--line-thickness", default=3, type=POSITIVE, help="bounding box thickness (pixels)")
     p.add_argument("--hide-labels", action="store_true", help="hide labels")
     p.add_argument("--hide-conf", action="store_true", help="hide confidences")
     p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
-    p.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
+    p.add_argument("--vid-stride", type=POSITIVE, default=1, help="video frame-rate stride")
     p.add_argument("--retina-masks", action="store_true", help="masks at the original image's resolution")
     add_compat_flags(p, COMPAT, "YOLOv5 flags without effect here")
     opt = p.parse_args(argv)

@@ -12,6 +12,7 @@ if __package__ in (None, ""):  # run as `python segment/val.py`: make the reposi
 
 from utils.compat_flags import CompatFlag, add_compat_flags, check_compat_flags
 from utils.errors import UserError, run_cli
+from utils.flag_ranges import FRACTION, IMGSZ, NON_NEGATIVE, POSITIVE
 from utils.log import setup_logging
 from utils.paths import ROOT
 
@@ -29,14 +30,14 @@ def parse_opt(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", type=str, default=None, help="dataset yaml with polygon labels, e.g. coco128-seg.yaml")
     p.add_argument("--weights", nargs="+", type=str, default=["yolov5s-seg.pt"], help="model path (.pt, .onnx, ...)")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size")
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="inference size (pixels)")
-    p.add_argument("--conf-thres", type=float, default=0.001, help="confidence threshold")
-    p.add_argument("--iou-thres", type=float, default=0.6, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=300, help="maximum detections per image")
+    p.add_argument("--batch-size", type=POSITIVE, default=32, help="batch size")
+    p.add_argument("--imgsz", "--img", "--img-size", type=IMGSZ, default=640, help="inference size (pixels)")
+    p.add_argument("--conf-thres", type=FRACTION, default=0.001, help="confidence threshold")
+    p.add_argument("--iou-thres", type=FRACTION, default=0.6, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=POSITIVE, default=300, help="maximum detections per image")
     p.add_argument("--task", default="val", choices=TASKS, help="train, val, test or speed (study: as val)")
     p.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    p.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    p.add_argument("--workers", type=NON_NEGATIVE, default=8, help="max dataloader workers")
     p.add_argument("--single-cls", action="store_true", help="treat as single-class dataset")
     p.add_argument("--verbose", action="store_true", help="report mAP by class")
     p.add_argument("--save-txt", action="store_true", help="save box results to *.txt")

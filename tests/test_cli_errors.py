@@ -4,11 +4,12 @@ In-process (main wrapped in run_cli, output captured): what is tested is the mes
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_tiny_dataset, make_tiny_weights, run_main
+from tests.helpers import TINY_S16, make_tiny_dataset, make_tiny_weights, run_main
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,18 @@ def env(tmp_path_factory) -> dict:
     (t / "empty/e.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [a, b]\n")
     (t / "noval.yaml").write_text(f"path: {t / 'ds'}\ntrain: images/train\nnames: [a, b]\n")
     (t / "text.mp4").write_text("not a video\n")
-    return {"W": str(make_tiny_weights(t / "tiny.pt")), "D": str(data), "I": str(t / "ds/images/val"), "T": str(t)}
+    return {"W": str(make_tiny_weights(t / "tiny.pt")), "D": str(data), "I": str(t / "ds/images/val"), "T": str(t),
+            "C": str(_tiny_classifier(t / "cls.pt"))}  # fmt: skip
+
+
+def _tiny_classifier(path: Path) -> Path:
+    """A 2-class classifier cut from the tiny detector's backbone, as a checkpoint."""
+    from models.classify import ClassificationModel, classifier_yaml
+    from utils.checkpoint import model_to_dict, save_checkpoint
+
+    model = ClassificationModel(classifier_yaml(copy.deepcopy(TINY_S16), 2))
+    model.names = ["a", "b"]
+    return save_checkpoint({"model": model_to_dict(model, half=False)}, path)
 
 
 TRAIN = ("--imgsz", "64", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--noplots")
@@ -51,6 +63,12 @@ CASES = [
     ("detect.py", ["--weights", "{W}", "--source", "{I}", "--device", "0"], 2, "CUDA is not available"),
     ("export.py", ["--weights", "{T}/nope.pt"], 2, "error: weights file not found"),
     ("export.py", ["--weights", "{W}", "--device", "0"], 2, "CUDA is not available"),
+    # red team 2026-12-06: weights of another task, and --mask-ratio past the smallest image side
+    ("detect.py", ["--weights", "{C}", "--source", "{I}", "--imgsz", "64"], 2, "is not detections"),
+    ("train.py", ["--weights", "{C}", "--data", "{D}", *TRAIN], 2, "is not a detection model"),
+    ("segment/train.py", ["--weights", "{W}", "--data", "{D}", *TRAIN], 2, "is not a segmentation model"),
+    ("segment/train.py", ["--weights", "{W}", "--data", "{D}", *TRAIN, "--mask-ratio", "33"], 2, "in 1..32, got 33"),
+    ("classify/predict.py", ["--weights", "{W}", "--source", "{I}", "--imgsz", "32"], 2, "a detection model;"),
 ]
 
 

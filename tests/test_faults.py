@@ -19,7 +19,7 @@ import detect
 import export
 import val
 from tests.hardening_helpers import LAST_OUT, cli, float_tiff, make_dataset, one_error, save_tiny
-from utils.errors import CheckpointError, UserError, run_cli
+from utils.errors import CheckpointError, DataError, UserError, run_cli
 
 FULL = "/dev/full"  # every write fails with ENOSPC
 needs_dev_full = pytest.mark.skipif(not os.path.exists(FULL), reason="no /dev/full on this system")
@@ -201,6 +201,100 @@ def test_non_utf8_file_names_are_hashed_and_cached(tmp_path):
     assert ds.n == 4 and any(name in f for f in ds.im_files)
     assert cache_path_for(images, [str(labels / "1.txt")])[0].is_file()
     assert LoadImagesAndLabels(str(images), DataOptions(img_size=64, nc=2)).n == 4  # served from the cache
+
+
+def test_classify_folder_bomb_is_skipped_and_disk_cache_stays_out(tmp_path):
+    """Red team 2026-12-06: an image bomb in a class folder raised PIL's DecompressionBombError at the scan, and
+    --cache disk wrote a .npy beside every image."""
+    from tests.hardening_helpers import bomb_jpeg
+    from utils.classify.dataset import ClassificationDataset
+
+    root = tmp_path / "cls" / "train"
+    for c in "ab":
+        (root / c).mkdir(parents=True)
+        cv2.imwrite(str(root / c / "0.png"), np.full((20, 24, 3), 90 if c == "a" else 200, np.uint8))
+    bomb_jpeg(root / "a" / "bomb.jpg")
+    before = _tree(root)
+    ds = ClassificationDataset(root, imgsz=16, cache="disk")
+    assert [Path(f).name for f, _ in ds.samples] == ["0.png", "0.png"]
+    assert ds[0][0].shape == (3, 16, 16) and ds[1][1] == 1
+    assert _tree(root) == before
+    assert len(list((Path(os.environ["YOLOV5FLA_CACHE"]) / "images-cls").glob("0-*.npy"))) == 2
+
+
+def test_int8_calibration_skips_a_bomb(tmp_path):
+    """Red team 2026-12-06: export --int8 decoded a 30000 x 30000 JPEG header of its --data (minutes, GBs)."""
+    from tests.hardening_helpers import bomb_jpeg
+    from utils.deploy.calibration import calibration_images
+
+    data = make_dataset(tmp_path / "ds")
+    bomb_jpeg(data.parent / "images" / "val" / "bomb.jpg")
+    assert calibration_images(str(data), (32, 32), n=5).shape == (4, 3, 32, 32)
+
+
+def test_non_detection_outputs_and_bad_thresholds_are_user_errors():
+    """A classifier's (B, nc) output reached NMS as an IndexError; bad thresholds were a bare ValueError."""
+    import torch
+
+    from utils.errors import ArgumentError
+    from utils.nms import non_max_suppression
+
+    with pytest.raises(UserError, match="is not detections"):
+        non_max_suppression(torch.rand(2, 3))
+    with pytest.raises(ArgumentError, match="conf_thres"):  # also a ValueError, for Python callers
+        non_max_suppression(torch.rand(1, 4, 7), conf_thres=5.0)
+
+
+def test_corrupt_exported_files_are_exit_1(tmp_path):
+    """A text file named .tflite was a usage error (2); a text file named .onnx broke the hub with protobuf's error."""
+    from utils.classify.hub import is_classifier_file
+    from utils.deploy.backends import load_predictor
+
+    for suffix, module in ((".tflite", "ai_edge_litert.interpreter"), (".onnx", "onnx")):
+        f = tmp_path / f"text{suffix}"
+        f.write_text("not a model\n")
+        if suffix == ".tflite":
+            pytest.importorskip(module)
+            with pytest.raises(CheckpointError, match="cannot load TFLite model"):
+                load_predictor(str(f))
+        else:
+            pytest.importorskip(module)
+            with pytest.raises(CheckpointError, match="cannot load ONNX model"):
+                is_classifier_file(f)
+
+
+def test_non_utf8_names_never_reach_opencv(tmp_path):
+    """Red team 2026-12-06: segment/val.py on a dataset with a non-UTF-8 image name died of a segmentation fault
+    (cv2.imread, then cv2.putText of the name in the val mosaic): OpenCV 5.1 crashes on lone surrogates."""
+    from utils.data.image_io import decode, opencv_path_ok
+    from utils.data.sources import LoadImages
+    from utils.deploy.annotate import Annotator
+
+    name = os.fsdecode(b"bad\xff\xfename")
+    ok, png = cv2.imencode(".png", np.full((8, 8, 3), 7, np.uint8))
+    (tmp_path / f"{name}.png").write_bytes(png.tobytes())
+    (tmp_path / f"{name}.mp4").write_bytes(b"")
+    assert not opencv_path_ok(tmp_path / f"{name}.png") and opencv_path_ok(tmp_path / "plain.png")
+    assert decode(tmp_path / f"{name}.png").shape == (8, 8, 3)  # the loader's (non-strict) read
+    ann = Annotator(np.zeros((32, 64, 3), np.uint8))
+    ann.text((2, 2), name)
+    ann.box_label((1, 1, 20, 20), name)
+    with pytest.raises(DataError, match="not UTF-8"):
+        LoadImages(str(tmp_path / f"{name}.mp4"), img_size=32)
+
+
+def test_opencv_file_calls_go_through_the_guarded_helpers():
+    """detect.py --visualize / --heatmap on a non-UTF-8 image name also died in cv2.imwrite: image files are read by
+    utils/data/image_io.decode and written by utils/safe_write.write_image only (synthetic.py and device_dry.py
+    write their own ASCII names)."""
+    root = Path(__file__).resolve().parents[1]
+    allowed = {"utils/data/image_io.py", "utils/data/synthetic.py", "benchmarks/device_dry.py"}
+    for f in root.glob("**/*.py"):
+        rel = f.relative_to(root).as_posix()
+        if rel.startswith(("tests/", ".")) or rel in allowed:
+            continue
+        text = f.read_text(errors="replace")
+        assert "cv2.imwrite(" not in text and "cv2.imread(" not in text, rel
 
 
 def test_label_caches_never_go_into_the_dataset(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,16 +204,47 @@ FLAG_CASES = [
     (train, ["--imgsz", "-1"]), (train, ["--workers", "-3"]), (train, ["--label-smoothing", "1.5"]),
     (train, ["--patience", "-1"]), (train, ["--freeze", "-2"]),
     (export, ["--batch-size", "0"]), (export, ["--imgsz", "100000"]), (export, ["--opset", "99"]),
-    (export, ["--opset", "3"]),
+    (export, ["--opset", "3"]), (train, ["--evolve", "0"]), (train, ["--evolve", "-1"]),
+    # red team 2026-12-06: the segment / classify scripts, benchmarks.py and ablate.py
+    ("segment.predict", ["--conf-thres", "2"]), ("segment.predict", ["--iou-thres", "-0.1"]),
+    ("segment.predict", ["--max-det", "0"]), ("segment.predict", ["--vid-stride", "0"]),
+    ("segment.predict", ["--line-thickness", "0"]), ("segment.predict", ["--classes", "-1"]),
+    ("segment.val", ["--workers", "-1"]), ("segment.val", ["--conf-thres", "-1"]), ("segment.val", ["--max-det", "-3"]),
+    ("classify.predict", ["--imgsz", "0"]), ("classify.predict", ["--imgsz", "99999"]),
+    ("classify.predict", ["--vid-stride", "0"]), ("classify.val", ["--workers", "-1"]),
+    ("classify.val", ["--imgsz", "50000"]), ("classify.train", ["--workers", "-1"]),
+    ("classify.train", ["--label-smoothing", "2"]), ("classify.train", ["--lr0", "-1"]),
+    ("classify.train", ["--lr0", "nan"]), ("benchmarks.py", ["--batch-size", "0"]),
+    ("benchmarks.ablate", ["--cfgs", "a.yaml", "--data", "d", "--epochs", "0"]),
+    ("benchmarks.ablate", ["--cfgs", "a.yaml", "--data", "d", "--ray-cpus", "0"]),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("mod,argv", FLAG_CASES, ids=[f"{m.__name__}{' '.join(a)}" for m, a in FLAG_CASES])
+def _script(mod):
+    """A script module: an imported one, 'pkg.name', or a root 'name.py' (benchmarks.py: the benchmarks/ package
+    takes its import name)."""
+    import importlib
+    import importlib.util
+
+    if not isinstance(mod, str):
+        return mod
+    if not mod.endswith(".py"):
+        return importlib.import_module(mod)
+    spec = importlib.util.spec_from_file_location(f"_script_{mod[:-3]}", Path(__file__).parents[1] / mod)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "mod,argv", FLAG_CASES, ids=[f"{getattr(m, '__name__', m)}{' '.join(a)}" for m, a in FLAG_CASES]
+)
 def test_numeric_flags_are_range_checked_at_parse_time(mod, argv, capsys):
     with pytest.raises(SystemExit) as e:
-        mod.parse_opt(argv)
+        _script(mod).parse_opt(argv)
     err = capsys.readouterr().err
-    assert e.value.code == 2 and f"argument {argv[0]}" in err and "Traceback" not in err
+    flag = [a for a in argv if a.startswith("--")][-1]
+    assert e.value.code == 2 and f"argument {flag}" in err and "Traceback" not in err, err
 
 
 def test_imgsz_limit_holds_past_the_parser():

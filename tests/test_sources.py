@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from utils.data.sources import LoadImages, LoadStreams, is_stream, load_source
-from utils.errors import UserError
+from utils.errors import DataError, UserError
 
 
 def write_image(path: Path, h: int = 48, w: int = 64, value: int = 0) -> Path:
@@ -106,7 +106,7 @@ def test_undecodable_video_and_image(tmp_path):
     with pytest.raises(UserError, match="cannot decode video"):
         load_source(tmp_path / "bad.mp4")
     (tmp_path / "bad.jpg").write_bytes(b"garbage")
-    with pytest.raises(UserError, match="cannot read image"):
+    with pytest.raises(DataError, match="cannot read image"):  # an unusable file: exit 1
         list(load_source(tmp_path / "bad.jpg"))
 
 

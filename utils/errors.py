@@ -16,6 +16,10 @@ class UserError(Exception):
     exit_code = 2
 
 
+class ArgumentError(UserError, ValueError):
+    """A value out of range given to a library call (an NMS threshold): a ValueError to Python callers."""
+
+
 class DataError(UserError):
     """A dataset or image that cannot be used as given."""
 

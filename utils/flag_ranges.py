@@ -46,6 +46,7 @@ IMGSZ = in_range(int, 1, MAX_IMGSZ)
 FRACTION = in_range(float, 0.0, 1.0)
 NON_NEGATIVE = in_range(int, 0)
 POSITIVE = in_range(int, 1)
+NON_NEGATIVE_FLOAT = in_range(float, 0.0)  # learning rates, weight decay (nan refused)
 
 
 def onnx_opsets() -> tuple[int, int]:

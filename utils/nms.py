@@ -11,6 +11,7 @@ from typing import Callable, Sequence, Union
 import torch
 
 from utils.boxes import box_iou, xywh2xyxy
+from utils.errors import ArgumentError, UserError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -138,11 +139,14 @@ def non_max_suppression(
     the best, go to NMS, and `greedy_top` stops once max_det boxes are kept.
     """
     if not 0 <= conf_thres <= 1:
-        raise ValueError(f"conf_thres must be in [0, 1], got {conf_thres}")
+        raise ArgumentError(f"conf_thres must be in [0, 1], got {conf_thres}")
     if not 0 <= iou_thres <= 1:
-        raise ValueError(f"iou_thres must be in [0, 1], got {iou_thres}")
+        raise ArgumentError(f"iou_thres must be in [0, 1], got {iou_thres}")
     if isinstance(prediction, (list, tuple)):  # eval-mode model output (pred, feats)
         prediction = prediction[0]
+    if not isinstance(prediction, torch.Tensor) or prediction.ndim != 3 or prediction.shape[2] < 6 + nm:
+        shape = tuple(getattr(prediction, "shape", ()))
+        raise UserError(f"the model's output {shape} is not detections (B, N, 5 + classes): a classifier's weights?")
     bs = prediction.shape[0]
     nc = prediction.shape[2] - nm - 5
     multi_label &= nc > 1

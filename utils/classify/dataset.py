@@ -6,6 +6,7 @@ no class folders, or a class folder without images, is a one-line DataError.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -17,10 +18,12 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from utils.classify.augment import ClassifyAugment, ClassifyEval, to_chw_rgb
+from utils.data.image_io import ImageTooLarge, header_size
 from utils.data.labels import IMG_FORMATS
 from utils.data.loader import SEED_BASE, EpochSampler, InfiniteDataLoader, SeededCollate, SeededSamples, seed_worker
 from utils.data.sources import read_image
 from utils.errors import DataError
+from utils.paths import user_cache_dir
 
 LOGGER = logging.getLogger(__name__)
 
@@ -39,15 +42,25 @@ def split_dir(data: str | Path, split: str) -> Path:
     return d
 
 
-def _readable(f: str) -> bool:
-    """The file's header reads as an image of non-zero size (cheap: pixels are decoded only when used)."""
-    from PIL import Image
-
+def _unreadable(f: str) -> str:
+    """Why the file cannot be used ('' when its header reads as an image of a sane, non-zero size). Cheap: pixels
+    are decoded only when used."""
     try:
-        with Image.open(f) as im:
-            return im.size[0] > 0 and im.size[1] > 0
-    except (OSError, ValueError, SyntaxError):
-        return False
+        w, h, _ = header_size(f)
+    except ImageTooLarge as e:
+        return str(e)
+    except Exception:  # PIL cannot identify it (OSError, ValueError, SyntaxError, struct errors of a bad header)
+        return "the image cannot be decoded"
+    return "" if w > 0 and h > 0 else "the image cannot be decoded"
+
+
+def disk_cache_path(f: str) -> Path:
+    """--cache disk: the .npy of an image, in the user cache folder (dataset folders are never written), named by a
+    hash of the image's path, size and mtime."""
+    p = Path(f)
+    st = p.stat()
+    key = hashlib.sha1(os.fsencode(p.resolve()) + f"{st.st_size}-{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    return user_cache_dir() / "images-cls" / f"{p.stem}-{key}.npy"
 
 
 def scan_folder(root: str | Path, check: bool = True) -> Tuple[List[str], List[Tuple[str, int]]]:
@@ -65,8 +78,8 @@ def scan_folder(root: str | Path, check: bool = True) -> Tuple[List[str], List[T
                 continue
             if f.rsplit(".", 1)[-1].lower() not in IMG_FORMATS:
                 LOGGER.warning(f"skipping {f}: not a supported image format ({', '.join(IMG_FORMATS)})")
-            elif check and not _readable(f):
-                LOGGER.warning(f"skipping {f}: the image cannot be decoded")
+            elif check and (why := _unreadable(f)):
+                LOGGER.warning(f"skipping {f}: {why}")
             else:
                 samples.append((f, i))
                 good += 1
@@ -78,7 +91,8 @@ def scan_folder(root: str | Path, check: bool = True) -> Tuple[List[str], List[T
 class ClassificationDataset(Dataset):
     """Item i -> (image (3, size, size) uint8 RGB, class index). Train: official augmentations; else the eval crop.
 
-    cache: 'ram' keeps decoded images in memory, 'disk' a .npy beside each image (as official); None reads each time.
+    cache: 'ram' keeps decoded images in memory, 'disk' a .npy per image in the user cache folder (official: beside
+    the image); None reads each time.
     """
 
     def __init__(self, root: str | Path, imgsz: int = 224, augment: bool = False, cache: str | bool | None = None):
@@ -100,9 +114,15 @@ class ClassificationDataset(Dataset):
                 self.ims[i] = read_image(f)
             return self.ims[i]
         if self.cache == "disk":
-            npy = Path(f).with_suffix(".npy")
-            if not npy.exists():
-                np.save(npy, read_image(f))
+            npy = disk_cache_path(f)
+            if not npy.is_file():
+                im = read_image(f)
+                if im is None:
+                    return None
+                npy.parent.mkdir(parents=True, exist_ok=True)
+                tmp = npy.with_name(f"{npy.stem}.{os.getpid()}.tmp.npy")
+                np.save(tmp, im)
+                os.replace(tmp, npy)  # whole or absent, when workers race or the disk fills
             return np.load(npy)
         return read_image(f)
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from utils.classify.predict import classifier_predictor, postprocess, preprocess, top_k
 from utils.deploy.predictor import ModelPredictor, Predictor
-from utils.errors import UserError
+from utils.errors import CheckpointError, UserError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -37,7 +37,10 @@ def is_classifier_file(path: Union[str, Path]) -> bool:
             import onnx
         except ImportError:
             return False
-        proto = onnx.load(str(path), load_external_data=False)
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # onnx raises protobuf's DecodeError and others for a file that is not ONNX
+            raise CheckpointError(f"cannot load ONNX model {path}: {str(e).splitlines()[0] if str(e) else e!r}") from e
         meta = {p.key: p.value for p in proto.metadata_props}
         if "task" in meta:
             return meta["task"].strip('"') == "classify"
@@ -82,12 +85,12 @@ class Classifier(nn.Module):
     def forward(self, ims: Union[torch.Tensor, Any, Sequence[Any]], size: int | None = None, bgr: bool = False):
         if isinstance(ims, torch.Tensor):
             return self.model(ims)
-        from utils.deploy.hub import _to_rgb
+        from utils.deploy.hub import _to_rgb, check_size_arg
 
         items = list(ims) if isinstance(ims, (list, tuple)) else [ims]
         rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
         fixed = self.model.imgsz  # a static export takes its own size and batch only
-        size = int(fixed[0]) if fixed else size or self.size
+        size = int(fixed[0]) if fixed else check_size_arg(self.size if size is None else size)
         x = self.model.prepare(torch.stack([preprocess(np.ascontiguousarray(im[..., ::-1]), size) for im in rgb]))
         step = self.model.batch or len(x)
         probs = [p for i in range(0, len(x), step) for p in postprocess(self.model(x[i : i + step]))]

@@ -76,7 +76,9 @@ class ClassifyEvaluator:
 
     def postprocess(self, preds: torch.Tensor, batch: Sequence[Any]) -> torch.Tensor:
         """logits (B, nc) -> softmax probabilities (B, nc)."""
-        return preds.float().softmax(1)
+        from utils.classify.predict import check_logits
+
+        return check_logits(preds).float().softmax(1)
 
     def update(self, results: Sequence[torch.Tensor], batch: Sequence[Any]) -> None:
         """results: (nc,) probabilities per image; batch[1]: labels (B,)."""

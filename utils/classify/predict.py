@@ -13,6 +13,7 @@ from utils.classify.augment import center_crop, normalize, to_chw_rgb
 from utils.deploy.annotate import Annotator
 from utils.deploy.predict_io import PredictionSaver, write_image
 from utils.deploy.predictor import Predictor
+from utils.errors import UserError
 
 LOGGER = logging.getLogger(__name__)
 TOP_K = 5
@@ -39,14 +40,30 @@ class NormalizedInput(Predictor):
         return self.inner.run(normalize(im * 255).to(im.dtype))
 
 
+NOT_A_CLASSIFIER = "these weights are a {} model; classification needs a classifier (-cls) model"
+
+
 def classifier_predictor(predictor: Predictor) -> Predictor:
-    """The predictor a classification loop calls with 0-1 images, whatever the backend."""
+    """The predictor a classification loop calls with 0-1 images, whatever the backend. A detection or segmentation
+    model is refused here when its kind is known (PyTorch, or a segmentation graph), else at its first output."""
+    model = predictor.members()[0] if predictor.pt and hasattr(predictor, "members") else None
+    is_cls = getattr(model, "task", "") == "classify" if model is not None else predictor.task != "segment"
+    if not is_cls:
+        raise UserError(NOT_A_CLASSIFIER.format("segmentation" if predictor.task == "segment" else "detection"))
     return predictor if predictor.pt else NormalizedInput(predictor)
+
+
+def check_logits(logits) -> torch.Tensor:
+    """A classifier's output must be float (B, nc) scores; a detector's (B, N, 5 + nc) or a segmenter's tuple is a
+    UserError naming the mix-up."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise UserError(NOT_A_CLASSIFIER.format("segmentation" if isinstance(logits, tuple) else "detection"))
+    return logits
 
 
 def postprocess(logits: torch.Tensor, **_) -> List[torch.Tensor]:
     """logits (B, nc) -> per image (nc,) softmax probabilities (float32)."""
-    return list(logits.float().softmax(1))
+    return list(check_logits(logits).float().softmax(1))
 
 
 def top_k(prob: torch.Tensor, k: int = TOP_K) -> List[Tuple[int, float]]:

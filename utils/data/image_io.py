@@ -61,6 +61,16 @@ def check_array(im: np.ndarray, what: str = "image") -> None:
     check_size(im.shape[1], im.shape[0], what)
 
 
+def opencv_path_ok(path: Union[str, Path]) -> bool:
+    """Whether OpenCV may be given this path: a name that is not valid UTF-8 (Python holds its bytes as lone
+    surrogates) crashes cv2.imread / imwrite / VideoCapture / VideoWriter with a segmentation fault (OpenCV 5.1)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode(path: Union[str, Path], flags: int = cv2.IMREAD_COLOR, strict: bool = False) -> np.ndarray | None:
     """BGR uint8 (H, W, 3) of an image file (non-ASCII paths too), its header size checked first.
 
@@ -74,7 +84,7 @@ def decode(path: Union[str, Path], flags: int = cv2.IMREAD_COLOR, strict: bool =
         raise
     except Exception:  # PIL cannot identify it: neither can the label scan, so no reader uses it
         return None
-    im = None if strict else cv2.imread(str(path), flags)  # reads a truncated JPEG as far as it goes
+    im = None if strict or not opencv_path_ok(path) else cv2.imread(str(path), flags)  # a truncated JPEG: read as-is
     if im is not None:
         return im
     try:  # imread cannot open some non-ASCII paths (Windows): decode the bytes instead

@@ -16,7 +16,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from utils.data.image_io import decode
+from utils.data.image_io import decode, opencv_path_ok
 from utils.data.labels import IMG_FORMATS
 from utils.errors import DataError, UserError
 
@@ -120,6 +120,8 @@ class LoadImages:
 
     @staticmethod
     def _check_video(path: str) -> None:
+        if not opencv_path_ok(path):
+            raise DataError(f"cannot open video {path!r}: OpenCV cannot open a file name that is not UTF-8; rename it")
         with _quiet_opencv():
             cap = cv2.VideoCapture(path)
             ok = cap.isOpened() and cap.read()[0]
@@ -177,7 +179,7 @@ class LoadImages:
                 continue
             if im0 is None:
                 if self.nf == 1:
-                    raise UserError(f"cannot read image: {path}")
+                    raise DataError(f"cannot read image: {path}")
                 LOGGER.warning("WARNING: skipping %s: cannot read image", path)
                 continue
             desc = f"image {self.count}/{self.nf} {path}: "

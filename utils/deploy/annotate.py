@@ -82,6 +82,11 @@ def load_font(size: int = 12) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+def printable(text: str) -> str:
+    """text with the lone surrogates of a non-UTF-8 file name replaced (cv2.putText crashes on them, PIL raises)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 class Annotator:
     """Draw labelled boxes on a BGR uint8 image (H, W, 3) with OpenCV, or with PIL (pil=True or non-ASCII labels)."""
 
@@ -113,6 +118,7 @@ class Annotator:
         if isinstance(box, torch.Tensor):
             box = box.tolist()
         x1, y1, x2, y2 = (int(round(float(v))) for v in box[:4])
+        label = printable(label)
         if self.pil:
             self._box_label_pil((x1, y1, x2, y2), label, color[::-1], txt_color[::-1])
             return
@@ -139,6 +145,7 @@ class Annotator:
 
     def text(self, xy: Tuple[int, int], text: str, txt_color: Color = (255, 255, 255)) -> None:
         """Plain text with its top-left corner at xy."""
+        text = printable(text)
         if self.pil:
             self.draw.text(xy, text, fill=txt_color[::-1], font=self.font)
         else:

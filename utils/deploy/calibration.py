@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-import cv2
 import numpy as np
 
+from utils.data.image_io import ImageTooLarge, decode
 from utils.errors import UserError
 
 LOGGER = logging.getLogger(__name__)
@@ -43,10 +43,16 @@ def calibration_images(data: Optional[str], imgsz: Tuple[int, int], n: int = 64)
         raise UserError(f"--int8: no calibration images found in {data}")
     batch = []
     for f in files[:n]:
-        im = cv2.imread(str(f))
+        try:
+            im = decode(f)  # the header's pixel count is checked before decoding
+        except ImageTooLarge as e:
+            LOGGER.warning("WARNING: int8 calibration skips %s: %s", f, e)
+            continue
         if im is None:
             continue
         im = letterbox(im, imgsz, auto=False)[0]
         batch.append(im[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0)
+    if not batch:
+        raise UserError(f"--int8: none of the calibration images in {data} could be read")
     LOGGER.info("int8: calibrating on %d images of %s", len(batch), data)
     return np.ascontiguousarray(np.stack(batch))

@@ -7,10 +7,11 @@ import math
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
-import cv2
 import numpy as np
 import torch
 import torch.nn as nn
+
+from utils.safe_write import write_image
 
 LOGGER = logging.getLogger(__name__)
 
@@ -108,5 +109,5 @@ class FeatureMapWriter:
         for folder, x in zip(self._folders, out):
             x = x[: self.n].detach().float().cpu()  # (c, H, W)
             folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / f"{name}.png"), feature_grid(x, self.n, self.cols, scale))
+            write_image(folder / f"{name}.png", feature_grid(x, self.n, self.cols, scale))  # any file name, atomic
             np.save(folder / f"{name}.npy", x.numpy())

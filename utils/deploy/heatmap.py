@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from utils.deploy.predictor import ModelPredictor
 from utils.errors import UserError
+from utils.safe_write import write_image
 
 LOGGER = logging.getLogger(__name__)
 ATTENTION_TYPES = ("FLA", "C3FLA")
@@ -172,7 +173,7 @@ class HeatmapWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         for b, (stem, im0, det) in enumerate(zip(names, images, dets)):
             cam = unletterbox(maps[b], im0.shape[:2])
-            cv2.imwrite(str(self.dir / f"{stem}_cam.png"), draw_boxes(overlay(im0, cam), det))
+            write_image(self.dir / f"{stem}_cam.png", draw_boxes(overlay(im0, cam), det))  # any file name, atomic
             if cap is not None and cap.x is not None:
                 self._attention(cap.x[b : b + 1], x.shape[2:], stem, im0, det)
             self.count += 1
@@ -194,7 +195,7 @@ class HeatmapWriter:
         full = cv2.resize(row, (int(in_hw[1]), int(in_hw[0])), interpolation=cv2.INTER_NEAREST)
         im = draw_boxes(overlay(im0, unletterbox(full, (h0, w0))), det)
         cv2.drawMarker(im, (int(cx), int(cy)), (255, 255, 255), cv2.MARKER_CROSS, 24, 3)
-        cv2.imwrite(str(self.dir / f"{stem}_attention.png"), im)
+        write_image(self.dir / f"{stem}_attention.png", im)
 
     def close(self) -> None:
         if self.count:

@@ -22,7 +22,7 @@ from utils.data.sources import read_image
 from utils.deploy.annotate import draw_detections
 from utils.deploy.predict import NMSOptions, postprocess, summarize, warmup_nms
 from utils.deploy.predictor import ModelPredictor, Predictor
-from utils.errors import UserError
+from utils.errors import DataError, UserError
 from utils.flag_ranges import MAX_IMGSZ
 from utils.paths import increment_path
 from utils.torch_utils import time_sync
@@ -32,12 +32,19 @@ LOGGER = logging.getLogger(__name__)
 ImageLike = Union[str, Path, np.ndarray, Image.Image]
 
 
+def check_size_arg(size: Any) -> int:
+    """The hub's `size` argument: an int image side in 1..MAX_IMGSZ, else a UserError."""
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or not 1 <= size <= MAX_IMGSZ:
+        raise UserError(f"size must be an int between 1 and {MAX_IMGSZ} pixels, got {size!r}")
+    return int(size)
+
+
 def _to_rgb(im: ImageLike, i: int, bgr: bool) -> tuple:
     """One input -> (RGB uint8 (H, W, 3), file name)."""
     if isinstance(im, (str, Path)):
         arr = read_image(im)
         if arr is None:
-            raise UserError(f"cannot read image: {im}")
+            raise DataError(f"cannot read image: {im}")
         return np.ascontiguousarray(arr[..., ::-1]), Path(im).name
     if isinstance(im, Image.Image):
         check_size(im.width, im.height, f"image {i}")
@@ -102,9 +109,7 @@ class Detector(nn.Module):
         items = list(ims) if isinstance(ims, (list, tuple)) else [ims]
         if not items:
             raise UserError("no images given")
-        size = self.size if size is None else size
-        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or not 1 <= size <= MAX_IMGSZ:
-            raise UserError(f"size must be an int between 1 and {MAX_IMGSZ} pixels, got {size!r}")
+        size = check_size_arg(self.size if size is None else size)
         rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
         batch, shape = _letterbox_batch(list(rgb), int(size), self.stride)
         x = self.model.prepare(torch.from_numpy(batch))

@@ -9,7 +9,7 @@ from typing import Optional, Union
 import numpy as np
 import yaml
 
-from utils.errors import UserError
+from utils.errors import CheckpointError, UserError
 from utils.names import names_dict
 from utils.yaml_io import read_yaml_mapping
 
@@ -78,7 +78,7 @@ class OpenVINOSession:
         try:
             model = core.read_model(str(xml), str(xml.with_suffix(".bin")))
         except RuntimeError as e:
-            raise UserError(f"cannot load OpenVINO model {xml}: {str(e).splitlines()[0]}") from e
+            raise CheckpointError(f"cannot load OpenVINO model {xml}: {str(e).splitlines()[0]}") from e
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if precision:
             config["INFERENCE_PRECISION_HINT"] = precision

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from utils.boxes import xyxy2xywh
+from utils.data.image_io import opencv_path_ok
 from utils.deploy.annotate import draw_detections, save_one_box
 from utils.paths import increment_path
 from utils.safe_write import write_image, write_text, writing
@@ -149,6 +150,8 @@ class PredictionSaver:
             fps = fps if fps and fps > 0 else 30.0
             h, w = im.shape[:2]
             out = path.with_suffix(".mp4")
+            if not opencv_path_ok(out):  # OpenCV crashes on a non-UTF-8 name: write under a readable one
+                out = out.with_name(os.fsencode(out.name).decode("utf-8", "replace"))
             self.vid_writers[i] = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
         self.vid_writers[i].write(im)
 

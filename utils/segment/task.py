@@ -26,7 +26,9 @@ from utils.task import Task
 from utils.train.config import TrainConfig
 from utils.train.data import check_labels, sampling_weights
 from utils.train.setup import rank_zero_first
-from utils.train.tasks import DETECT
+from utils.train.tasks import DETECT, task_model
+
+MAX_MASK_RATIO = 32  # the smallest image side the loaders make (one stride)
 
 
 def train_loader(config: TrainConfig, imgsz: int, stride: int, start_epoch: int = 0, mask_ratio: int = 4,
@@ -93,14 +95,26 @@ def annotate(im: np.ndarray, result: SegResult, names: Mapping[int, str], line_w
     return draw_detections(im, result.det, dict(names), line_width, hide_labels, hide_conf)
 
 
+def segmentation_model(config: TrainConfig, resume_ckpt: Mapping[str, Any] | None = None) -> torch.nn.Module:
+    """DETECT's model from --cfg/--weights, which must end in a Segment head (a -seg yaml or -seg weights)."""
+    from models.yolo import Segment
+
+    model = task_model(config, resume_ckpt)
+    if not isinstance(model.model[-1], Segment):
+        what = f"--cfg {config.cfg}" if config.cfg else f"--weights {config.weights}"
+        raise UserError(f"{what} is not a segmentation model; give a -seg yaml (e.g. yolov5s-seg.yaml) or -seg weights")
+    return model
+
+
 def segment_task(mask_ratio: int = 4, overlap: bool = True) -> Task:
     """The segmentation Task; mask_ratio and overlap as segment/train.py's --mask-ratio and (not) --no-overlap."""
-    if mask_ratio < 1:
-        raise UserError(f"--mask-ratio must be a positive integer, got {mask_ratio}")
+    if not 1 <= mask_ratio <= MAX_MASK_RATIO:  # masks are (H / ratio, W / ratio); every side is at least 32
+        raise UserError(f"--mask-ratio must be an integer in 1..{MAX_MASK_RATIO}, got {mask_ratio}")
     masks = dict(mask_ratio=mask_ratio, overlap=overlap)
     return dataclasses.replace(
         DETECT,
         name="segment",
+        build_model=segmentation_model,
         loss_names=LOSS_NAMES,
         metric_names=tuple(m.split("/", 1)[1] for m in METRIC_NAMES),
         train_loader=lambda c, imgsz, stride, start_epoch=0: train_loader(c, imgsz, stride, start_epoch, **masks),

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from utils.deploy.annotate import draw_detections
 from utils.deploy.predict import NMSOptions, postprocess
+from utils.errors import UserError
 from utils.task import Task
 from utils.torch_utils import de_parallel
 from utils.train.config import TrainConfig
@@ -26,9 +27,22 @@ from utils.val.evaluate import DetectionEvaluator, EvalOptions
 
 
 def detection_model(config: TrainConfig, resume_ckpt: Mapping[str, Any] | None = None) -> nn.Module:
+    """task_model() refused when it is a segmentation model (segment/train.py trains those)."""
+    from models.yolo import Segment
+
+    model = task_model(config, resume_ckpt)
+    if isinstance(model.model[-1], Segment):
+        what = f"--cfg {config.cfg}" if config.cfg else f"--weights {config.weights}"
+        raise UserError(f"{what} is a segmentation model; train it with segment/train.py")
+    return model
+
+
+def task_model(config: TrainConfig, resume_ckpt: Mapping[str, Any] | None = None) -> nn.Module:
     """DetectionModel from --cfg/--weights (a resume: the interrupted run's exact fp32 weights), layers frozen."""
     weights, cfg = (config.resume_path, "") if resume_ckpt is not None else (config.weights, config.cfg)
     model, _ = build_model(cfg, weights, config.nc, list(config.names), config.hyp.get("anchors"))
+    if getattr(model, "task", "") == "classify" or not hasattr(model.model[-1], "nl"):
+        raise UserError(f"{weights} is not a detection model (a classifier?); give detection weights or a --cfg yaml")
     if resume_ckpt is not None:
         model.load_state_dict(fp32_state(resume_ckpt["model"]["state_dict"]))
     freeze_layers(model, list(config.freeze))

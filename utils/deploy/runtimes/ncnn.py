@@ -9,7 +9,7 @@ import torch
 
 from utils.deploy.predictor import Predictor, register_backend
 from utils.deploy.runtimes.meta import apply_meta, need, read_meta_yaml
-from utils.errors import UserError
+from utils.errors import CheckpointError, UserError
 
 
 @register_backend("_ncnn_model")
@@ -30,7 +30,7 @@ class NCNNBackend(Predictor):
         if threads:
             self.net.opt.num_threads = int(threads)
         if self.net.load_param(str(param)) or self.net.load_model(str(weights)):
-            raise UserError(f"cannot load NCNN model {f}")
+            raise CheckpointError(f"cannot load NCNN model {f}")
         self.ncnn, self.batch = ncnn, None  # per-image runs: any batch size
 
     def run(self, im: torch.Tensor) -> torch.Tensor:

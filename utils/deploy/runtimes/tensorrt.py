@@ -10,7 +10,7 @@ import torch
 
 from utils.deploy.predictor import Predictor, register_backend
 from utils.deploy.runtimes.meta import apply_meta, need
-from utils.errors import UserError
+from utils.errors import CheckpointError, UserError
 
 
 def read_engine(f: Path) -> Tuple[Dict[str, Any], bytes]:
@@ -20,7 +20,7 @@ def read_engine(f: Path) -> Tuple[Dict[str, Any], bytes]:
     try:
         meta = json.loads(data[4 : 4 + n])
     except ValueError as e:
-        raise UserError(f"{f} has no YOLOv5-FLA metadata header: {e}") from e
+        raise CheckpointError(f"{f} has no YOLOv5-FLA metadata header: {e}") from e
     return meta, data[4 + n :]
 
 
@@ -39,7 +39,7 @@ class TensorRTBackend(Predictor):
         apply_meta(self, meta)
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(blob)
         if self.engine is None:
-            raise UserError(f"cannot load TensorRT engine {f} (built for another TensorRT version or GPU?)")
+            raise CheckpointError(f"cannot load TensorRT engine {f} (built for another TensorRT version or GPU?)")
         self.context = self.engine.create_execution_context()
         self.fp16 = self.engine.get_tensor_dtype("images") == trt.DataType.HALF
         shape = tuple(self.engine.get_tensor_shape("output0"))

@@ -15,7 +15,7 @@ import torch
 
 from utils.deploy.predictor import Predictor, register_backend
 from utils.deploy.runtimes.meta import apply_meta, need, read_meta_yaml
-from utils.errors import UserError
+from utils.errors import CheckpointError
 
 
 def read_tflite_meta(f: Path) -> Dict[str, Any]:
@@ -51,7 +51,7 @@ class TFLiteBackend(Predictor):
             self.interpreter = _interpreter(f, threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise UserError(f"cannot load TFLite model {f}: {str(e).splitlines()[0]}") from e
+            raise CheckpointError(f"cannot load TFLite model {f}: {str(e).splitlines()[0]}") from e
         self.input = self.interpreter.get_input_details()[0]
         self.outputs = self.interpreter.get_output_details()
         _, h, w, _ = (int(s) for s in self.input["shape"])
@@ -86,7 +86,7 @@ class SavedModelBackend(Predictor):
             self.loaded = tf.saved_model.load(str(f))  # held: the signature needs its variables
             self.fn = self.loaded.signatures["serving_default"]
         except (OSError, KeyError, ValueError) as e:
-            raise UserError(f"cannot load TF SavedModel {f}: {str(e).splitlines()[0]}") from e
+            raise CheckpointError(f"cannot load TF SavedModel {f}: {str(e).splitlines()[0]}") from e
         self.tf = tf
 
     def run(self, im: torch.Tensor) -> torch.Tensor:
@@ -110,7 +110,7 @@ class GraphDefBackend(Predictor):
         try:
             graph_def.ParseFromString(f.read_bytes())
         except Exception as e:  # protobuf's DecodeError
-            raise UserError(f"cannot load TF GraphDef {f}: {e}") from e
+            raise CheckpointError(f"cannot load TF GraphDef {f}: {e}") from e
         inputs, outputs = meta.get("pb_inputs", ["x:0"]), meta.get("pb_outputs", ["Identity:0"])
         wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
         g = wrapped.graph
