@@ -1,0 +1,81 @@
+"""Segmentation through torch.hub and the Python API (utils/segment/hub.py): masks per image, as segment/predict.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from utils.segment.ops import polygon_mask
+
+
+@pytest.fixture(scope="module")
+def seg_hub(shared):
+    """torch.hub 'custom' on the shared -seg weights (one load for the module), at 320."""
+    from tests.conftest import ROOT
+
+    w = shared / "weights" / "yolov5n-seg-coco128.pt"
+    if not w.is_file():
+        pytest.skip("../shared/weights/yolov5n-seg-coco128.pt is absent")
+    m = torch.hub.load(str(ROOT), "custom", path=str(w), source="local", device="cpu")
+    m.size = 320
+    return m
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize("retina", [True, False])
+def test_hub_seg_masks_match_predict(seg_hub, shared, tmp_path, retina):
+    """bus.jpg: one (H, W) bool mask per box at the image's size, and each matches segment/predict.py's polygon
+    (same classes in the same order, polygon-mask IoU >= 0.9): retina_masks (the default) as --retina-masks,
+    retina_masks=False as predict.py's default."""
+    from segment.predict import main, parse_opt
+    from utils.segment.hub import SegDetections
+
+    bus = shared / "images" / "bus.jpg"
+    seg_hub.retina_masks = retina
+    try:
+        r = seg_hub(bus)
+    finally:
+        seg_hub.retina_masks = True
+    assert isinstance(r, SegDetections) and len(r.masks) == len(r.xyxy) == 1
+    h, w = r.ims[0].shape[:2]
+    masks, boxes = r.masks[0], r.xyxy[0]
+    assert len(boxes) >= 4 and masks.shape == (len(boxes), h, w) and masks.dtype == torch.bool
+    assert all(m.any() for m in masks)
+    out = main(parse_opt(["--weights", str(shared / "weights" / "yolov5n-seg-coco128.pt"), "--source", str(bus),
+                          "--img", "320", "--save-txt", "--save-conf", "--nosave", "--project", str(tmp_path),
+                          *(["--retina-masks"] if retina else [])]))  # fmt: skip
+    rows = [list(map(float, s.split())) for s in (out / "labels" / "bus.txt").read_text().splitlines()]
+    rows = sorted(rows, key=lambda x: -x[-1])  # predict.py writes them lowest confidence first
+    assert [int(x[0]) for x in rows] == boxes[:, 5].int().tolist()
+    for row, ours in zip(rows, masks.numpy()):
+        theirs = polygon_mask((h, w), np.array(row[1:-1]).reshape(-1, 2) * [w, h]).astype(bool)
+        assert (theirs & ours).sum() / (theirs | ours).sum() >= 0.9
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_hub_seg_views_render_crop(seg_hub, shared, tmp_path):
+    """Indexing keeps masks, render/save draw them (pixels inside a mask change colour), crop() adds each mask's crop,
+    polygons() follow the masks, a bare tensor gives the raw (pred, protos), and detection's load refuses it."""
+    from utils.deploy.hub import load as load_detector
+    from utils.errors import UserError
+
+    rgb = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(shared / "images" / "bus.jpg").convert("RGB"))
+    r = seg_hub([rgb, rgb[:400, :300]])
+    assert len(r) == 2 and [m.shape[1:] for m in r.masks] == [rgb.shape[:2], (400, 300)]
+    one = r[1]
+    assert one.masks[0].shape == r.masks[1].shape and len(one.xyxy[0]) == len(one.masks[0])
+    drawn = r.render(labels=False)[0]
+    inside = r.masks[0][0].numpy()
+    assert (drawn[inside] != rgb[inside]).any(axis=-1).mean() > 0.9
+    saved = r.save(tmp_path / "exp")
+    assert (saved / "image0.jpg").is_file() and (saved / "image1.jpg").is_file()
+    crops = r[0].crop(save=True, save_dir=tmp_path / "crops")
+    assert len(crops) == len(r.xyxy[0]) and crops[0]["mask"].shape == crops[0]["im"].shape[:2]
+    assert any((tmp_path / "crops" / "crops").rglob("*.jpg"))
+    polys = r.polygons(normalize=True)[0]
+    assert len(polys) == len(r.masks[0]) and all(0 <= p.min() and p.max() <= 1 for p in polys)
+    raw = seg_hub(torch.zeros(1, 3, 64, 64))
+    assert raw[0].shape[0] == 1 and raw[1].shape == (1, 32, 16, 16)
+    with pytest.raises(UserError, match="segment model"):
+        load_detector(seg_hub.model)(rgb)
