@@ -170,6 +170,7 @@ def test_official_seg_val_parity(shared):
     m = run_val(opt, None, plots=False)
     assert m.seen == ref["images"] and int(m.nt.sum()) == ref["instances"]
     assert np.allclose(m.row, ref["box"] + ref["mask"], atol=0.005), (m.row, ref)
+    assert m.names[0] == "person" and m.names[79] == "toothbrush"  # class names (--verbose table, plots), not ids
 
 
 def _instances(f):
