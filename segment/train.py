@@ -49,6 +49,11 @@ def main(opt: argparse.Namespace) -> Path:
     if not opt.resume and not opt.weights and not opt.cfg:
         LOGGER.info("no --weights or --cfg given: training yolov5s-seg.yaml from scratch")
         opt.cfg = "yolov5s-seg.yaml"
+    if not opt.resume and not opt.data:  # train.py's default is the built-in shapes; here with polygon labels
+        from utils.data.synthetic import ensure_builtin_dataset
+
+        opt.data = str(ensure_builtin_dataset(segments=True))
+        LOGGER.info("no --data given: training on the built-in shapes dataset with polygon labels (%s)", opt.data)
     task = segment_task(mask_ratio=opt.mask_ratio, overlap=not opt.no_overlap)
     return train(resolve_config(opt), task=task)
 

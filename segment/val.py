@@ -27,7 +27,7 @@ COMPAT = (
 def parse_opt(argv=None) -> argparse.Namespace:
     """segment/val.py flags, as YOLOv5's."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data", type=str, default=None, help="dataset yaml with polygon labels, e.g. coco128-seg.yaml")
+    p.add_argument("--data", type=str, default=None, help="dataset yaml with polygons (default: built-in shapes)")
     p.add_argument("--weights", nargs="+", type=str, default=["yolov5s-seg.pt"], help="model path (.pt, .onnx, ...)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size")
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="inference size (pixels)")
@@ -65,6 +65,11 @@ def main(opt: argparse.Namespace):
         LOGGER.warning("WARNING: confidence threshold %g > 0.001 produces invalid results", opt.conf_thres)
     if opt.task == "speed":
         opt.conf_thres, opt.iou_thres, opt.save_json = 0.25, 0.45, False
+    if not opt.data:  # as segment/train.py: the built-in shapes with polygon labels
+        from utils.data.synthetic import ensure_builtin_dataset
+
+        opt.data = str(ensure_builtin_dataset(segments=True))
+        LOGGER.info("no --data given: validating on the built-in shapes dataset with polygon labels (%s)", opt.data)
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     metrics = run_val(opt, save_dir, plots=not opt.noplots and opt.task != "speed")
     LOGGER.info("Results saved to %s", save_dir)
