@@ -55,7 +55,8 @@ def run_val(opt: argparse.Namespace, save_dir: Path | None, plots: bool = True) 
     nc = 1 if opt.single_cls else int(data["nc"])
     names = names_list(model.names) if model.names else names_list(data["names"])  # the predictor's: {i: name}
     if not opt.single_cls and len(names) != nc:
-        raise UserError(f"{weights} has {len(names)} classes but --data {opt.data} has {nc}; pass matching weights")
+        raise UserError(f"{weights} has {len(names)} classes but --data {opt.data} has {nc}: pass the model's dataset "
+                        "(e.g. --data coco128-seg.yaml for COCO models) or matching weights")  # fmt: skip
     speed = opt.task == "speed"
     imgsz, batch_size, rect, pad = loader_settings(model, opt.imgsz, opt.batch_size, speed)
     split = "val" if opt.task in ("speed", "study") else opt.task
