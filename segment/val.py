@@ -51,6 +51,13 @@ def parse_opt(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def run(opt: argparse.Namespace, save_dir: Path | None = None, plots: bool = False):
+    """Validate without the CLI's set-up (benchmarks.py): UserError is raised, nothing written without save_dir."""
+    from utils.segment.val_run import run_val
+
+    return run_val(opt, save_dir, plots=plots)
+
+
 @run_cli
 def main(opt: argparse.Namespace):
     """Validate; returns the SegMetrics (box and mask figures)."""

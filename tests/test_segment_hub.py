@@ -79,3 +79,31 @@ def test_hub_seg_views_render_crop(seg_hub, shared, tmp_path):
     assert raw[0].shape[0] == 1 and raw[1].shape == (1, 32, 16, 16)
     with pytest.raises(UserError, match="segment model"):
         load_detector(seg_hub.model)(rgb)
+
+
+def test_benchmark_row_of_a_seg_model(shared, tmp_path, monkeypatch):
+    """benchmarks.py on a -seg .pt validates with segment/val.py: the row's mAP is the mask mAP50-95."""
+    import argparse
+    import shutil
+
+    import yaml
+
+    from segment import val as seg_val
+    from utils.deploy.benchmark import bench_one, is_segment_file
+
+    src = shared / "data" / "coco128-seg"
+    for f in sorted((src / "images" / "train2017").glob("*.jpg"))[:2]:
+        for sub, ext in (("images", ".jpg"), ("labels", ".txt")):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            shutil.copy(src / sub / "train2017" / f"{f.stem}{ext}", tmp_path / sub)
+    names = yaml.safe_load((src / "coco128-seg.yaml").read_text())["names"]
+    data = tmp_path / "d.yaml"
+    data.write_text(yaml.safe_dump({"path": str(tmp_path), "train": "images", "val": "images", "names": names}))
+    pt = shared / "weights" / "yolov5n-seg-coco128.pt"
+    assert is_segment_file(pt) and not is_segment_file(shared / "weights" / "yolov5n.pt")
+    opt = argparse.Namespace(data=str(data), imgsz=128, batch_size=2, device="cpu", half=False, test=False)
+    runs, real = [], seg_val.run
+    monkeypatch.setattr(seg_val, "run", lambda o: runs.append(real(o)) or runs[-1])
+    row = bench_one("PyTorch", "pt", False, pt, tmp_path, opt, segment=True)
+    assert row.status == "ok" and len(runs) == 1 and runs[0].row[7] > 0
+    assert row.map == pytest.approx(runs[0].row[7]) and row.ms == pytest.approx(runs[0].speeds[1])
