@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -84,7 +86,6 @@ def test_hub_seg_views_render_crop(seg_hub, shared, tmp_path):
 def test_benchmark_row_of_a_seg_model(shared, tmp_path, monkeypatch):
     """benchmarks.py on a -seg .pt validates with segment/val.py: the row's mAP is the mask mAP50-95."""
     import argparse
-    import shutil
 
     import yaml
 
@@ -107,3 +108,23 @@ def test_benchmark_row_of_a_seg_model(shared, tmp_path, monkeypatch):
     row = bench_one("PyTorch", "pt", False, pt, tmp_path, opt, segment=True)
     assert row.status == "ok" and len(runs) == 1 and runs[0].row[7] > 0
     assert row.map == pytest.approx(runs[0].row[7]) and row.ms == pytest.approx(runs[0].speeds[1])
+
+
+def test_segment_val_without_data_uses_polygon_builtin(shared, tmp_path, monkeypatch, capsys):
+    """segment/val.py without --data asks for the built-in shapes with polygons (segments=True); a COCO model there
+    is one error line that names --data coco128-seg.yaml."""
+    import utils.data.synthetic as synthetic
+    from segment import val as seg_val
+
+    (tmp_path / "images").mkdir()
+    shutil.copy(shared / "images" / "bus.jpg", tmp_path / "images")
+    data = tmp_path / "shapes.yaml"
+    data.write_text(f"path: {tmp_path}\ntrain: images\nval: images\nnames: [circle, square, triangle, star]\n")
+    calls = []
+    monkeypatch.setattr(synthetic, "ensure_builtin_dataset", lambda **kw: calls.append(kw) or data)
+    w = shared / "weights" / "yolov5n-seg-coco128.pt"
+    with pytest.raises(SystemExit) as e:
+        seg_val.main(seg_val.parse_opt(["--weights", str(w), "--project", str(tmp_path / "runs")]))
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert calls == [{"segments": True}] and e.value.code in (1, 2)
+    assert err.startswith("error:") and "--data coco128-seg.yaml" in err
