@@ -130,3 +130,16 @@ def test_segment_val_without_data_uses_polygon_builtin(shared, tmp_path, monkeyp
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert calls == [{"segments": True}] and e.value.code in (1, 2)
     assert err.startswith("error:") and "--data coco128-seg.yaml" in err
+
+
+def test_hub_static_seg_onnx_letterboxes_to_its_size(seg_hub, shared):
+    """The official static 320x320 -seg ONNX through hub: inputs letterboxed to the export's size (a rectangular
+    batch would be refused by the runtime), and the .pt's instances with their masks (IoU >= 0.8)."""
+    pytest.importorskip("onnxruntime")
+    from utils.segment.hub import load
+
+    f = shared / "weights" / "yolov5n-seg-coco128-official.onnx"
+    r = load(f, device="cpu", size=320)(shared / "images" / "bus.jpg")
+    ref = seg_hub(shared / "images" / "bus.jpg")
+    assert r.shape[2:] == (320, 320) and r.xyxy[0][:, 5].tolist() == ref.xyxy[0][:, 5].tolist()
+    assert all((a & b).sum() / (a | b).sum() >= 0.8 for a, b in zip(r.masks[0], ref.masks[0]))

@@ -58,12 +58,13 @@ def _to_rgb(im: ImageLike, i: int, bgr: bool) -> tuple:
     raise UserError(f"unsupported image type {type(im).__name__}: use a path, PIL image or numpy array")
 
 
-def _letterbox_batch(ims: List[np.ndarray], size: int, stride: int) -> tuple:
-    """RGB images -> float-ready uint8 batch (B, 3, H, W) sharing one stride-multiple shape, and that shape."""
+def _letterbox_batch(ims: List[np.ndarray], size: int, stride: int, fixed: Sequence[int] | None = None) -> tuple:
+    """RGB images -> float-ready uint8 batch (B, 3, H, W) sharing one stride-multiple shape, and that shape (fixed:
+    a static export's (H, W), used as is)."""
     from utils.data.augment import letterbox
 
     scaled = [(h * size / max(h, w), w * size / max(h, w)) for h, w in (im.shape[:2] for im in ims)]
-    shape = [make_divisible(max(s[k] for s in scaled), stride) for k in (0, 1)]
+    shape = list(fixed) if fixed else [make_divisible(max(s[k] for s in scaled), stride) for k in (0, 1)]
     batch = np.stack([letterbox(im, shape, auto=False)[0].transpose(2, 0, 1) for im in ims])
     return np.ascontiguousarray(batch), shape
 
@@ -106,7 +107,9 @@ class Detector(nn.Module):
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or not 1 <= size <= MAX_IMGSZ:
             raise UserError(f"size must be an int between 1 and {MAX_IMGSZ} pixels, got {size!r}")
         rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
-        batch, shape = _letterbox_batch(list(rgb), int(size), self.stride)
+        if getattr(self.model, "batch", None) not in (None, len(items)):
+            raise UserError(f"this export takes batches of {self.model.batch} images, got {len(items)}")
+        batch, shape = _letterbox_batch(list(rgb), int(size), self.stride, getattr(self.model, "imgsz", None))
         x = self.model.prepare(torch.from_numpy(batch))
         t1 = time_sync()
         pred = self.model(x, augment=augment)
