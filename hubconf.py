@@ -13,13 +13,25 @@ def _create(name, pretrained=True, channels=3, classes=80, autoshape=True, verbo
     """A named model; see utils.deploy.hub_models.create."""
     from utils.deploy.hub_models import create
 
-    return create(name, pretrained, channels, classes, autoshape, verbose, device, path)
+    return _for_task(create(name, pretrained, channels, classes, autoshape, verbose, device, path))
+
+
+def _for_task(model):
+    """A Detector whose weights are a segmentation model becomes a Segmenter (results with masks)."""
+    from utils.deploy.hub import Detector
+
+    if type(model) is Detector and model.model.task == "segment":
+        from utils.segment.hub import Segmenter
+
+        return Segmenter(model.model, model.size)
+    return model
 
 
 def custom(path="path/to/model.pt", autoshape=True, _verbose=True, device=None):
     """Weights from a file (.pt ours or official, .onnx, .torchscript); a bare name gets '.pt'.
 
-    A classifier comes back as a top-5 Classifier (utils/classify/hub.py) with autoshape, else as the bare model.
+    A classifier comes back as a top-5 Classifier (utils/classify/hub.py) with autoshape, a segmentation model as a
+    Segmenter whose results carry masks (utils/segment/hub.py), else as the bare model.
     """
     from utils.classify.hub import is_classifier_file
     from utils.deploy.hub_models import custom as load_custom
@@ -29,7 +41,7 @@ def custom(path="path/to/model.pt", autoshape=True, _verbose=True, device=None):
         from utils.classify.hub import load
 
         return load(custom_path(path), device="" if device is None else str(device))
-    return load_custom(path, autoshape=autoshape, verbose=_verbose, device=device)
+    return _for_task(load_custom(path, autoshape=autoshape, verbose=_verbose, device=device))
 
 
 def yolov5n(pretrained=True, channels=3, classes=80, autoshape=True, _verbose=True, device=None, path=None):

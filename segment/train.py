@@ -52,6 +52,11 @@ def main(opt: argparse.Namespace) -> Path:
     if (evolving or not opt.resume) and not opt.weights and not opt.cfg and opt.resume_evolve is None:
         LOGGER.info("no --weights or --cfg given: training yolov5s-seg.yaml from scratch")
         opt.cfg = "yolov5s-seg.yaml"
+    if not opt.resume and opt.resume_evolve is None and not opt.data:  # the built-in shapes, with polygon labels
+        from utils.data.synthetic import ensure_builtin_dataset
+
+        opt.data = str(ensure_builtin_dataset(segments=True))
+        LOGGER.info("no --data given: training on the built-in shapes dataset with polygon labels (%s)", opt.data)
     if evolving:
         from utils.segment.evolve import segment_evolve_task
         from utils.train.evolve import evolve

@@ -28,7 +28,7 @@ COMPAT = (
 def parse_opt(argv=None) -> argparse.Namespace:
     """segment/val.py flags, as YOLOv5's."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data", type=str, default=None, help="dataset yaml with polygon labels, e.g. coco128-seg.yaml")
+    p.add_argument("--data", type=str, default=None, help="dataset yaml with polygons (default: built-in shapes)")
     p.add_argument("--weights", nargs="+", type=str, default=["yolov5s-seg.pt"], help="model path (.pt, .onnx, ...)")
     p.add_argument("--batch-size", type=POSITIVE, default=32, help="batch size")
     p.add_argument("--imgsz", "--img", "--img-size", type=IMGSZ, default=640, help="inference size (pixels)")
@@ -52,6 +52,13 @@ def parse_opt(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def run(opt: argparse.Namespace, save_dir: Path | None = None, plots: bool = False):
+    """Validate without the CLI's set-up (benchmarks.py): UserError is raised, nothing written without save_dir."""
+    from utils.segment.val_run import run_val
+
+    return run_val(opt, save_dir, plots=plots)
+
+
 @run_cli
 def main(opt: argparse.Namespace):
     """Validate; returns the SegMetrics (box and mask figures)."""
@@ -66,6 +73,11 @@ def main(opt: argparse.Namespace):
         LOGGER.warning("WARNING: confidence threshold %g > 0.001 produces invalid results", opt.conf_thres)
     if opt.task == "speed":
         opt.conf_thres, opt.iou_thres, opt.save_json = 0.25, 0.45, False
+    if not opt.data:  # as segment/train.py: the built-in shapes with polygon labels
+        from utils.data.synthetic import ensure_builtin_dataset
+
+        opt.data = str(ensure_builtin_dataset(segments=True))
+        LOGGER.info("no --data given: validating on the built-in shapes dataset with polygon labels (%s)", opt.data)
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     metrics = run_val(opt, save_dir, plots=not opt.noplots and opt.task != "speed")
     LOGGER.info("Results saved to %s", save_dir)

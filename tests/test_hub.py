@@ -71,6 +71,10 @@ def test_render_save_print(model, tmp_path, caplog):
     text = str(r)
     assert text.startswith("image 1/2: 48x64 ") and "cat" in text and "Speed:" in text
     assert repr(r).startswith("<Detections: 2 image(s)")
+    crops = r.crop(save_dir=tmp_path / "c")
+    assert len(crops) == sum(len(p) for p in r.xyxy) and crops[0]["im"].ndim == 3 and "cat" in crops[0]["label"]
+    assert len(list((tmp_path / "c" / "crops").rglob("*.jpg"))) == len(crops)
+    r.show()  # no display here: one warning, nothing raised
 
 
 def test_pandas_optional(model):

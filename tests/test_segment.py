@@ -139,6 +139,8 @@ def test_box_only_dataset_is_one_line_error(tmp_path):
     (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     with pytest.raises(DataError, match="box labels only"):
         SegmentDataset(str(tmp_path / "images"), DataOptions(64, augment=True))
+    with pytest.raises(DataError, match=r"^\S+images has box labels only"):  # a list of folders: no list brackets
+        SegmentDataset([str(tmp_path / "images")], DataOptions(64, augment=True))
 
 
 def test_loss_overlap_equals_per_instance_masks(seg_data):
@@ -170,6 +172,7 @@ def test_official_seg_val_parity(shared):
     m = run_val(opt, None, plots=False)
     assert m.seen == ref["images"] and int(m.nt.sum()) == ref["instances"]
     assert np.allclose(m.row, ref["box"] + ref["mask"], atol=0.005), (m.row, ref)
+    assert m.names[0] == "person" and m.names[79] == "toothbrush"  # class names (--verbose table, plots), not ids
 
 
 def _instances(f):

@@ -57,3 +57,26 @@ def test_stale_version_regenerated(tmp_path):
     yaml_file = ensure_builtin_dataset(tmp_path / "b")
     yaml_file.write_text("generator: old\n")
     assert "builtin-shapes" in ensure_builtin_dataset(tmp_path / "b").read_text()
+
+
+def test_builtin_segments_same_images_polygon_rows(tmp_path):
+    """segments=True (segment/train.py and val.py without --data): the same images, each row the shape's outline,
+    whose bounding box is the box row of the detection set."""
+    from utils.data.synthetic import _write_split
+
+    _write_split(tmp_path / "det", "val", 3, 1)
+    _write_split(tmp_path / "seg", "val", 3, 1, segments=True)
+    for f in sorted((tmp_path / "det" / "labels" / "val").glob("*.txt")):
+        assert (tmp_path / "det" / "images" / "val" / f"{f.stem}.jpg").read_bytes() == (
+            tmp_path / "seg" / "images" / "val" / f"{f.stem}.jpg"
+        ).read_bytes()
+        boxes = np.loadtxt(f, ndmin=2)
+        polys = [
+            np.array(r.split(), float) for r in (tmp_path / "seg" / "labels" / "val" / f.name).read_text().splitlines()
+        ]
+        assert len(polys) == len(boxes) and all(len(p) % 2 == 1 and len(p) >= 7 for p in polys)
+        for box, p in zip(boxes, polys):
+            xy = p[1:].reshape(-1, 2)
+            assert p[0] == box[0] and np.allclose(
+                [*(xy.min(0) + xy.max(0)) / 2, *(xy.max(0) - xy.min(0))], box[1:], atol=2e-6
+            )

@@ -64,14 +64,38 @@ def cannot_run_here(fmt: str, device: str) -> Optional[str]:
     return None
 
 
-def _validate(weights: Path, opt: argparse.Namespace):
-    """val.py on weights with the benchmark's data, size, batch and device -> EvalResult."""
+def is_segment_file(pt: Path) -> bool:
+    """True when a .pt checkpoint (ours or official) holds a segmentation model (its yaml ends in Segment)."""
+    from models.yolo import is_segment_yaml
+    from utils.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(pt)
+    return is_segment_yaml((ckpt.get("ema") or ckpt["model"]).get("yaml") or {})
+
+
+@dataclass
+class SegResult:
+    """What a benchmark row reads of a segmentation validation: the mask mAP50-95 (official benchmarks.py's metric
+    for -seg models) and the speeds."""
+
+    map: float
+    speeds: tuple
+
+
+def _validate(weights: Path, opt: argparse.Namespace, segment: bool = False):
+    """val.py (segment/val.py with segment) on weights with the benchmark's data, size, batch and device -> a result
+    with .map (mAP50-95; masks' for segmentation) and .speeds."""
+    args = ["--data", str(opt.data), "--imgsz", str(opt.imgsz), "--batch-size", str(opt.batch_size), "--device",
+            opt.device, "--workers", "0", "--noplots", "--exist-ok", "--project", str(weights.parent / "val"),
+            "--weights", str(weights)] + (["--half"] if opt.half else [])  # fmt: skip
+    if segment:
+        from segment import val as seg_val
+
+        m = seg_val.run(seg_val.parse_opt(args))
+        return SegResult(float(m.row[7]), tuple(m.speeds))
     import val
 
-    vopt = val.parse_opt(["--data", str(opt.data), "--imgsz", str(opt.imgsz), "--batch-size", str(opt.batch_size),
-                          "--device", opt.device, "--workers", "0", "--noplots", "--exist-ok",
-                          "--project", str(weights.parent / "val")] + (["--half"] if opt.half else []))  # fmt: skip
-    return val.run(vopt, str(weights), plots=False)
+    return val.run(val.parse_opt(args), str(weights), plots=False)
 
 
 def _export(fmt: str, int8: bool, pt: Path, folder: Path, opt: argparse.Namespace, cache: dict) -> tuple:
@@ -95,7 +119,14 @@ def _export(fmt: str, int8: bool, pt: Path, folder: Path, opt: argparse.Namespac
 
 
 def bench_one(
-    name: str, fmt: str, int8: bool, pt: Path, folder: Path, opt: argparse.Namespace, cache: dict | None = None
+    name: str,
+    fmt: str,
+    int8: bool,
+    pt: Path,
+    folder: Path,
+    opt: argparse.Namespace,
+    cache: dict | None = None,
+    segment: bool = False,
 ) -> Row:
     """Export pt (copied into folder) to fmt and validate it; failures become a 'failed: ...' row."""
     from utils.deploy.export_formats import unavailable
@@ -114,7 +145,7 @@ def bench_one(
         why = cannot_run_here(fmt, opt.device)
         if why or opt.test:
             return Row(name, f"export only ({why})" if why else "export only", size, export_s=export_s)
-        res = _validate(weights, opt)
+        res = _validate(weights, opt, segment)
         return Row(name, "ok", size, float(res.map), float(res.speeds[1]), export_s)
     except (UserError, RuntimeError, ValueError, OSError, ImportError, AssertionError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -131,7 +162,8 @@ def run_benchmarks(opt: argparse.Namespace) -> List[Row]:
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
         local = Path(shutil.copy(pt, Path(tmp) / pt.name))
         cache: dict = {}
-        return [bench_one(name, fmt, int8, local, Path(tmp), opt, cache) for name, fmt, int8 in rows]
+        seg = pt.suffix == ".pt" and is_segment_file(local)
+        return [bench_one(name, fmt, int8, local, Path(tmp), opt, cache, seg) for name, fmt, int8 in rows]
 
 
 def format_table(rows: Sequence[Row]) -> str:

@@ -29,7 +29,8 @@ def _import_coremltools():
 
 
 def export_coreml(model: nn.Module, im: torch.Tensor, weights: Path, meta: dict, half: bool, int8: bool) -> Path:
-    """Trace model on im (B, 3, H, W) and convert: input 'image' (RGB 0-255, scaled by 1/255 inside), output 'output0'.
+    """Trace model on im (B, 3, H, W) and convert: input 'image' (RGB 0-255, scaled by 1/255 inside), output 'output0'
+    (and the prototypes 'output1' for a segmentation model, as ONNX).
 
     half: fp16 compute (the ML Program default); else fp32. int8: weights linearly quantised to 8 bits.
     """
@@ -42,7 +43,7 @@ def export_coreml(model: nn.Module, im: torch.Tensor, weights: Path, meta: dict,
         mlmodel = ct.convert(
             ts,
             inputs=[ct.ImageType("image", shape=tuple(im.shape), scale=1 / 255, bias=[0.0, 0.0, 0.0])],
-            outputs=[ct.TensorType("output0")],
+            outputs=[ct.TensorType(f"output{i}") for i in range(2 if meta.get("task") == "segment" else 1)],
             convert_to="mlprogram",
             compute_precision=ct.precision.FLOAT16 if half or int8 else ct.precision.FLOAT32,
             minimum_deployment_target=ct.target.iOS15,

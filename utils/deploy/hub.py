@@ -19,7 +19,7 @@ from models.registry import make_divisible
 from utils.boxes import scale_boxes, xyxy2xywh
 from utils.data.image_io import check_array, check_size
 from utils.data.sources import read_image
-from utils.deploy.annotate import draw_detections
+from utils.deploy.annotate import draw_detections, save_one_box
 from utils.deploy.predict import NMSOptions, postprocess, summarize, warmup_nms
 from utils.deploy.predictor import ModelPredictor, Predictor
 from utils.errors import DataError, UserError
@@ -65,12 +65,13 @@ def _to_rgb(im: ImageLike, i: int, bgr: bool) -> tuple:
     raise UserError(f"unsupported image type {type(im).__name__}: use a path, PIL image or numpy array")
 
 
-def _letterbox_batch(ims: List[np.ndarray], size: int, stride: int) -> tuple:
-    """RGB images -> float-ready uint8 batch (B, 3, H, W) sharing one stride-multiple shape, and that shape."""
+def _letterbox_batch(ims: List[np.ndarray], size: int, stride: int, fixed: Sequence[int] | None = None) -> tuple:
+    """RGB images -> float-ready uint8 batch (B, 3, H, W) sharing one stride-multiple shape, and that shape (fixed:
+    a static export's (H, W), used as is)."""
     from utils.data.augment import letterbox
 
     scaled = [(h * size / max(h, w), w * size / max(h, w)) for h, w in (im.shape[:2] for im in ims)]
-    shape = [make_divisible(max(s[k] for s in scaled), stride) for k in (0, 1)]
+    shape = list(fixed) if fixed else [make_divisible(max(s[k] for s in scaled), stride) for k in (0, 1)]
     batch = np.stack([letterbox(im, shape, auto=False)[0].transpose(2, 0, 1) for im in ims])
     return np.ascontiguousarray(batch), shape
 
@@ -111,18 +112,39 @@ class Detector(nn.Module):
             raise UserError("no images given")
         size = check_size_arg(self.size if size is None else size)
         rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
-        batch, shape = _letterbox_batch(list(rgb), int(size), self.stride)
+        if getattr(self.model, "batch", None) not in (None, len(items)):
+            raise UserError(f"this export takes batches of {self.model.batch} images, got {len(items)}")
+        batch, shape = _letterbox_batch(list(rgb), int(size), self.stride, getattr(self.model, "imgsz", None))
         x = self.model.prepare(torch.from_numpy(batch))
         t1 = time_sync()
         pred = self.model(x, augment=augment)
         t2 = time_sync()
-        nms = NMSOptions(self.conf, self.iou, self.classes, self.agnostic, self.max_det)
-        dets = postprocess(pred, nms)
-        for det, im in zip(dets, rgb):
-            det[:, :4] = scale_boxes(shape, det[:, :4], im.shape)
+        found = self.postprocess(pred, shape, list(rgb))
         t3 = time_sync()
         times = tuple((b - a) * 1e3 / len(items) for a, b in ((t0, t1), (t1, t2), (t2, t3)))
-        return Detections(list(rgb), [d.cpu() for d in dets], list(files), self.names, times, (len(items), 3, *shape))
+        return self.make_results(list(rgb), files=list(files), names=self.names, times=times,
+                                 shape=(len(items), 3, *shape), **found)  # fmt: skip
+
+    def make_results(self, ims: List[np.ndarray], **fields: Any) -> Detections:
+        """The results object of one call (a task's detector returns its own kind)."""
+        return Detections(ims, **fields)
+
+    def nms_options(self) -> NMSOptions:
+        """The current settings as detect.py's NMS options."""
+        return NMSOptions(self.conf, self.iou, self.classes, self.agnostic, self.max_det)
+
+    def postprocess(self, pred: Any, shape: Sequence[int], ims: List[np.ndarray]) -> Dict[str, Any]:
+        """Raw predictions of the letterboxed batch of shape (H, W) -> the results' per-image fields: here pred,
+        (n, 6) boxes in each original image's pixels, on the CPU."""
+        if self.model.task != "detect":
+            raise UserError(
+                f"this is a {self.model.task} model: load it with torch.hub 'custom' (hubconf.py) or "
+                f"utils.{self.model.task}.hub.load, not utils.deploy.hub.load"
+            )
+        dets = postprocess(pred, self.nms_options())
+        for det, im in zip(dets, ims):
+            det[:, :4] = scale_boxes(shape, det[:, :4], im.shape)
+        return {"pred": [d.cpu() for d in dets]}
 
 
 def load(
@@ -168,8 +190,13 @@ class Detections:
     def __len__(self) -> int:
         return len(self.pred)
 
+    def item_fields(self, i: int) -> Dict[str, Any]:
+        """The constructor's arguments for image i alone (a subclass adds its own per-image fields)."""
+        return dict(ims=[self.ims[i]], pred=[self.pred[i]], files=[self.files[i]], names=self.names,
+                    times=self.times, shape=self.shape)  # fmt: skip
+
     def __getitem__(self, i: int) -> Detections:
-        return Detections([self.ims[i]], [self.pred[i]], [self.files[i]], self.names, self.times, self.shape)
+        return type(self)(**self.item_fields(i))
 
     def to_list(self) -> List[Detections]:
         """One Detections per image."""
@@ -201,10 +228,49 @@ class Detections:
     def render(self, labels: bool = True) -> List[np.ndarray]:
         """Annotated copies of the images (RGB uint8 (H, W, 3))."""
         out = []
-        for im, p in zip(self.ims, self.pred):
-            drawn = draw_detections(np.ascontiguousarray(im[..., ::-1]), p, self.names, hide_labels=not labels)  # BGR
+        for i, im in enumerate(self.ims):
+            drawn = self.draw(i, np.ascontiguousarray(im[..., ::-1]), labels)  # BGR
             out.append(np.ascontiguousarray(drawn[..., ::-1]))
         return out
+
+    def draw(self, i: int, im_bgr: np.ndarray, labels: bool = True) -> np.ndarray:
+        """Image i (BGR (H, W, 3) uint8) with its results drawn -> a new BGR image."""
+        return draw_detections(im_bgr, self.pred[i], self.names, hide_labels=not labels)
+
+    def show(self, labels: bool = True) -> None:
+        """Show the annotated images in OpenCV windows (a warning instead where there is no display)."""
+        import cv2
+
+        from utils.deploy.predict_io import display_available
+
+        if not display_available():
+            LOGGER.warning("WARNING: show() needs a display; use save() instead")
+            return
+        for f, im in zip(self.files, self.render(labels)):
+            cv2.imshow(f, im[..., ::-1])
+        cv2.waitKey(1)
+
+    def crop(self, save: bool = True, save_dir: Union[str, Path] = "runs/detect/exp", exist_ok: bool = False
+             ) -> List[Dict[str, Any]]:  # fmt: skip
+        """One dict per box of every image: box (4,), conf, cls, label, im (the BGR crop, as YOLOv5's crop()); with
+        save, each crop is written to <run>/crops/<class name>/<file>."""
+        folder = increment_path(save_dir, exist_ok=exist_ok, mkdir=True) if save else None
+        out = []
+        for i, (im, f) in enumerate(zip(self.ims, self.files)):
+            bgr = np.ascontiguousarray(im[..., ::-1])
+            for k, (*box, conf, cls) in enumerate(self.pred[i].tolist()):
+                name = self.names.get(int(cls), str(int(cls)))
+                file = folder / "crops" / name / f"{Path(f).stem}_{k}.jpg" if folder is not None else None
+                crop = save_one_box(box, bgr, file=file, save=save)
+                row = dict(box=torch.tensor(box), conf=conf, cls=int(cls), label=f"{name} {conf:.2f}", im=crop)
+                out.append(self.crop_extra(i, k, row))
+        if folder is not None:
+            LOGGER.info("Saved crops to %s", folder / "crops")
+        return out
+
+    def crop_extra(self, i: int, k: int, row: Dict[str, Any]) -> Dict[str, Any]:
+        """crop()'s dict for box k of image i; a subclass adds its own fields (segmentation: the mask's crop)."""
+        return row
 
     def save(self, save_dir: Union[str, Path] = "runs/detect/exp", exist_ok: bool = False, labels: bool = True) -> Path:
         """Write the annotated images (file names as given, imageN.jpg for arrays) into a new run folder."""

@@ -38,7 +38,8 @@ class SegmentDataset(LoadImagesAndLabels):
         if self.mask_ratio < 1:
             raise DataError(f"--mask-ratio must be a positive integer, got {mask_ratio}")
         if self.augment and not any(len(s) for s in self.segments):
-            raise DataError(f"{self.prefix}{path} has box labels only; segmentation needs polygon labels")
+            where = ", ".join(map(str, path)) if isinstance(path, (list, tuple)) else path
+            raise DataError(f"{self.prefix}{where} has box labels only; segmentation needs polygon labels")
 
     def _mosaic_or_letterbox(self, index: int) -> Tuple[np.ndarray, np.ndarray, List[np.ndarray], tuple | None]:
         """-> (im BGR, labels (n, 5) [cls, xyxy px], polygons (n of (k, 2) px), shapes or None for mosaics)."""

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from utils.errors import UserError
+from utils.names import names_list
 from utils.segment.evaluate import SegmentEvaluator
 from utils.segment.metrics import SegMetrics
 
@@ -52,9 +53,10 @@ def run_val(opt: argparse.Namespace, save_dir: Path | None, plots: bool = True) 
     if model.task != "segment":
         raise UserError(f"{weights} is a detection model; segment/val.py needs a segmentation (-seg) model")
     nc = 1 if opt.single_cls else int(data["nc"])
-    names = list(model.names) if model.names else list(data["names"])
+    names = names_list(model.names) if model.names else names_list(data["names"])  # the predictor's: {i: name}
     if not opt.single_cls and len(names) != nc:
-        raise UserError(f"{weights} has {len(names)} classes but --data {opt.data} has {nc}; pass matching weights")
+        raise UserError(f"{weights} has {len(names)} classes but --data {opt.data} has {nc}: pass the model's dataset "
+                        "(e.g. --data coco128-seg.yaml for COCO models) or matching weights")  # fmt: skip
     speed = opt.task == "speed"
     imgsz, batch_size, rect, pad = loader_settings(model, opt.imgsz, opt.batch_size, speed)
     split = "val" if opt.task in ("speed", "study") else opt.task
