@@ -38,11 +38,13 @@ def export_coreml(model: nn.Module, im: torch.Tensor, weights: Path, meta: dict,
     ct = _import_coremltools()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ts = torch.jit.trace(ExportWrapper(model), im, strict=False)
+        ts = torch.jit.trace(ExportWrapper(model), im, strict=False, check_trace=False)  # CoreML: its spec is checked
         mlmodel = ct.convert(
             ts,
             inputs=[ct.ImageType("image", shape=tuple(im.shape), scale=1 / 255, bias=[0.0, 0.0, 0.0])],
-            outputs=[ct.TensorType("output0")],
+            outputs=[
+                ct.TensorType(n) for n in (("output0", "output1") if meta.get("task") == "segment" else ("output0",))
+            ],
             convert_to="mlprogram",
             compute_precision=ct.precision.FLOAT16 if half or int8 else ct.precision.FLOAT32,
             minimum_deployment_target=ct.target.iOS15,

@@ -50,7 +50,8 @@ def keras_model(onnx_file: Path, calib: Optional[np.ndarray] = None):
     try:
         with tempfile.TemporaryDirectory() as tmp, redirect_stdout(io.StringIO()):
             return o2t.convert(input_onnx_file_path=str(onnx_file), output_folder_path=tmp, not_use_onnxsim=True,
-                               verbosity="error", output_signaturedefs=True, disable_model_save=True)  # fmt: skip
+                               verbosity="error", output_signaturedefs=True, disable_model_save=True,
+                               replace_to_pseudo_operators=["erf"])  # fmt: skip
     finally:
         o2t.download_test_image_data, common_functions.download_test_image_data = saved
 
@@ -74,8 +75,10 @@ def tflite_bytes(saved_model: Path, kind: str, calib: Optional[np.ndarray] = Non
     tf = need("tensorflow", "TFLite export", "tensorflow-cpu")
     conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     ops = tf.lite.OpsSet
-    conv.target_spec.supported_ops = [ops.TFLITE_BUILTINS_INT8 if kind == "int8" else ops.TFLITE_BUILTINS,
-                                      ops.SELECT_TF_OPS]  # fmt: skip
+    # builtins only (no Flex ops: the LiteRT interpreter has none, so an unsupported op fails here, not at load)
+    conv.target_spec.supported_ops = (
+        [ops.TFLITE_BUILTINS_INT8, ops.TFLITE_BUILTINS] if kind == "int8" else [ops.TFLITE_BUILTINS]
+    )
     if kind != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if kind == "fp16":
@@ -127,7 +130,7 @@ def freeze_graphdef(saved_model: Path, file: Path, meta: dict) -> Path:
     graph_def = frozen.graph.as_graph_def()
     tf.io.write_graph(graph_def, str(file.parent), file.name, as_text=False)
     ins = [t.name for t in frozen.inputs if t.dtype != tf.resource]
-    outs = [max(frozen.outputs, key=lambda t: int(np.prod(t.shape))).name]
+    outs = [t.name for t in frozen.outputs]  # every output: segment models have two
     write_meta_yaml({**meta, "pb_inputs": ins, "pb_outputs": outs}, file.with_name(file.name + ".yaml"))
     return file
 
