@@ -1,4 +1,4 @@
-"""benchmarks.py: the table, --hard-fail FLOOR, (the int8 rows are checked in tests/export_cases.py)."""
+"""benchmarks.py: the table and --hard-fail FLOOR (the int8 rows are checked in tests/export_cases.py)."""
 
 from __future__ import annotations
 

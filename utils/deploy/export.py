@@ -76,10 +76,11 @@ def _imgsz(imgsz: Union[int, Sequence[int]]) -> Tuple[int, int]:
 
 
 def check_exported(
-    model: nn.Module, im: torch.Tensor, files: Dict[str, Path], device: torch.device
+    model: nn.Module, im: torch.Tensor, files: Dict[str, Path], device: torch.device, exact: bool = True
 ) -> Dict[str, float]:
     """Run each exported file once on im and return the max abs difference from the PyTorch output (CoreML: its
-    spec is checked instead, as CoreML runs on macOS only)."""
+    spec is checked instead, as CoreML runs on macOS only). exact (float exports): a difference above 5% of the
+    output's range is a UserError (a converter that mis-translated an op)."""
     model.eval()
     with torch.no_grad():
         ref = _first(model(im)).float()
@@ -95,6 +96,9 @@ def check_exported(
             y = _first(DetectMultiBackend(f, device=device)(im.float()))
             diffs[fmt] = float((y.to(ref.device) - ref).abs().max())
             LOGGER.info("%s: max abs difference from PyTorch %.3g", fmt, diffs[fmt])
+            if exact and diffs[fmt] > 0.05 * max(1.0, float(ref.abs().max())):  # float exports agree to ~1e-4
+                raise UserError(f"{fmt} export of {f.name} is wrong: its outputs differ from PyTorch's by up "
+                                f"to {diffs[fmt]:.3g} on a blank image (the file is kept for inspection)")  # fmt: skip
     return diffs
 
 
@@ -195,6 +199,6 @@ def run_export(
     for fmt, f in files.items():
         size = sum(p.stat().st_size for p in f.rglob("*") if p.is_file()) if f.is_dir() else f.stat().st_size
         LOGGER.info("%s: saved %s (%.1f MB)", fmt, f, size / 1e6)
-    check_exported(model.float(), im.float(), files, dev)
+    check_exported(model.float(), im.float(), files, dev, exact=not (half or int8))
     LOGGER.info("Export complete (%.1fs)\nResults saved to %s", time.time() - t0, weights.resolve().parent)
     return files
