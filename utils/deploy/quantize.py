@@ -57,5 +57,9 @@ def quantize_openvino(folder: Path, calib: np.ndarray, head_index: int) -> Path:
     ignored = nncf.IgnoredScope(patterns=[f".*/model\\.{head_index}/.*"], validate=False)
     qm = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, ignored_scope=ignored,
                        subset_size=len(calib))  # fmt: skip
-    ov.save_model(qm, str(xml), compress_to_fp16=False)
+    tmp = xml.with_name(f"{xml.stem}.int8.xml")  # not over the files read_model holds mapped (a bus error)
+    ov.save_model(qm, str(tmp), compress_to_fp16=False)
+    del model, qm
+    tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+    tmp.replace(xml)
     return folder
