@@ -39,8 +39,10 @@ def quantize_onnx(onnx_file: Path, out: Path, calib: np.ndarray, head_index: int
 
     proto = onnx.load(str(onnx_file))
     exclude = _head_nodes(proto, f"/model/model.{head_index}/")
+    # reduce_range (7-bit weights): onnxruntime's u8 x s8 kernels saturate on x86 CPUs without VNNI (this AMD EPYC),
+    # which cost 0.12 mAP50-95 on coco8 (yolov5n, 256 px: float 0.4146, full range 0.2937, reduce_range 0.4095)
     q.quantize_static(str(onnx_file), str(out), Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
-                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                      reduce_range=True, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
                       nodes_to_exclude=exclude, calibrate_method=q.CalibrationMethod.MinMax)  # fmt: skip
     qp = onnx.load(str(out))
     del qp.metadata_props[:]
