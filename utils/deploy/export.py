@@ -108,6 +108,10 @@ def _check_options(include: Sequence[str], dev: torch.device, half: bool, dynami
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"--include {' '.join(unknown)}: unsupported; choose from {', '.join(FORMATS)}")
+    from utils.deploy.export_formats import unavailable
+
+    for f in formats:
+        unavailable(f)  # TF.js, Edge TPU, PaddlePaddle: one line before the model is loaded
     torch_half = [f for f in formats if f in TORCH_FORMATS]
     if half and dev.type == "cpu" and torch_half:
         raise UserError(f"--half with {', '.join(torch_half)} needs a CUDA device (e.g. --device 0)")
