@@ -64,14 +64,18 @@ def fold_norm(w: torch.Tensor, b: torch.Tensor | None, norm: nn.LayerNorm | None
 
 
 class _Cache:
-    """make() once per key; on every call while tracing (then the graph computes it from the parameters)."""
+    """make() once per key. While tracing, make() runs on every call (the graph computes the value from the
+    parameters), except for a constant entry already cached: a trace then takes that tensor as a constant, so
+    converters see plain folded weights instead of the folding ops (export.py fills the caches with a forward first).
+    """
 
     def __init__(self):
         self.store: dict = {}
 
-    def get(self, key: tuple, make):
+    def get(self, key: tuple, make, constant: bool = False):
         if tracing():
-            return make()
+            hit = self.store.get(key) if constant else None
+            return make() if hit is None else hit
         hit = self.store.get(key)
         if hit is None:
             with torch.no_grad():
@@ -95,7 +99,7 @@ class FusedAttention:
         with torch.autocast(device_type=t.device.type, enabled=False):
             tf = t.float()
             u = tf if self.norm is None else normalize_channels(tf, self.norm)
-            w_qkv, b_qkv, inv, floor, w_dwc, w_p, b_p = self.cache.get(("w", t.device), self._weights)
+            w_qkv, b_qkv, inv, floor, w_dwc, w_p, b_p = self.cache.get(("w", t.device), self._weights, constant=True)
             bias = self.cache.get(("b", t.device, h, w), lambda: self._bias(b_qkv, inv, h, w))
             b, a = t.shape[0], self.attn.attn_dim
             inplace = not (torch.is_grad_enabled() or tracing())  # no autograd: reuse buffers
@@ -166,7 +170,10 @@ class FusedAttention:
             fm = torch.bmm(vv, toeplitz).view(d, b, nh, n).permute(1, 2, 0, 3)  # (B, nh, d, N)
             return (num * z).add_(fm).view(b, a, n)
         fm = F.conv2d(v.view(b, a, h, w), w_dwc, None, padding=m.dwc.padding, groups=a)  # DWC per head
-        return torch.addcmul(fm.view(b, nh, d, n), num, z).view(b, a, n)  # DWC(V) + Q (K^T V) * z
+        fm = fm.view(b, nh, d, n)
+        if tracing():  # the same sum written without addcmul, which CoreML's converter lacks
+            return (fm + num * z).view(b, a, n)
+        return torch.addcmul(fm, num, z).view(b, a, n)  # DWC(V) + Q (K^T V) * z
 
     def _dwc_matrix(self, w_dwc: torch.Tensor, h: int, w: int, device: torch.device) -> torch.Tensor:
         """The depthwise conv (weights shared by the heads) at h x w as its transposed Toeplitz matrices
@@ -199,7 +206,7 @@ class FusedMLP:
         """(B, C, N) -> (B, C, N) in t's dtype, computed in fp32."""
         with torch.autocast(device_type=t.device.type, enabled=False):
             tf = t.float()
-            w1, b1, w2, b2 = self.cache.get(("mlp", t.device), self._weights)
+            w1, b1, w2, b2 = self.cache.get(("mlp", t.device), self._weights, constant=True)
             hidden = F.gelu(torch.baddbmm(b1, w1.expand(t.shape[0], -1, -1), normalize_channels(tf, self.norm)))
             y = torch.baddbmm(tf, w2.expand(t.shape[0], -1, -1), hidden) + b2
         return y.to(t.dtype)

@@ -49,7 +49,7 @@ def export_torchscript(model: nn.Module, im: torch.Tensor, file: Path, meta: dic
     """torch.jit.trace the model on im (B, 3, H, W) and save with meta as JSON in _extra_files['config.txt']."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (torch.jit.TracerWarning, FutureWarning, DeprecationWarning))
-        ts = torch.jit.trace(ExportWrapper(model), im, strict=False)
+        ts = torch.jit.trace(ExportWrapper(model), im, strict=False, check_trace=False)  # check_exported compares
     buf = io.BytesIO()  # in memory first: a read-only folder or a full disk is then one line naming the file
     torch.jit.save(ts, buf, _extra_files={"config.txt": json.dumps(meta)})
     return write_bytes(file, buf.getbuffer())
@@ -76,10 +76,11 @@ def _imgsz(imgsz: Union[int, Sequence[int]]) -> Tuple[int, int]:
 
 
 def check_exported(
-    model: nn.Module, im: torch.Tensor, files: Dict[str, Path], device: torch.device
+    model: nn.Module, im: torch.Tensor, files: Dict[str, Path], device: torch.device, exact: bool = True
 ) -> Dict[str, float]:
     """Run each exported file once on im and return the max abs difference from the PyTorch output (CoreML: its
-    spec is checked instead, as CoreML runs on macOS only)."""
+    spec is checked instead, as CoreML runs on macOS only). exact (float exports): a difference above 5% of the
+    output's range is a UserError (a converter that mis-translated an op)."""
     model.eval()
     with torch.no_grad():
         ref = _first(model(im)).float()
@@ -95,6 +96,9 @@ def check_exported(
             y = _first(DetectMultiBackend(f, device=device)(im.float()))
             diffs[fmt] = float((y.to(ref.device) - ref).abs().max())
             LOGGER.info("%s: max abs difference from PyTorch %.3g", fmt, diffs[fmt])
+            if exact and diffs[fmt] > 0.05 * max(1.0, float(ref.abs().max())):  # float exports agree to ~1e-4
+                raise UserError(f"{fmt} export of {f.name} is wrong: its outputs differ from PyTorch's by up "
+                                f"to {diffs[fmt]:.3g} on a blank image (the file is kept for inspection)")  # fmt: skip
     return diffs
 
 
@@ -104,6 +108,10 @@ def _check_options(include: Sequence[str], dev: torch.device, half: bool, dynami
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"--include {' '.join(unknown)}: unsupported; choose from {', '.join(FORMATS)}")
+    from utils.deploy.export_formats import unavailable
+
+    for f in formats:
+        unavailable(f)  # TF.js, Edge TPU, PaddlePaddle: one line before the model is loaded
     torch_half = [f for f in formats if f in TORCH_FORMATS]
     if half and dev.type == "cpu" and torch_half:
         raise UserError(f"--half with {', '.join(torch_half)} needs a CUDA device (e.g. --device 0)")
@@ -195,6 +203,6 @@ def run_export(
     for fmt, f in files.items():
         size = sum(p.stat().st_size for p in f.rglob("*") if p.is_file()) if f.is_dir() else f.stat().st_size
         LOGGER.info("%s: saved %s (%.1f MB)", fmt, f, size / 1e6)
-    check_exported(model.float(), im.float(), files, dev)
+    check_exported(model.float(), im.float(), files, dev, exact=not (half or int8))
     LOGGER.info("Export complete (%.1fs)\nResults saved to %s", time.time() - t0, weights.resolve().parent)
     return files

@@ -39,7 +39,7 @@ def export_coreml(model: nn.Module, im: torch.Tensor, weights: Path, meta: dict,
     ct = _import_coremltools()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ts = torch.jit.trace(ExportWrapper(model), im, strict=False)
+        ts = torch.jit.trace(ExportWrapper(model), im, strict=False, check_trace=False)  # CoreML: its spec is checked
         mlmodel = ct.convert(
             ts,
             inputs=[ct.ImageType("image", shape=tuple(im.shape), scale=1 / 255, bias=[0.0, 0.0, 0.0])],

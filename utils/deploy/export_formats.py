@@ -36,8 +36,9 @@ def unavailable(fmt: str) -> None:
     if fmt in ("tfjs", "edgetpu"):
         raise UserError(f"--include {fmt}: its converter is installed, but this version does not call it yet")
     if fmt == "paddle":
-        raise UserError("--include paddle is not available: PaddlePaddle export (x2paddle) is not built in this "
-                        "version; use --include onnx and x2paddle yourself")  # fmt: skip
+        raise UserError("--include paddle is not built in this version: it needs the paddlepaddle and x2paddle "
+                        "packages (not in requirements-export.txt) and a converter we have not wired; export "
+                        "--include onnx and run x2paddle on it")  # fmt: skip
 
 
 def _static_onnx(model: nn.Module, im: torch.Tensor, folder: Path, name: str, meta: dict, opset: int) -> Path:

@@ -1,8 +1,9 @@
 """TensorFlow exports via onnx2tf: SavedModel (`<stem>_saved_model/`), TFLite fp32/fp16/int8 and a frozen GraphDef.
 
-The model goes PyTorch -> ONNX (constant-folded with onnxslim) -> onnx2tf, which writes the SavedModel and the
-.tflite files in one pass. onnx2tf fetches sample images from the internet for its checks; we hand it local images
-instead (the --data calibration images, or mid-grey), so nothing touches the network.
+The model goes PyTorch -> ONNX (constant-folded with onnxslim) -> onnx2tf (an in-memory Keras model) -> one
+SavedModel, from which TFLiteConverter writes only the .tflite asked for. onnx2tf fetches sample images from the
+internet for its checks; we hand it local images instead (the --data calibration images, or mid-grey), so nothing
+touches the network.
 """
 
 from __future__ import annotations
@@ -36,31 +37,56 @@ def _local_samples(calib: Optional[np.ndarray], h: int, w: int):
     return samples
 
 
-def run_onnx2tf(onnx_file: Path, out: Path, calib: Optional[np.ndarray], int8: bool) -> Path:
-    """onnx2tf on a static NCHW ONNX file -> out/ (saved_model.pb, <name>_float32/_float16[_integer_quant].tflite)."""
+def keras_model(onnx_file: Path, calib: Optional[np.ndarray] = None):
+    """onnx2tf on a static NCHW ONNX file -> an in-memory Keras model with NHWC input (nothing written: onnx2tf would
+    save a SavedModel and convert two TFLite files we may not need; save_saved_model / tflite_bytes do only those)."""
     need("tensorflow", "TensorFlow / TFLite export", "tensorflow-cpu")
     o2t = need("onnx2tf.onnx2tf", "TensorFlow / TFLite export", "onnx2tf")
     from onnx2tf.utils import common_functions
 
     _, _, h, w = (d.dim_value for d in _onnx_input(onnx_file).type.tensor_type.shape.dim)
-    fake = _local_samples(calib, h, w)
     saved = o2t.download_test_image_data, common_functions.download_test_image_data
-    o2t.download_test_image_data = common_functions.download_test_image_data = fake
-    kwargs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        if int8:
-            npy = Path(tmp) / "calib.npy"
-            np.save(npy, calib.transpose(0, 2, 3, 1))
-            spec = [["images", str(npy), [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]]  # NHWC 0-1, mean 0, std 1
-            kwargs = dict(output_integer_quantized_tflite=True, quant_type="per-channel",
-                          custom_input_op_name_np_data_path=spec)  # fmt: skip
-        try:
-            with redirect_stdout(io.StringIO()):
-                o2t.convert(input_onnx_file_path=str(onnx_file), output_folder_path=str(out),
-                            not_use_onnxsim=True, verbosity="error", output_signaturedefs=True, **kwargs)  # fmt: skip
-        finally:
-            o2t.download_test_image_data, common_functions.download_test_image_data = saved
-    return out
+    o2t.download_test_image_data = common_functions.download_test_image_data = _local_samples(calib, h, w)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, redirect_stdout(io.StringIO()):
+            return o2t.convert(input_onnx_file_path=str(onnx_file), output_folder_path=tmp, not_use_onnxsim=True,
+                               verbosity="error", output_signaturedefs=True, disable_model_save=True,
+                               replace_to_pseudo_operators=["erf"])  # fmt: skip
+    finally:
+        o2t.download_test_image_data, common_functions.download_test_image_data = saved
+
+
+def save_saved_model(model, folder: Path) -> Path:
+    """model -> a SavedModel in folder with one 'serving_default' signature taking the NHWC image."""
+    tf = need("tensorflow", "TensorFlow / TFLite export", "tensorflow-cpu")
+    tf_keras = need("tf_keras", "TensorFlow / TFLite export", "tf_keras")
+    archive = tf_keras.export.ExportArchive()
+    spec = [tf.TensorSpec(t.shape, t.dtype, t.name) for t in model.inputs]
+    archive.add_endpoint(name="serving_default", fn=lambda *inputs: model(inputs), input_signature=spec)
+    with redirect_stdout(io.StringIO()):
+        archive.write_out(str(folder))
+    return folder
+
+
+def tflite_bytes(saved_model: Path, kind: str, calib: Optional[np.ndarray] = None) -> bytes:
+    """The SavedModel as a .tflite flatbuffer. kind: 'fp32', 'fp16' (fp16 weights), 'int8' (int8 weights and
+    activations calibrated on calib (k, 3, H, W) float 0-1; float input and output) or 'dynamic_range' (int8
+    weights, float activations)."""
+    tf = need("tensorflow", "TFLite export", "tensorflow-cpu")
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    ops = tf.lite.OpsSet
+    # builtins only (no Flex ops: the LiteRT interpreter has none, so an unsupported op fails here, not at load)
+    conv.target_spec.supported_ops = (
+        [ops.TFLITE_BUILTINS_INT8, ops.TFLITE_BUILTINS] if kind == "int8" else [ops.TFLITE_BUILTINS]
+    )
+    if kind != "fp32":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if kind == "fp16":
+        conv.target_spec.supported_types = [tf.float16]
+    if kind == "int8":
+        nhwc = calib.transpose(0, 2, 3, 1).astype(np.float32)
+        conv.representative_dataset = lambda: ([nhwc[i : i + 1]] for i in range(len(nhwc)))
+    return conv.convert()
 
 
 def _onnx_input(onnx_file: Path):
@@ -69,21 +95,21 @@ def _onnx_input(onnx_file: Path):
     return onnx.load(str(onnx_file), load_external_data=False).graph.input[0]
 
 
-def _runs(file: Path, x: np.ndarray) -> bool:
+def _runs(tflite: bytes, x: np.ndarray) -> bool:
     """Whether the .tflite runs on x (1, 3, H, W) float 0-1 (the interpreter raises on int8 kernels' checks)."""
     from utils.deploy.runtimes.tf import _interpreter
 
-    it = _interpreter(file, None)
-    it.allocate_tensors()
-    inp = it.get_input_details()[0]
-    scale, zero = inp["quantization"]
-    xi = x.transpose(0, 2, 3, 1)
-    xi = (xi / scale + zero).astype(inp["dtype"]) if scale else xi.astype(inp["dtype"])
-    it.set_tensor(inp["index"], xi)
-    try:
-        it.invoke()
-    except RuntimeError:
-        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "m.tflite"
+        f.write_bytes(tflite)
+        it = _interpreter(f, None)
+        it.allocate_tensors()
+        inp = it.get_input_details()[0]
+        it.set_tensor(inp["index"], x.transpose(0, 2, 3, 1).astype(inp["dtype"]))
+        try:
+            it.invoke()
+        except RuntimeError:
+            return False
     return True
 
 
@@ -104,7 +130,7 @@ def freeze_graphdef(saved_model: Path, file: Path, meta: dict) -> Path:
     graph_def = frozen.graph.as_graph_def()
     tf.io.write_graph(graph_def, str(file.parent), file.name, as_text=False)
     ins = [t.name for t in frozen.inputs if t.dtype != tf.resource]
-    outs = [max(frozen.outputs, key=lambda t: int(np.prod(t.shape))).name]
+    outs = [t.name for t in frozen.outputs]  # every output: segment models have two
     write_meta_yaml({**meta, "pb_inputs": ins, "pb_outputs": outs}, file.with_name(file.name + ".yaml"))
     return file
 
@@ -115,7 +141,7 @@ def export_tf_formats(
     """saved_model / pb / tflite beside weights from one onnx2tf run; returns {format: path}."""
     folder = weights.with_name(f"{weights.stem}_saved_model")
     shutil.rmtree(folder, ignore_errors=True)
-    run_onnx2tf(onnx_file, folder, calib, int8 and "tflite" in formats)
+    save_saved_model(keras_model(onnx_file, calib), folder)
     write_meta_yaml(meta, folder / "metadata.yaml")
     files: Dict[str, Path] = {}
     if "saved_model" in formats:
@@ -123,16 +149,13 @@ def export_tf_formats(
     if "pb" in formats:
         files["pb"] = freeze_graphdef(folder, weights.with_suffix(".pb"), meta)
     if "tflite" in formats:
-        kind, src = ("int8", "integer_quant") if int8 else ("fp16", "float16") if half else ("fp32", "float32")
-        tfl = weights.with_name(f"{weights.stem}-{kind}.tflite")
-        shutil.copyfile(folder / f"{onnx_file.stem}_{src}.tflite", tfl)
-        quant = "full" if int8 else None
-        if int8 and not _runs(tfl, calib[:1]):  # e.g. FLA's divisions: an int8 divisor can round to zero
+        kind = "int8" if int8 else "fp16" if half else "fp32"
+        data, quant = tflite_bytes(folder, kind, calib), "full" if int8 else None
+        if int8 and not _runs(data, calib[:1]):  # e.g. FLA's divisions: an int8 divisor can round to zero
             LOGGER.warning("tflite int8: the fully int8 model cannot run (an int8 divide by zero); writing int8 "
                            "weights with float activations (dynamic range) instead")  # fmt: skip
-            shutil.copyfile(folder / f"{onnx_file.stem}_dynamic_range_quant.tflite", tfl)
-            quant = "dynamic_range"
+            data, quant = tflite_bytes(folder, "dynamic_range"), "dynamic_range"
+        tfl = weights.with_name(f"{weights.stem}-{kind}.tflite")
+        tfl.write_bytes(data)
         files["tflite"] = add_tflite_meta(tfl, {**meta, "half": kind == "fp16", "int8": int8, "quant": quant})
-    for extra in folder.glob("*.tflite"):  # keep the folder a plain SavedModel
-        extra.unlink()
     return files

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.deploy.predictor import Predictor, register_backend
+from utils.deploy.predictor import Predictor, register_backend, task_output
 from utils.deploy.runtimes.meta import apply_meta, need, read_meta_yaml
 from utils.errors import CheckpointError, UserError
 
@@ -35,9 +35,11 @@ class NCNNBackend(Predictor):
 
     def run(self, im: torch.Tensor) -> torch.Tensor:
         x = im.float().cpu().numpy()
+        names = self.net.output_names()  # pnnx names them out0, out1, ... in the ONNX graph's order
         out = []
         for i in range(x.shape[0]):
             with self.net.create_extractor() as ex:
                 ex.input(self.net.input_names()[0], self.ncnn.Mat(np.ascontiguousarray(x[i])).clone())
-                out.append(np.array(ex.extract(self.net.output_names()[0])[1]))
-        return torch.from_numpy(np.stack(out)).to(self.device)
+                out.append([np.array(ex.extract(n)[1]) for n in names])
+        ys = [torch.from_numpy(np.stack([o[k] for o in out])).to(self.device) for k in range(len(names))]
+        return task_output(ys)

@@ -38,6 +38,17 @@ def _interpreter(f: Path, threads: int | None):
     return tf.lite.Interpreter(model_path=str(f), num_threads=threads)
 
 
+def tf_outputs(ys, device: torch.device):
+    """A TF model's outputs -> the task's: pred (B, N, no) for detect / (B, nc) for classify, or (pred, protos (B, nm,
+    h, w)) for segment (TF gives the prototypes NHWC; they go back to NCHW here)."""
+    ys = [np.ascontiguousarray(y, dtype=np.float32) for y in ys]
+    protos = [y for y in ys if y.ndim == 4]
+    pred = torch.from_numpy(max((y for y in ys if y.ndim != 4), key=lambda y: y.size)).to(device)
+    if not protos:
+        return pred
+    return pred, torch.from_numpy(np.ascontiguousarray(protos[0].transpose(0, 3, 1, 2))).to(device)
+
+
 @register_backend(".tflite")
 class TFLiteBackend(Predictor):
     """A .tflite through the LiteRT interpreter; int8 inputs/outputs are (de)quantised with their own scales."""
@@ -64,12 +75,12 @@ class TFLiteBackend(Predictor):
             x = (x / scale + zero).astype(self.input["dtype"])
         self.interpreter.set_tensor(self.input["index"], x.astype(self.input["dtype"], copy=False))
         self.interpreter.invoke()
-        out = max(self.outputs, key=lambda d: int(np.prod(d["shape"])))  # detect: the one (B, N, 5 + nc) output
-        y = self.interpreter.get_tensor(out["index"])
-        scale, zero = out["quantization"]
-        if out["dtype"] in (np.int8, np.uint8) and scale:
-            y = (y.astype(np.float32) - zero) * scale
-        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(self.device)
+        ys = []
+        for out in self.outputs:
+            y = self.interpreter.get_tensor(out["index"])
+            scale, zero = out["quantization"]
+            ys.append((y.astype(np.float32) - zero) * scale if out["dtype"] in (np.int8, np.uint8) and scale else y)
+        return tf_outputs(ys, self.device)
 
 
 @register_backend("_saved_model")
@@ -91,8 +102,7 @@ class SavedModelBackend(Predictor):
 
     def run(self, im: torch.Tensor) -> torch.Tensor:
         out = self.fn(self.tf.constant(im.permute(0, 2, 3, 1).cpu().numpy()))
-        y = max(out.values(), key=lambda t: int(np.prod(t.shape))).numpy()
-        return torch.from_numpy(y).to(self.device)
+        return tf_outputs([t.numpy() for t in out.values()], self.device)
 
 
 @register_backend(".pb")
@@ -115,9 +125,9 @@ class GraphDefBackend(Predictor):
         wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
         g = wrapped.graph
         self.fn = wrapped.prune(tf.nest.map_structure(g.as_graph_element, inputs[0]),
-                                tf.nest.map_structure(g.as_graph_element, outputs[0]))  # fmt: skip
+                                [g.as_graph_element(o) for o in outputs])  # fmt: skip
         self.tf = tf
 
     def run(self, im: torch.Tensor) -> torch.Tensor:
-        y = self.fn(self.tf.constant(im.permute(0, 2, 3, 1).cpu().numpy())).numpy()
-        return torch.from_numpy(y).to(self.device)
+        ys = self.fn(self.tf.constant(im.permute(0, 2, 3, 1).cpu().numpy()))
+        return tf_outputs([y.numpy() for y in ys], self.device)
