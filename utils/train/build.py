@@ -104,7 +104,7 @@ def setup_run(config: TrainConfig, task: Task) -> Run:
     results = _run_folder(c, task)
     init_seeds(c.seed + 1 + max(c.rank, 0), deterministic=True)
     model = task.build_model(c, resume).to(device)
-    nhwc = device.type == "cpu"  # before the EMA copy and the optimizer: both then share the layout
+    nhwc = task.channels_last and device.type == "cpu"  # before the EMA copy and the optimizer: they share it
     if nhwc:
         model.to(memory_format=torch.channels_last)
     gs = max(int(model.stride.max()), 32)
