@@ -83,10 +83,10 @@ def main(opt: argparse.Namespace) -> Path:
     half = opt.half and device.type != "cpu"
     model = load_backend(opt.weights, device, data=opt.data, half=half)
     imgsz = check_img_size(opt.imgsz, stride=model.stride)
-    if getattr(model, "imgsz", None) and list(model.imgsz) != imgsz:
+    if model.imgsz and list(model.imgsz) != imgsz:
         LOGGER.warning("WARNING: --imgsz %s differs from the exported size %s; using the latter", imgsz, model.imgsz)
         imgsz = list(model.imgsz)
-    auto = getattr(model, "pt", True) or bool(getattr(model, "dynamic", False))
+    auto = model.rect  # PyTorch or a dynamic export: letterbox to the image's own stride-multiple shape
     dataset = load_source(opt.source, imgsz, model.stride, auto=auto, vid_stride=opt.vid_stride)
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     nms = NMSOptions(opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms, opt.max_det)

@@ -111,6 +111,9 @@ class Task:
     Prediction (utils/deploy/):
     - `postprocess(raw predictions, **options)` -> per-image results (detect: (n, 6) boxes after NMS)
     - `annotate(image, result, names, ...)` -> the image with the result drawn (and txt rows for --save-txt)
+    Layout: `channels_last=True` lets the engine train and validate a CPU model in channels-last order (oneDNN's
+    convolutions are faster); the task's criterion and evaluator must then accept channels-last outputs (no
+    `.view` on them). Off unless a task says so.
     """
 
     name: str
@@ -127,3 +130,4 @@ class Task:
     image_weights: Callable[..., Any] | None
     postprocess: Callable[..., list]
     annotate: Callable[..., Any]
+    channels_last: bool = False

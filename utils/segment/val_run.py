@@ -5,29 +5,33 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from utils.errors import UserError
 from utils.names import names_list
 from utils.segment.evaluate import SegmentEvaluator
 from utils.segment.metrics import SegMetrics
 
+if TYPE_CHECKING:
+    from utils.deploy.predictor import Predictor
+
 LOGGER = logging.getLogger(__name__)
 
 
-def loader_settings(model, imgsz: int, batch_size: int, speed: bool) -> tuple:
+def loader_settings(model: Predictor, imgsz: int, batch_size: int, speed: bool) -> tuple:
     """(imgsz, batch_size, rect, pad): rect batches for PyTorch; a static export's size and batch (batch 1 else)."""
     from utils.img_size import check_img_size
 
-    pad, rect = (0.0, False) if speed else (0.5, bool(getattr(model, "pt", True)))
-    if not getattr(model, "pt", True):
-        if getattr(model, "imgsz", None) is not None:
+    pad, rect = (0.0, False) if speed else (0.5, model.pt)
+    if not model.pt:
+        if model.imgsz is not None:
             h, w = model.imgsz
             if h != w:
                 raise UserError(f"the model was exported for {h}x{w}; segment/val.py needs a square export")
             if h != imgsz:
                 LOGGER.warning("WARNING: --imgsz %d does not fit the static export, using %d", imgsz, h)
             imgsz = h
-        batch_size = int(getattr(model, "batch", None) or 1)
+        batch_size = int(model.batch or 1)
         LOGGER.info("Forcing --batch-size %d square inference for non-PyTorch models", batch_size)
     return check_img_size(imgsz, stride=int(model.stride)), batch_size, rect, pad
 

@@ -48,6 +48,7 @@ class Run:
     nw: int  # warmup iterations
     lf: Callable[[float], float]  # the LR schedule's factor per epoch
     start_epoch: int = 0
+    nhwc: bool = False  # model and batches in channels-last order (CPU: oneDNN's faster convolutions)
     t0: float = 0.0
     last: Path = field(init=False)
     best: Path = field(init=False)
@@ -103,6 +104,9 @@ def setup_run(config: TrainConfig, task: Task) -> Run:
     results = _run_folder(c, task)
     init_seeds(c.seed + 1 + max(c.rank, 0), deterministic=True)
     model = task.build_model(c, resume).to(device)
+    nhwc = task.channels_last and device.type == "cpu"  # before the EMA copy and the optimizer: they share it
+    if nhwc:
+        model.to(memory_format=torch.channels_last)
     gs = max(int(model.stride.max()), 32)
     imgsz = check_img_size(c.imgsz, gs, floor=gs)
     hyp = task.hyp_for_model(c.hyp, model, c.nc, imgsz)
@@ -123,7 +127,7 @@ def setup_run(config: TrainConfig, task: Task) -> Run:
     run = Run(
         c, task, device, model, state, task.criterion(model, hyp), train_loader, dataset, val_loader, results,
         imgsz, gs, hyp, amp, warmup_iterations(hyp["warmup_epochs"], len(train_loader)),
-        state.scheduler.lr_lambdas[0], start_epoch,
+        state.scheduler.lr_lambdas[0], start_epoch, nhwc,
     )  # fmt: skip
     if resume is not None:
         state.restore(resume, c.epochs)

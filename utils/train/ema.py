@@ -35,9 +35,12 @@ class ModelEMA:
         self.updates += 1
         d = self.decay(self.updates)
         current = de_parallel(model).state_dict()
-        for name, value in self.ema.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_(current[name].detach().to(value.dtype), alpha=1 - d)
+        ema = [(v, current[k]) for k, v in self.ema.state_dict().items() if v.dtype.is_floating_point]
+        targets = [v for v, _ in ema]
+        sources = [c.detach().to(v.dtype) for v, c in ema]
+        # one call per op over all tensors (the same per-tensor arithmetic as value.mul_(d).add_(src, alpha=1 - d))
+        torch._foreach_mul_(targets, d)
+        torch._foreach_add_(targets, sources, alpha=1 - d)
 
     def update_attr(self, model: nn.Module, include: tuple = (), exclude: tuple = ("process_group", "reducer")) -> None:
         """Copy plain attributes (names, yaml, hyp, ...) from the model to the EMA."""

@@ -35,7 +35,8 @@ class EpochSettings:
     nw: warmup iterations (batches); lr_factor: the LR schedule's factor at this epoch (warmup ramps to it);
     total_batch: the batch size over all processes (warmup ramps accumulation up to the nominal batch 64 of it);
     loss_scale: DDP world size x 4 for --quad (gradients are averaged over processes and the quad batch is 1/4);
-    multi_scale: (imgsz, stride) to rescale each batch randomly, or None.
+    multi_scale: (imgsz, stride) to rescale each batch randomly, or None; channels_last: the model is in
+    channels-last order, so the batches are made so too.
     """
 
     epoch: int
@@ -47,6 +48,7 @@ class EpochSettings:
     amp: bool = False
     loss_scale: float = 1.0
     multi_scale: tuple | None = None
+    channels_last: bool = False
 
 
 def random_rescale(imgs: torch.Tensor, imgsz: int, gs: int) -> torch.Tensor:
@@ -87,6 +89,8 @@ def train_one_epoch(
             state.accumulate = apply_warmup(optimizer, ni, s.nw, s.lr_factor, s.hyp, s.total_batch)
         if s.multi_scale:
             imgs = random_rescale(imgs, *s.multi_scale)
+        if s.channels_last:
+            imgs = imgs.contiguous(memory_format=torch.channels_last)
         with torch.autocast(s.device.type, enabled=s.amp):
             loss, items = criterion(model(imgs), batch)
         loss = loss * s.loss_scale

@@ -82,7 +82,7 @@ def epoch_settings(run: Run, epoch: int) -> EpochSettings:
     return EpochSettings(
         epoch, run.nw, run.lf(epoch), run.hyp, c.batch_size, run.device, run.amp,
         loss_scale=max(c.world_size, 1) * (4.0 if c.quad else 1.0),
-        multi_scale=(run.imgsz, run.gs) if c.multi_scale else None,
+        multi_scale=(run.imgsz, run.gs) if c.multi_scale else None, channels_last=run.nhwc,
     )  # fmt: skip
 
 
@@ -193,6 +193,8 @@ def validate(run: Run, final: bool, model: torch.nn.Module | None = None) -> Met
     c = run.config
     net = model if model is not None else run.state.ema.ema
     predictor = ModelPredictor(net, device=run.device, fp16=run.amp, names=list(c.names))
+    if run.nhwc:
+        predictor.use_channels_last()  # the EMA already is; best.pt is loaded as it was saved
     evaluator = run.task.evaluator(
         list(c.names), Path(c.save_dir), plots=final and c.plots, per_class=final, single_cls=c.single_cls
     )

@@ -90,4 +90,5 @@ DETECT = Task(
     image_weights=sampling_weights,
     postprocess=detection_postprocess,
     annotate=draw_detections,
+    channels_last=True,
 )
