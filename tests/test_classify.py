@@ -153,4 +153,14 @@ def test_study_table_reports_welch_t():
     from benchmarks.ablate_classify import parse_opt, table
 
     md = table({"yolov5n": [0.80, 0.82, 0.81], "yolov5n-fla": [0.78, 0.80, 0.79]}, parse_opt([]))
-    assert "| yolov5n-fla | 3 | 0.780, 0.800, 0.790 | 0.7900 | 0.0100 | -2.45 | False |" in md
+    assert "| yolov5n-fla | 3 | 0.780, 0.800, 0.790 | 0.7900 | 0.0100 | -2.45 | 4.0 | 0.070 |" in md
+    assert "(3 finished for every model)" in md
+
+
+def test_welch_p_matches_student_t_tables():
+    from benchmarks.stats import t_two_sided_p, welch_test
+
+    assert abs(t_two_sided_p(2.228, 10) - 0.0500) < 1e-4 and abs(t_two_sided_p(-2.0, 10) - 0.07339) < 1e-5
+    assert abs(t_two_sided_p(0.0, 5) - 1.0) < 1e-12 and t_two_sided_p(12.71, 1) < 0.0501
+    t, df, p = welch_test([0.78, 0.80, 0.79], [0.80, 0.82, 0.81])  # equal spreads: df = 2 (n - 1)
+    assert round(t, 4) == -2.4495 and abs(df - 4.0) < 1e-9 and abs(p - 0.07048) < 1e-5
