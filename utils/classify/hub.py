@@ -1,4 +1,5 @@
-"""Python API for classifiers: `model = load('best.pt'); model('bus.jpg')` -> Classifications (top-5 per image).
+"""Python API for classifiers: `model = load('best.pt'); model('bus.jpg')` -> Classifications (top-5 per image,
+print, tables / pandas, render and save with the top-5 drawn: utils/classify/results.py).
 
 Official YOLOv5's hub only warns that classifiers are "not yet AutoShape compatible"; here a classifier loaded
 through hubconf.custom (or `load`) is called on paths, PIL images or numpy RGB images like a detector.
@@ -7,17 +8,18 @@ through hubconf.custom (or `load`) is called on paths, PIL images or numpy RGB i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.classify.predict import classifier_predictor, postprocess, preprocess, top_k
+from utils.classify.predict import classifier_predictor, postprocess, preprocess
+from utils.classify.results import Classifications
 from utils.deploy.predictor import ModelPredictor, Predictor
 from utils.errors import UserError
+from utils.torch_utils import time_sync
 
 LOGGER = logging.getLogger(__name__)
 
@@ -49,24 +51,6 @@ def is_classifier_file(path: Union[str, Path]) -> bool:
     return False
 
 
-@dataclass
-class Classifications:
-    """Per image: its file name and the top-5 [(class name, probability)], best first."""
-
-    files: List[str]
-    top5: List[List[Tuple[str, float]]]
-    probs: List[torch.Tensor]  # (nc,) per image
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __str__(self) -> str:
-        return "\n".join(f"{f}: " + ", ".join(f"{n} {p:.2f}" for n, p in t) for f, t in zip(self.files, self.top5))
-
-    def tables(self) -> List[List[Dict[str, Any]]]:
-        return [[{"name": n, "probability": p} for n, p in t] for t in self.top5]
-
-
 class Classifier(nn.Module):
     """A loaded classifier; call it on images (paths, PIL, numpy RGB or a list) -> Classifications.
 
@@ -84,15 +68,20 @@ class Classifier(nn.Module):
             return self.model(ims)
         from utils.deploy.hub import _to_rgb
 
+        t0 = time_sync()
         items = list(ims) if isinstance(ims, (list, tuple)) else [ims]
         rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
         fixed = self.model.imgsz  # a static export takes its own size and batch only
         size = int(fixed[0]) if fixed else size or self.size
         x = self.model.prepare(torch.stack([preprocess(np.ascontiguousarray(im[..., ::-1]), size) for im in rgb]))
         step = self.model.batch or len(x)
-        probs = [p for i in range(0, len(x), step) for p in postprocess(self.model(x[i : i + step]))]
-        top5 = [[(self.names.get(i, str(i)), p) for i, p in top_k(prob)] for prob in probs]
-        return Classifications(list(files), top5, [p.cpu() for p in probs])
+        t1 = time_sync()
+        logits = [self.model(x[i : i + step]) for i in range(0, len(x), step)]
+        t2 = time_sync()
+        probs = [p.cpu() for y in logits for p in postprocess(y)]
+        t3 = time_sync()
+        times = tuple(1e3 * dt / len(x) for dt in (t1 - t0, t2 - t1, t3 - t2))
+        return Classifications(list(rgb), probs, list(files), self.names, times, tuple(x.shape))
 
 
 def load(weights: Union[str, Path, nn.Module], device: str = "", size: int = 224) -> Classifier:
