@@ -84,6 +84,12 @@ def test_scan_skips_bad_files_with_one_warning_each(tiny_folder, caplog):
     assert classes == ["a", "b", "c"] and len(samples) == 12
     skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     assert len(skipped) == 2 and any("notes.txt" in s for s in skipped) and any("broken.jpg" in s for s in skipped)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the options check reads the class names without warning again
+        from utils.classify.config import _data
+
+        assert _data(str(tiny_folder))["names"] == ["a", "b", "c"]
+    assert not [r for r in caplog.records if "skipping" in r.getMessage()]
 
 
 def test_no_classes_or_empty_class_is_an_error(tmp_path):

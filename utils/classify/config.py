@@ -42,7 +42,7 @@ def classify_hyp(o: Mapping[str, Any]) -> Dict[str, Any]:
 def _data(folder: str) -> Dict[str, Any]:
     """The dataset record of an ImageFolder root: its split folders and the class names of train/."""
     train, val = split_dir(folder, "train"), split_dir(folder, "val")
-    classes, _ = scan_folder(train, check=False)
+    classes, _ = scan_folder(train, check=False, warn=False)
     return {"path": str(folder), "train": str(train), "val": str(val), "nc": len(classes), "names": classes}
 
 

@@ -50,8 +50,9 @@ def _readable(f: str) -> bool:
         return False
 
 
-def scan_folder(root: str | Path, check: bool = True) -> Tuple[List[str], List[Tuple[str, int]]]:
-    """(class names sorted, [(file, class index)]) for an ImageFolder root; bad files warned and skipped."""
+def scan_folder(root: str | Path, check: bool = True, warn: bool = True) -> Tuple[List[str], List[Tuple[str, int]]]:
+    """(class names sorted, [(file, class index)]) for an ImageFolder root; bad files skipped, with one warning each
+    when warn (the options check passes warn=False: the dataset that reads the files warns)."""
     root = Path(root)
     classes = sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
     if not classes:
@@ -59,14 +60,14 @@ def scan_folder(root: str | Path, check: bool = True) -> Tuple[List[str], List[T
     samples = []
     for i, c in enumerate(classes):
         files = sorted(str(Path(dp) / f) for dp, _, fs in os.walk(root / c, followlinks=True) for f in fs)
-        good = 0
+        good, log = 0, LOGGER.warning if warn else LOGGER.debug
         for f in files:
             if Path(f).name.startswith("."):
                 continue
             if f.rsplit(".", 1)[-1].lower() not in IMG_FORMATS:
-                LOGGER.warning(f"skipping {f}: not a supported image format ({', '.join(IMG_FORMATS)})")
+                log(f"skipping {f}: not a supported image format ({', '.join(IMG_FORMATS)})")
             elif check and not _readable(f):
-                LOGGER.warning(f"skipping {f}: the image cannot be decoded")
+                log(f"skipping {f}: the image cannot be decoded")
             else:
                 samples.append((f, i))
                 good += 1
