@@ -8,7 +8,8 @@ with the best top-1 per run (what best.pt holds), mean and spread per config, an
 
 A run counts as finished when its results.csv has every epoch (its weights are not needed), so the committed
 study folder (results.csv, opt.yaml, hyp.yaml per run) is enough to continue on another machine; --report-only
-rewrites the tables from the finished runs without training.
+rewrites the tables from the finished runs without training. The same command started twice trains two runs at a
+time: each run folder is claimed by one process (run/.lock with its pid; a dead process's lock is taken over).
 
     python benchmarks/ablate_classify.py --data ../shared/data/hymenoptera --weights ../shared/weights/yolov5n.pt \
         --seeds 0 1 2 3 4 --epochs 10 --imgsz 224 --out benchmarks/studies/cls
@@ -17,12 +18,14 @@ rewrites the tables from the finished runs without training.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,16 +47,51 @@ def fla_start(weights: Path, out: Path) -> Path:
 
         torch.manual_seed(0)
         model = load_model(weights, fuse=False, cfg="yolov5n-fla.yaml")
-        save_checkpoint({"model": model_to_dict(model, half=False)}, f)
+        save_checkpoint({"model": model_to_dict(model, half=False)}, f)  # atomic: a second process never reads half
     return f
 
 
-def run_one(name: str, model: Path, seed: int, out: Path, opt: argparse.Namespace) -> List[Dict[str, float]]:
-    """One classify/train.py run (reused when finished, resumed when interrupted) -> its results.csv rows."""
+def _rows(run: Path) -> List[Dict[str, float]]:
+    return read_results(run / "results.csv") if (run / "results.csv").is_file() else []
+
+
+@contextlib.contextmanager
+def run_lock(run: Path) -> Iterator[bool]:
+    """Claim a run folder for this process (run/.lock holds the pid) -> True, or False when a live process has it.
+
+    Lets several study processes share the seeds (start the same command twice): each trains what no other one holds.
+    """
+    run.mkdir(parents=True, exist_ok=True)
+    lock = run / ".lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(lock.read_text() or 0), 0)
+            yield False  # held by a live process
+            return
+        except (ProcessLookupError, ValueError, FileNotFoundError):
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield True
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def run_one(name: str, model: Path, seed: int, out: Path, opt: argparse.Namespace) -> None:
+    """One classify/train.py run: skipped when finished or held by another study process, resumed when interrupted."""
     run = out / f"{name}-s{seed}"
-    rows = read_results(run / "results.csv") if (run / "results.csv").is_file() else []
-    if len(rows) >= opt.epochs or opt.report_only:
-        return rows
+    if len(_rows(run)) >= opt.epochs:
+        return
+    with run_lock(run) as mine:
+        if mine:
+            _train(run, model, seed, out, opt)
+
+
+def _train(run: Path, model: Path, seed: int, out: Path, opt: argparse.Namespace) -> None:
     last = run / "weights/last.pt"
     if (run / "results.csv").is_file() and not last.is_file():
         (run / "results.csv").unlink()  # a partial run whose weights are gone starts again from epoch 0
@@ -64,12 +102,10 @@ def run_one(name: str, model: Path, seed: int, out: Path, opt: argparse.Namespac
                "--epochs", str(opt.epochs), "--img", str(opt.imgsz), "--batch-size", str(opt.batch_size),
                "--workers", str(opt.workers), "--device", opt.device, "--seed", str(seed), "--project", str(out),
                "--name", run.name, "--exist-ok", "--noplots"]  # fmt: skip
-    run.mkdir(parents=True, exist_ok=True)
     with open(run / "train.log", "a") as log:
         proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode:
         raise RuntimeError(f"{run.name}: classify/train.py exited {proc.returncode} (see {run / 'train.log'})")
-    return read_results(run / "results.csv")
 
 
 def table(results: Dict[str, List[float]], opt: argparse.Namespace) -> str:
@@ -89,13 +125,21 @@ def table(results: Dict[str, List[float]], opt: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(per_seed: Dict[str, Dict[int, float]], out: Path, opt: argparse.Namespace) -> None:
-    """study.json (options, best top-1 per config and seed) and study.md (the table), also printed."""
+def write_summary(names: List[str], out: Path, opt: argparse.Namespace) -> Dict[str, List[float]]:
+    """study.json (options, best top-1 per config and seed) and study.md (the table) from every finished run on
+    disk (whichever process trained it), also printed -> {config: best top-1 per finished seed}."""
+    per_seed: Dict[str, Dict[int, float]] = {k: {} for k in names}
+    for name in names:
+        for seed in opt.seeds:
+            rows = _rows(out / f"{name}-s{seed}")
+            if len(rows) >= opt.epochs:
+                per_seed[name][seed] = max(r[TOP1] for r in rows)
     results = {k: list(v.values()) for k, v in per_seed.items()}
     record = {"options": vars(opt), "best_top1": results, "seeds": {k: list(v) for k, v in per_seed.items()}}
     (out / "study.json").write_text(json.dumps(record, indent=1))
     (out / "study.md").write_text(table(results, opt))
     print(table(results, opt), flush=True)
+    return results
 
 
 def parse_opt(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -118,16 +162,11 @@ def main(opt: argparse.Namespace) -> Dict[str, List[float]]:
     out.mkdir(parents=True, exist_ok=True)
     fla = out / "yolov5n-fla-from-yolov5n.pt" if opt.report_only else fla_start(Path(opt.weights), out)
     models = {"yolov5n": Path(opt.weights), "yolov5n-fla": fla}
-    per_seed: Dict[str, Dict[int, float]] = {k: {} for k in models}
-    for seed in opt.seeds:  # seed-major: an interrupted study has both configs for its first seeds
+    for seed in opt.seeds if not opt.report_only else []:  # seed-major: both configs for the first seeds first
         for name, model in models.items():
-            rows = run_one(name, model, seed, out, opt)
-            if len(rows) >= opt.epochs:  # --report-only leaves an unfinished run out
-                per_seed[name][seed] = max(r[TOP1] for r in rows)
-                write_summary(per_seed, out, opt)
-    write_summary(per_seed, out, opt)
-    results = {k: list(v.values()) for k, v in per_seed.items()}
-    return results
+            run_one(name, model, seed, out, opt)
+            write_summary(list(models), out, opt)
+    return write_summary(list(models), out, opt)
 
 
 if __name__ == "__main__":

@@ -170,3 +170,19 @@ def test_welch_p_matches_student_t_tables():
     assert abs(t_two_sided_p(0.0, 5) - 1.0) < 1e-12 and t_two_sided_p(12.71, 1) < 0.0501
     t, df, p = welch_test([0.78, 0.80, 0.79], [0.80, 0.82, 0.81])  # equal spreads: df = 2 (n - 1)
     assert round(t, 4) == -2.4495 and abs(df - 4.0) < 1e-9 and abs(p - 0.07048) < 1e-5
+
+
+def test_study_run_lock_shares_runs_between_processes(tmp_path):
+    import os
+
+    from benchmarks.ablate_classify import run_lock
+
+    run = tmp_path / "yolov5n-s0"
+    with run_lock(run) as mine:
+        assert mine and (run / ".lock").read_text() == str(os.getpid())
+        with run_lock(run) as other:  # a second claim while a live process holds it
+            assert not other
+    assert not (run / ".lock").exists()
+    (run / ".lock").write_text("999999999")  # a dead process's lock is taken over
+    with run_lock(run) as mine:
+        assert mine
