@@ -60,8 +60,8 @@ def resolve_classify_config(opt: Namespace | Mapping[str, Any]) -> TrainConfig:
         check_single_process_device(o["device"])
     elif o["batch_size"] % world_size:
         raise UserError(f"--batch-size {o['batch_size']} must be a multiple of the {world_size} DDP processes")
-    if o.get("optimizer") not in ("SGD", "Adam", "AdamW"):
-        raise UserError(f"--optimizer {o.get('optimizer')} is not supported here; choose SGD, Adam or AdamW")
+    if o.get("optimizer") not in ("SGD", "Adam", "AdamW", "RMSProp"):
+        raise UserError(f"--optimizer {o.get('optimizer')} is not supported; choose SGD, Adam, AdamW or RMSProp")
     hyp = classify_hyp(o)
     if resume_path and o.get("save_dir"):
         save_dir = Path(o["save_dir"])
