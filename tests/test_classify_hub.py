@@ -49,3 +49,19 @@ def test_hub_classifier_top5_matches_predict(shared, tmp_path, restore_logging):
     assert drawn.shape == res.ims[0].shape and not np.array_equal(drawn, res.ims[0])  # the top-5 text is drawn
     out = res.save(tmp_path / "saved", exist_ok=True)
     assert sorted(p.name for p in out.iterdir()) == sorted(res.files)
+
+
+def test_openvino_classifier_folder_is_recognised(tmp_path):
+    """hubconf.custom picks the top-5 Classifier for an OpenVINO folder by the task in its metadata yaml."""
+    from utils.classify.hub import is_classifier_file
+    from utils.deploy.hub_models import custom_path
+
+    folder = tmp_path / "best_openvino_model"
+    folder.mkdir()
+    assert custom_path(folder) == folder  # an export folder is kept as official's hub keeps it
+    assert not is_classifier_file(folder)  # no .xml: not an OpenVINO model
+    (folder / "best.xml").write_text("<net/>")
+    (folder / "best.yaml").write_text("stride: 32\nnames: {0: ants, 1: bees}\ntask: classify\n")
+    assert is_classifier_file(folder) and is_classifier_file(folder / "best.xml")
+    (folder / "best.yaml").write_text("stride: 32\nnames: {0: person}\n")  # a detector's
+    assert not is_classifier_file(folder)

@@ -25,8 +25,8 @@ LOGGER = logging.getLogger(__name__)
 
 
 def is_classifier_file(path: Union[str, Path]) -> bool:
-    """True when a weights file holds a classifier: a .pt by its model yaml, an export by its 'task' metadata or
-    (official ONNX, which has none) by its 2-D (batch, classes) output."""
+    """True when a weights file holds a classifier: a .pt by its model yaml, an export (ONNX, TorchScript, OpenVINO
+    folder or .xml) by its 'task' metadata or (official ONNX, which has none) by its 2-D (batch, classes) output."""
     path = Path(path)
     if path.suffix == ".pt":
         from models.classify import is_classifier_yaml
@@ -44,6 +44,14 @@ def is_classifier_file(path: Union[str, Path]) -> bool:
         if "task" in meta:
             return meta["task"].strip('"') == "classify"
         return len(proto.graph.output[0].type.tensor_type.shape.dim) == 2
+    if path.is_dir() or path.suffix == ".xml":  # an OpenVINO model: its metadata yaml beside the .xml
+        from utils.yaml_io import read_yaml_mapping
+
+        xmls = [path] if path.suffix == ".xml" else sorted(path.glob("*.xml"))
+        meta = xmls[0].with_suffix(".yaml") if xmls else None
+        if meta is None or not meta.is_file():
+            return False
+        return read_yaml_mapping(meta, "OpenVINO metadata", "stride and names").get("task") == "classify"
     if path.suffix == ".torchscript":
         from utils.deploy.backends import read_torchscript_meta
 
