@@ -78,7 +78,7 @@ def test_torchvision_random_and_local_weights(tmp_path):
         torchvision_classifier("resnet_nonexistent", 3)
 
 
-def test_scan_skips_bad_files_with_one_warning_each(tiny_folder, caplog):
+def test_scan_skips_bad_files_with_one_warning_each(tiny_folder, caplog, monkeypatch):
     with caplog.at_level(logging.WARNING):
         classes, samples = scan_folder(tiny_folder / "train")
     assert classes == ["a", "b", "c"] and len(samples) == 12
@@ -89,6 +89,13 @@ def test_scan_skips_bad_files_with_one_warning_each(tiny_folder, caplog):
         from utils.classify.config import _data
 
         assert _data(str(tiny_folder))["names"] == ["a", "b", "c"]
+    assert not [r for r in caplog.records if "skipping" in r.getMessage()]
+    from utils.classify.dataset import ClassificationDataset
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)  # a DDP rank other than 0
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    with caplog.at_level(logging.WARNING):
+        assert len(ClassificationDataset(tiny_folder / "train", 32)) == 12
     assert not [r for r in caplog.records if "skipping" in r.getMessage()]
 
 

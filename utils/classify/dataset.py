@@ -84,7 +84,8 @@ class ClassificationDataset(Dataset):
 
     def __init__(self, root: str | Path, imgsz: int = 224, augment: bool = False, cache: str | bool | None = None):
         self.root = Path(root)
-        self.classes, self.samples = scan_folder(self.root)
+        first = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0  # DDP: rank 0 warns
+        self.classes, self.samples = scan_folder(self.root, warn=first)
         self.transform = ClassifyAugment(imgsz) if augment else ClassifyEval(imgsz)
         self.cache = "ram" if cache is True else (cache or None)
         if self.cache not in (None, "ram", "disk"):
