@@ -78,12 +78,25 @@ def test_torchvision_random_and_local_weights(tmp_path):
         torchvision_classifier("resnet_nonexistent", 3)
 
 
-def test_scan_skips_bad_files_with_one_warning_each(tiny_folder, caplog):
+def test_scan_skips_bad_files_with_one_warning_each(tiny_folder, caplog, monkeypatch):
     with caplog.at_level(logging.WARNING):
         classes, samples = scan_folder(tiny_folder / "train")
     assert classes == ["a", "b", "c"] and len(samples) == 12
     skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     assert len(skipped) == 2 and any("notes.txt" in s for s in skipped) and any("broken.jpg" in s for s in skipped)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the options check reads the class names without warning again
+        from utils.classify.config import _data
+
+        assert _data(str(tiny_folder))["names"] == ["a", "b", "c"]
+    assert not [r for r in caplog.records if "skipping" in r.getMessage()]
+    from utils.classify.dataset import ClassificationDataset
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)  # a DDP rank other than 0
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    with caplog.at_level(logging.WARNING):
+        assert len(ClassificationDataset(tiny_folder / "train", 32)) == 12
+    assert not [r for r in caplog.records if "skipping" in r.getMessage()]
 
 
 def test_no_classes_or_empty_class_is_an_error(tmp_path):
@@ -153,4 +166,30 @@ def test_study_table_reports_welch_t():
     from benchmarks.ablate_classify import parse_opt, table
 
     md = table({"yolov5n": [0.80, 0.82, 0.81], "yolov5n-fla": [0.78, 0.80, 0.79]}, parse_opt([]))
-    assert "| yolov5n-fla | 3 | 0.780, 0.800, 0.790 | 0.7900 | 0.0100 | -2.45 | False |" in md
+    assert "| yolov5n-fla | 3 | 0.780, 0.800, 0.790 | 0.7900 | 0.0100 | -2.45 | 4.0 | 0.070 |" in md
+    assert "(3 finished for every model)" in md
+
+
+def test_welch_p_matches_student_t_tables():
+    from benchmarks.stats import t_two_sided_p, welch_test
+
+    assert abs(t_two_sided_p(2.228, 10) - 0.0500) < 1e-4 and abs(t_two_sided_p(-2.0, 10) - 0.07339) < 1e-5
+    assert abs(t_two_sided_p(0.0, 5) - 1.0) < 1e-12 and t_two_sided_p(12.71, 1) < 0.0501
+    t, df, p = welch_test([0.78, 0.80, 0.79], [0.80, 0.82, 0.81])  # equal spreads: df = 2 (n - 1)
+    assert round(t, 4) == -2.4495 and abs(df - 4.0) < 1e-9 and abs(p - 0.07048) < 1e-5
+
+
+def test_study_run_lock_shares_runs_between_processes(tmp_path):
+    import os
+
+    from benchmarks.ablate_classify import run_lock
+
+    run = tmp_path / "yolov5n-s0"
+    with run_lock(run) as mine:
+        assert mine and (run / ".lock").read_text() == str(os.getpid())
+        with run_lock(run) as other:  # a second claim while a live process holds it
+            assert not other
+    assert not (run / ".lock").exists()
+    (run / ".lock").write_text("999999999")  # a dead process's lock is taken over
+    with run_lock(run) as mine:
+        assert mine

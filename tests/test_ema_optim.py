@@ -65,8 +65,11 @@ def test_parameter_groups():
     assert opt.param_groups[0]["nesterov"] and opt.param_groups[1]["momentum"] == 0.937
     adam = build_optimizer(model, "AdamW", lr=1e-3, momentum=0.9, decay=1e-2)
     assert isinstance(adam, torch.optim.AdamW) and adam.param_groups[1]["betas"] == (0.9, 0.999)
+    rms = build_optimizer(model, "RMSProp", lr=1e-3, momentum=0.9, decay=5e-5)  # classify/train.py's official choice
+    assert isinstance(rms, torch.optim.RMSprop) and rms.param_groups[0]["momentum"] == 0.9
+    assert [grp["weight_decay"] for grp in rms.param_groups] == [0.0, 5e-5, 0.0]
     with pytest.raises(UserError):
-        build_optimizer(model, "RMSprop")
+        build_optimizer(model, "RMSprop")  # official's spelling only
 
 
 def test_lr_lambdas():

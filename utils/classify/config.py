@@ -42,7 +42,7 @@ def classify_hyp(o: Mapping[str, Any]) -> Dict[str, Any]:
 def _data(folder: str) -> Dict[str, Any]:
     """The dataset record of an ImageFolder root: its split folders and the class names of train/."""
     train, val = split_dir(folder, "train"), split_dir(folder, "val")
-    classes, _ = scan_folder(train, check=False)
+    classes, _ = scan_folder(train, check=False, warn=False)
     return {"path": str(folder), "train": str(train), "val": str(val), "nc": len(classes), "names": classes}
 
 
@@ -60,8 +60,8 @@ def resolve_classify_config(opt: Namespace | Mapping[str, Any]) -> TrainConfig:
         check_single_process_device(o["device"])
     elif o["batch_size"] % world_size:
         raise UserError(f"--batch-size {o['batch_size']} must be a multiple of the {world_size} DDP processes")
-    if o.get("optimizer") not in ("SGD", "Adam", "AdamW"):
-        raise UserError(f"--optimizer {o.get('optimizer')} is not supported here; choose SGD, Adam or AdamW")
+    if o.get("optimizer") not in ("SGD", "Adam", "AdamW", "RMSProp"):
+        raise UserError(f"--optimizer {o.get('optimizer')} is not supported; choose SGD, Adam, AdamW or RMSProp")
     hyp = classify_hyp(o)
     if resume_path and o.get("save_dir"):
         save_dir = Path(o["save_dir"])

@@ -63,8 +63,9 @@ def disk_cache_path(f: str) -> Path:
     return user_cache_dir() / "images-cls" / f"{p.stem}-{key}.npy"
 
 
-def scan_folder(root: str | Path, check: bool = True) -> Tuple[List[str], List[Tuple[str, int]]]:
-    """(class names sorted, [(file, class index)]) for an ImageFolder root; bad files warned and skipped."""
+def scan_folder(root: str | Path, check: bool = True, warn: bool = True) -> Tuple[List[str], List[Tuple[str, int]]]:
+    """(class names sorted, [(file, class index)]) for an ImageFolder root; bad files skipped, with one warning each
+    when warn (the options check passes warn=False: the dataset that reads the files warns)."""
     root = Path(root)
     classes = sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
     if not classes:
@@ -72,14 +73,14 @@ def scan_folder(root: str | Path, check: bool = True) -> Tuple[List[str], List[T
     samples = []
     for i, c in enumerate(classes):
         files = sorted(str(Path(dp) / f) for dp, _, fs in os.walk(root / c, followlinks=True) for f in fs)
-        good = 0
+        good, log = 0, LOGGER.warning if warn else LOGGER.debug
         for f in files:
             if Path(f).name.startswith("."):
                 continue
             if f.rsplit(".", 1)[-1].lower() not in IMG_FORMATS:
-                LOGGER.warning(f"skipping {f}: not a supported image format ({', '.join(IMG_FORMATS)})")
+                log(f"skipping {f}: not a supported image format ({', '.join(IMG_FORMATS)})")
             elif check and (why := _unreadable(f)):
-                LOGGER.warning(f"skipping {f}: {why}")
+                log(f"skipping {f}: {why}")
             else:
                 samples.append((f, i))
                 good += 1
@@ -97,7 +98,8 @@ class ClassificationDataset(Dataset):
 
     def __init__(self, root: str | Path, imgsz: int = 224, augment: bool = False, cache: str | bool | None = None):
         self.root = Path(root)
-        self.classes, self.samples = scan_folder(self.root)
+        first = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0  # DDP: rank 0 warns
+        self.classes, self.samples = scan_folder(self.root, warn=first)
         self.transform = ClassifyAugment(imgsz) if augment else ClassifyEval(imgsz)
         self.cache = "ram" if cache is True else (cache or None)
         if self.cache not in (None, "ram", "disk"):

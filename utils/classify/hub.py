@@ -1,4 +1,5 @@
-"""Python API for classifiers: `model = load('best.pt'); model('bus.jpg')` -> Classifications (top-5 per image).
+"""Python API for classifiers: `model = load('best.pt'); model('bus.jpg')` -> Classifications (top-5 per image,
+print, tables / pandas, render and save with the top-5 drawn: utils/classify/results.py).
 
 Official YOLOv5's hub only warns that classifiers are "not yet AutoShape compatible"; here a classifier loaded
 through hubconf.custom (or `load`) is called on paths, PIL images or numpy RGB images like a detector.
@@ -7,24 +8,25 @@ through hubconf.custom (or `load`) is called on paths, PIL images or numpy RGB i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.classify.predict import classifier_predictor, postprocess, preprocess, top_k
+from utils.classify.predict import classifier_predictor, postprocess, preprocess
+from utils.classify.results import Classifications
 from utils.deploy.predictor import ModelPredictor, Predictor
 from utils.errors import CheckpointError, UserError
+from utils.torch_utils import time_sync
 
 LOGGER = logging.getLogger(__name__)
 
 
 def is_classifier_file(path: Union[str, Path]) -> bool:
-    """True when a weights file holds a classifier: a .pt by its model yaml, an export by its 'task' metadata or
-    (official ONNX, which has none) by its 2-D (batch, classes) output."""
+    """True when a weights file holds a classifier: a .pt by its model yaml, an export (ONNX, TorchScript, OpenVINO
+    folder or .xml) by its 'task' metadata or (official ONNX, which has none) by its 2-D (batch, classes) output."""
     path = Path(path)
     if path.suffix == ".pt":
         from models.classify import is_classifier_yaml
@@ -45,29 +47,19 @@ def is_classifier_file(path: Union[str, Path]) -> bool:
         if "task" in meta:
             return meta["task"].strip('"') == "classify"
         return len(proto.graph.output[0].type.tensor_type.shape.dim) == 2
+    if path.is_dir() or path.suffix == ".xml":  # an OpenVINO model: its metadata yaml beside the .xml
+        from utils.yaml_io import read_yaml_mapping
+
+        xmls = [path] if path.suffix == ".xml" else sorted(path.glob("*.xml"))
+        meta = xmls[0].with_suffix(".yaml") if xmls else None
+        if meta is None or not meta.is_file():
+            return False
+        return read_yaml_mapping(meta, "OpenVINO metadata", "stride and names").get("task") == "classify"
     if path.suffix == ".torchscript":
         from utils.deploy.backends import read_torchscript_meta
 
         return read_torchscript_meta(path).get("task") == "classify"
     return False
-
-
-@dataclass
-class Classifications:
-    """Per image: its file name and the top-5 [(class name, probability)], best first."""
-
-    files: List[str]
-    top5: List[List[Tuple[str, float]]]
-    probs: List[torch.Tensor]  # (nc,) per image
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __str__(self) -> str:
-        return "\n".join(f"{f}: " + ", ".join(f"{n} {p:.2f}" for n, p in t) for f, t in zip(self.files, self.top5))
-
-    def tables(self) -> List[List[Dict[str, Any]]]:
-        return [[{"name": n, "probability": p} for n, p in t] for t in self.top5]
 
 
 class Classifier(nn.Module):
@@ -87,15 +79,20 @@ class Classifier(nn.Module):
             return self.model(ims)
         from utils.deploy.hub import _to_rgb, check_size_arg
 
+        t0 = time_sync()
         items = list(ims) if isinstance(ims, (list, tuple)) else [ims]
         rgb, files = zip(*(_to_rgb(im, i, bgr) for i, im in enumerate(items)))
         fixed = self.model.imgsz  # a static export takes its own size and batch only
         size = int(fixed[0]) if fixed else check_size_arg(self.size if size is None else size)
         x = self.model.prepare(torch.stack([preprocess(np.ascontiguousarray(im[..., ::-1]), size) for im in rgb]))
         step = self.model.batch or len(x)
-        probs = [p for i in range(0, len(x), step) for p in postprocess(self.model(x[i : i + step]))]
-        top5 = [[(self.names.get(i, str(i)), p) for i, p in top_k(prob)] for prob in probs]
-        return Classifications(list(files), top5, [p.cpu() for p in probs])
+        t1 = time_sync()
+        logits = [self.model(x[i : i + step]) for i in range(0, len(x), step)]
+        t2 = time_sync()
+        probs = [p.cpu() for y in logits for p in postprocess(y)]
+        t3 = time_sync()
+        times = tuple(1e3 * dt / len(x) for dt in (t1 - t0, t2 - t1, t3 - t2))
+        return Classifications(list(rgb), probs, list(files), self.names, times, tuple(x.shape))
 
 
 def load(weights: Union[str, Path, nn.Module], device: str = "", size: int = 224) -> Classifier:

@@ -37,11 +37,12 @@ def find_weights(name: str, path: Union[str, Path, None] = None) -> Path:
 
 
 def custom_path(path: Union[str, Path]) -> Path:
-    """A custom weights path as official hub takes it: a bare name gets '.pt' ('runs/.../best' -> best.pt)."""
+    """A custom weights path as official hub takes it: a bare name gets '.pt' ('runs/.../best' -> best.pt); an
+    export folder (best_openvino_model/) is kept."""
     p = Path(path).expanduser()
     if not p.suffix and not p.is_dir():
         p = p.with_suffix(".pt")
-    if not p.is_file():
+    if not p.exists():  # a file, or an export folder (OpenVINO, ...) as official's hub takes it
         raise UserError(f"weights file not found: {p}")
     return p
 

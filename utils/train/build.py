@@ -134,6 +134,6 @@ def setup_run(config: TrainConfig, task: Task) -> Run:
         LOGGER.info(f"Resuming training from {c.resume_path} from epoch {start_epoch} to {c.epochs}")
         if results is not None and "results" in (resume.get("train_state") or {}):
             results.write(state.results)  # the csv as the checkpoint has it: no row it lacks, none twice
-        elif results is not None:
-            results.truncate(state.epoch)
+        elif results is not None:  # a checkpoint without its rows keeps the csv's rows up to its epoch
+            state.results = results.truncate(state.epoch)
     return run

@@ -63,7 +63,8 @@ def build_optimizer(
     decay: float = 5e-4,
     attn_lr: float | None = None,
 ) -> torch.optim.Optimizer:
-    """SGD (Nesterov) / Adam / AdamW (beta1 = momentum) with groups [bias, weight (decayed), norm weight].
+    """SGD (Nesterov) / Adam / AdamW (beta1 = momentum) / RMSProp (classify/train.py's official choice) with groups
+    [bias, weight (decayed), norm weight].
 
     attn_lr (hyp key `attn_lr`, a multiplier of lr; None = YOLOv5's three groups, where the attention parameters
     fall by name) adds the non-empty groups 'attn' (decayed) and 'attn_no_decay' at lr * attn_lr for the FLA
@@ -77,8 +78,10 @@ def build_optimizer(
         opt = torch.optim.Adam(g["bias"], lr=lr, betas=(momentum, 0.999))
     elif name == "AdamW":
         opt = torch.optim.AdamW(g["bias"], lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
+    elif name == "RMSProp":
+        opt = torch.optim.RMSprop(g["bias"], lr=lr, momentum=momentum)
     else:
-        raise UserError(f"--optimizer {name} is not supported; choose SGD, Adam or AdamW")
+        raise UserError(f"--optimizer {name} is not supported; choose SGD, Adam, AdamW or RMSProp")
     opt.param_groups[0]["weight_decay"] = 0.0
     opt.add_param_group({"params": g["weight"], "weight_decay": decay})
     opt.add_param_group({"params": g["norm"], "weight_decay": 0.0})

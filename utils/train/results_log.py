@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,13 +52,22 @@ class ResultsLogger:
         body = "".join(("%20.5g," * n % tuple(r)).rstrip(",") + "\n" for r in rows if len(r) == n)
         write_text(self.csv, header + body)
 
-    def truncate(self, last_epoch: int) -> None:
-        """Drop rows after last_epoch (resuming a checkpoint written before checkpoints held their rows)."""
+    def truncate(self, last_epoch: int) -> List[List[float]]:
+        """Drop rows after last_epoch and return the kept rows [epoch, *values] (resuming a checkpoint without its
+        rows: official YOLOv5's last.pt, or ours from before checkpoints held them), so that the run's next
+        rewrite from its rows keeps them."""
         if not self.csv.exists():
-            return
-        lines = self.csv.read_text().splitlines()
-        keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and float(ln.split(",")[0]) <= last_epoch]
-        self.csv.write_text("\n".join(keep) + "\n")
+            return []
+        n, rows = len(self.keys) + 1, []
+        for ln in self.csv.read_text().splitlines()[1:]:
+            try:
+                row = [float(v) for v in ln.split(",")]
+            except ValueError:
+                continue  # a torn or foreign line
+            if len(row) == n and row[0] <= last_epoch:
+                rows.append(row)
+        self.write(rows)
+        return rows
 
     def close(self) -> None:
         if self.tb is not None:
