@@ -84,16 +84,16 @@ def test_bad_folders(tmp_path):
     empty.mkdir()
     src = tmp_path / "im.png"
     src.write_bytes(b"")
-    steps = [
-        ("no OpenVINO .xml", None),
-        ("x.bin", ("x.xml", b"<net/>")),
-        ("cannot load OpenVINO model", ("x.bin", b"")),
+    steps = [  # a part missing is a usage error (2); parts present but unreadable are an unusable file (1)
+        ("no OpenVINO .xml", None, 2),
+        ("x.bin", ("x.xml", b"<net/>"), 2),
+        ("cannot load OpenVINO model", ("x.bin", b""), 1),
     ]
-    for message, add in steps:
+    for message, add, code in steps:
         if add is not None:
             (empty / add[0]).write_bytes(add[1])
         r = run_script("detect.py", "--weights", empty, "--source", src, "--project", tmp_path, timeout=300)
-        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
+        assert r.returncode == code and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
 
 
 def test_val_cli_matches_pt(tmp_path):
