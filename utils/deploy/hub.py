@@ -22,6 +22,7 @@ from utils.data.sources import read_image
 from utils.deploy.annotate import draw_detections, save_one_box
 from utils.deploy.predict import NMSOptions, postprocess, summarize, warmup_nms
 from utils.deploy.predictor import ModelPredictor, Predictor
+from utils.deploy.results import ImageResults
 from utils.errors import DataError, UserError
 from utils.flag_ranges import MAX_IMGSZ
 from utils.paths import increment_path
@@ -168,8 +169,10 @@ def load(
     return Detector(load_predictor(w, device=select_device(device), fuse=fuse), size)
 
 
-class Detections:
+class Detections(ImageResults):
     """Results of one call: per image RGB image and (n, 6) [x1, y1, x2, y2, conf, cls] boxes in its own pixels."""
+
+    COLUMNS = ["xmin", "ymin", "xmax", "ymax", "confidence", "class", "name"]
 
     def __init__(
         self,
@@ -187,9 +190,6 @@ class Detections:
         self.xyxyn = [p / g for p, g in zip(self.xyxy, gn)]
         self.xywhn = [p / g for p, g in zip(self.xywh, gn)]
 
-    def __len__(self) -> int:
-        return len(self.pred)
-
     def item_fields(self, i: int) -> Dict[str, Any]:
         """The constructor's arguments for image i alone (a subclass adds its own per-image fields)."""
         return dict(ims=[self.ims[i]], pred=[self.pred[i]], files=[self.files[i]], names=self.names,
@@ -197,12 +197,6 @@ class Detections:
 
     def __getitem__(self, i: int) -> Detections:
         return type(self)(**self.item_fields(i))
-
-    def to_list(self) -> List[Detections]:
-        """One Detections per image."""
-        return [self[i] for i in range(len(self))]
-
-    tolist = to_list  # YOLOv5's spelling
 
     def tables(self) -> List[List[Dict[str, Any]]]:
         """Per image, one dict per box: xmin ymin xmax ymax confidence class name (pandas-free .pandas().xyxy)."""
@@ -215,15 +209,6 @@ class Detections:
                 rows[-1]["class"] = c
             out.append(rows)
         return out
-
-    def pandas(self) -> List[Any]:
-        """Per image a pandas DataFrame of tables() rows; needs pandas (not a requirement of this project)."""
-        try:
-            import pandas as pd
-        except ImportError as e:
-            raise ImportError("Detections.pandas() needs pandas (pip install pandas); .tables() needs nothing") from e
-        cols = ["xmin", "ymin", "xmax", "ymax", "confidence", "class", "name"]
-        return [pd.DataFrame(rows, columns=cols) for rows in self.tables()]
 
     def render(self, labels: bool = True) -> List[np.ndarray]:
         """Annotated copies of the images (RGB uint8 (H, W, 3))."""
@@ -272,14 +257,6 @@ class Detections:
         """crop()'s dict for box k of image i; a subclass adds its own fields (segmentation: the mask's crop)."""
         return row
 
-    def save(self, save_dir: Union[str, Path] = "runs/detect/exp", exist_ok: bool = False, labels: bool = True) -> Path:
-        """Write the annotated images (file names as given, imageN.jpg for arrays) into a new run folder."""
-        save_dir = increment_path(save_dir, exist_ok=exist_ok, mkdir=True)
-        for f, im in zip(self.files, self.render(labels)):
-            Image.fromarray(im).save(save_dir / f)
-        LOGGER.info("Saved %d image%s to %s", len(self.files), "s" * (len(self.files) > 1), save_dir)
-        return save_dir
-
     def __str__(self) -> str:
         lines = []
         for i, (im, p) in enumerate(zip(self.ims, self.pred)):
@@ -290,10 +267,6 @@ class Detections:
             f"Speed: {pre:.1f}ms pre-process, {inf:.1f}ms inference, {nms:.1f}ms NMS per image at shape {self.shape}"
         )
         return "\n".join(lines)
-
-    def print(self) -> None:
-        """Log the per-image summary and the speed line."""
-        LOGGER.info("%s", self)
 
     def __repr__(self) -> str:
         return f"<Detections: {len(self)} image(s), {sum(len(p) for p in self.pred)} box(es)>"
