@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -13,7 +16,7 @@ from tests.ray_cluster import free_port
 from tests.test_evolve import _opt
 from train import main as train_main
 from train import parse_opt
-from utils.scaleout import JobFailed, RayRunner, pack_dir, unpack_into
+from utils.scaleout import JobFailed, RayRunner, pack_dir, scratch_dir, unpack_into
 from utils.train.evolve import EvolveTask, evolve
 from utils.train.evolve_io import read_evolve_csv
 
@@ -31,6 +34,26 @@ def test_unpack_replaces_a_folder_whole(tmp_path):
     unpack_into(pack_dir(src, skip=("weights",)), dest)
     assert sorted(p.name for p in dest.iterdir()) == ["results.csv"]
     assert [p.name for p in dest.parent.iterdir()] == ["run_s0"]  # no temporary folder left
+
+
+def test_scratch_folders_of_killed_jobs_are_reclaimed(tmp_path, monkeypatch):
+    """A SIGKILLed trial never cleans its node-local folder; the next job on the node removes it, and only it."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for pid in (dead.pid, live.pid):
+            (tmp_path / f"yolov5fla-trial-{pid}-abc" / "trial").mkdir(parents=True)
+        (tmp_path / f"yolov5fla-job-{dead.pid}-abc").mkdir()  # another kind: not this call's to clean
+        new = scratch_dir("trial")
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert new.parent == tmp_path and new.name.startswith(f"yolov5fla-trial-{os.getpid()}-")
+        assert f"yolov5fla-trial-{dead.pid}-abc" not in names
+        assert f"yolov5fla-trial-{live.pid}-abc" in names and f"yolov5fla-job-{dead.pid}-abc" in names
+    finally:
+        live.kill()
+        live.wait()
 
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,29 @@ def clean_incoming(folder: Path) -> int:
     return n
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def scratch_dir(kind: str) -> Path:
+    """A new temporary folder `yolov5fla-<kind>-<pid>-*` for one job on this node.
+
+    First removes this node's folders of that kind whose process is gone: a job SIGKILLed (or a node's worker
+    killed) never runs its own clean-up, so the next job on the node does it.
+    """
+    for p in Path(tempfile.gettempdir()).glob(f"yolov5fla-{kind}-*-*"):
+        pid = p.name.split("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"yolov5fla-{kind}-{os.getpid()}-"))
+
+
 def node_info() -> Dict[str, str]:
     """{'node_id': Ray's node id ('' outside Ray), 'host': this machine's name}."""
     node = ""
@@ -98,7 +121,7 @@ def run_script_job(script: str, args: List[str], name: str = "run") -> ScriptRun
 
     Raises RuntimeError on a non-zero exit, so Ray retries the job once; a job that fails twice fails the caller.
     """
-    tmp = Path(tempfile.mkdtemp(prefix="yolov5fla-job-"))
+    tmp = scratch_dir("job")
     t0 = time.time()
     try:
         cmd = [sys.executable, str(ROOT / script), *args, "--project", str(tmp), "--name", name, "--exist-ok"]

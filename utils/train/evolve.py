@@ -12,7 +12,6 @@ import json
 import logging
 import random
 import shutil
-import tempfile
 import time
 from argparse import Namespace
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from utils.errors import UserError
-from utils.scaleout import clean_incoming, make_runner, node_info, pack_dir, unpack_into
+from utils.scaleout import clean_incoming, make_runner, node_info, pack_dir, scratch_dir, unpack_into
 from utils.train.evolve_ga import META, clip_hyp, evolvable_keys, mutate, select_parent
 from utils.train.evolve_io import append_evolve_row, plot_evolve, read_evolve_csv, summary, write_hyp_yaml
 from utils.train.evolve_setup import evolve_folder, population_seeds
@@ -99,7 +98,7 @@ def training_hyp(hyp: Mapping[str, float]) -> Dict[str, Any]:
 
 def run_trial(task: EvolveTask, opt_dict: Dict[str, Any], hyp: Dict[str, float]) -> TrialResult:
     """Train once with hyp into a temporary folder on this node; return its metrics and packed folder."""
-    tmp = Path(tempfile.mkdtemp(prefix="yolov5fla-trial-"))
+    tmp = scratch_dir("trial")
     t0 = time.time()
     try:
         opt = Namespace(**{**opt_dict, "project": str(tmp), "name": "trial", "exist_ok": True, "resume": False})
