@@ -71,6 +71,22 @@ def test_train_outputs_and_exact_resume(tiny_folder, tmp_path, monkeypatch, rest
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_last_batch_of_one_image_is_left_out(tiny_folder, tmp_path, restore_logging):  # noqa: F811
+    """12 training images in batches of 11 at 32 px: a last batch of one image with 1x1 features cannot be
+    batch-normalised, so training leaves it out (validation keeps every image)."""
+    from classify import train
+    from utils.classify.dataset import create_classification_dataloader
+
+    loader, _ = create_classification_dataloader(tiny_folder / "train", 32, batch_size=11, workers=0)
+    assert len(loader) == 1 and [len(y) for _, y in loader] == [11]
+    val, _ = create_classification_dataloader(tiny_folder / "val", 32, batch_size=5, augment=False, workers=0)
+    assert [len(y) for _, y in val] == [5, 1]
+    args = _args(tiny_folder, tmp_path, "b11", epochs=1)
+    args[args.index("--batch-size") + 1] = "11"
+    run = train.main(train.parse_opt(args))
+    assert len((run / "results.csv").read_text().splitlines()) == 2 and (run / "weights/last.pt").is_file()
+
+
 @pytest.mark.slow
 def test_ddp_two_processes(tiny_folder, tmp_path):  # noqa: F811
     """torchrun with 2 gloo processes on the CPU: the total batch is split, one optimizer step per total batch."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from pathlib import Path
 from typing import List, Tuple
@@ -165,11 +166,16 @@ def create_classification_dataloader(
     world = (dist.get_world_size() if dist.is_initialized() else int(os.getenv("WORLD_SIZE", 1))) if rank != -1 else 1
     generator = torch.Generator()
     generator.manual_seed(SEED_BASE + seed + max(rank, 0))
+    # a training batch of one image cannot be batch-normalised where the features are 1x1 (a small --imgsz): drop it
+    drop_last = augment and batch_size > 1 and math.ceil(len(dataset) / world) % batch_size == 1
+    if drop_last:
+        LOGGER.info(f"{len(dataset)} training images in batches of {batch_size}: each epoch leaves out its last image")
     loader = InfiniteDataLoader(
         SeededSamples(dataset),
         batch_size=batch_size,
         shuffle=False,
         num_workers=nw,
+        drop_last=drop_last,
         sampler=EpochSampler(len(dataset), shuffle, seed, rank, world, epoch=start_epoch),
         pin_memory=torch.cuda.is_available(),
         collate_fn=SeededCollate(ClassificationDataset.collate_fn),
