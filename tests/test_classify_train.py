@@ -81,6 +81,8 @@ def test_last_batch_of_one_image_is_left_out(tiny_folder, tmp_path, restore_logg
     assert len(loader) == 1 and [len(y) for _, y in loader] == [11]
     val, _ = create_classification_dataloader(tiny_folder / "val", 32, batch_size=5, augment=False, workers=0)
     assert [len(y) for _, y in val] == [5, 1]
+    big, _ = create_classification_dataloader(tiny_folder / "train", 64, batch_size=11, workers=0)
+    assert len(big) == 2  # from 64 px the features are at least 2x2: every image trains, as official
     args = _args(tiny_folder, tmp_path, "b11", epochs=1)
     args[args.index("--batch-size") + 1] = "11"
     run = train.main(train.parse_opt(args))

@@ -166,8 +166,10 @@ def create_classification_dataloader(
     world = (dist.get_world_size() if dist.is_initialized() else int(os.getenv("WORLD_SIZE", 1))) if rank != -1 else 1
     generator = torch.Generator()
     generator.manual_seed(SEED_BASE + seed + max(rank, 0))
-    # a training batch of one image cannot be batch-normalised where the features are 1x1 (a small --imgsz): drop it
-    drop_last = augment and batch_size > 1 and math.ceil(len(dataset) / world) % batch_size == 1
+    # below 64 px a stride-32 classifier's features can be 1x1, and a training batch of one image there cannot be
+    # batch-normalised: such a last batch is left out of each pass
+    small = imgsz < 64
+    drop_last = augment and small and batch_size > 1 and math.ceil(len(dataset) / world) % batch_size == 1
     if drop_last:
         LOGGER.info(f"{len(dataset)} training images in batches of {batch_size}: each epoch leaves out its last image")
     loader = InfiniteDataLoader(

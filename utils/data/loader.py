@@ -199,6 +199,12 @@ def create_dataloader(
     rank, seed = data.rank, data.seed
     world = (dist.get_world_size() if dist.is_initialized() else int(os.getenv("WORLD_SIZE", 1))) if rank != -1 else 1
     sampler = EpochSampler(len(dataset), shuffle, seed, rank, world, epoch=loader.start_epoch)
+    # below 2 strides (multi-scale's half size included) the deepest map can be 1x1, and a training batch of one
+    # image there cannot be batch-normalised: such a last batch is left out of each pass
+    small = data.img_size < 2 * _max_stride(data.stride)
+    drop_last = data.augment and small and batch_size > 1 and math.ceil(len(dataset) / world) % batch_size == 1
+    if drop_last:
+        LOGGER.info(f"{len(dataset)} training images in batches of {batch_size}: each pass leaves out its last image")
     loader_cls = DataLoader if loader.image_weights else InfiniteDataLoader  # a new pass picks up new weights
     generator = torch.Generator()
     generator.manual_seed(SEED_BASE + seed + max(rank, 0))
@@ -208,6 +214,7 @@ def create_dataloader(
         batch_size=batch_size,
         shuffle=False,
         num_workers=nw,
+        drop_last=drop_last,
         sampler=sampler,
         pin_memory=torch.cuda.is_available(),
         collate_fn=SeededCollate(collate),
