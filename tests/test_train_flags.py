@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,3 +96,29 @@ def test_a_last_batch_of_one_image_at_32_px_is_left_out(script, tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "leaves out its last image" in r.stdout + r.stderr
     assert len((tmp_path / "b3/results.csv").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("script", ["train.py", "classify/train.py"])
+def test_batches_of_one_image_at_32_px_are_one_line(script, tmp_path):
+    if script == "train.py":
+        args = ["--data", make_dataset(tmp_path / "d", n_train=2, n_val=1), "--cfg", "yolov5n.yaml", "--weights", ""]
+    else:
+        from tests.test_classify import _image
+
+        rng = np.random.default_rng(0)
+        for split, c in (("train", "a"), ("train", "b"), ("val", "a"), ("val", "b")):
+            (tmp_path / "d" / split / c).mkdir(parents=True)
+            _image(tmp_path / "d" / split / c / "0.jpg", rng)
+        args = ["--data", tmp_path / "d", "--model", "yolov5n.yaml", "--pretrained", "False"]
+    r = run_main(script, *args, "--img", "32", "--batch-size", "1", "--epochs", "1", "--workers", "0",
+                 "--project", tmp_path, "--name", "b1")  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("error: --imgsz 32 with batches of one image")
+
+
+def test_multi_scale_never_goes_below_two_strides():
+    from utils.train.epoch import random_rescale
+
+    imgs = torch.zeros(2, 3, 32, 32)
+    sides = {random_rescale(imgs, 32, 32).shape[-1] for _ in range(200)}
+    assert min(sides) == 64 and all(s % 32 == 0 for s in sides)  # official's rule can draw 0 or 32 here

@@ -12,6 +12,7 @@ import torch.nn as nn
 import yaml
 
 from utils.checkpoint import load_checkpoint
+from utils.errors import UserError
 from utils.img_size import check_img_size
 from utils.paths import ensure_dir
 from utils.task import Criterion, Task
@@ -95,6 +96,17 @@ def _state(model: nn.Module, config: TrainConfig, hyp: Mapping[str, Any], amp: b
     )
 
 
+def _check_single_image_batches(batch_size: int, imgsz, gs: int) -> None:
+    """Below 2 strides the deepest map can be 1x1, and BatchNorm cannot train on one value per channel: refuse a
+    batch of one image there in one line (a last batch of one is left out by the loaders instead)."""
+    side = min([imgsz] if isinstance(imgsz, int) else imgsz)
+    if batch_size < 2 and side < 2 * gs:
+        raise UserError(
+            f"--imgsz {side} with batches of one image: the deepest feature map is 1x1 and BatchNorm cannot train on "
+            f"one value per channel; use --batch-size 2 or more (and at least 2 training images) or --imgsz {2 * gs}"
+        )
+
+
 def setup_run(config: TrainConfig, task: Task) -> Run:
     """Run folder, seeds, model, optimizer state, loaders, AutoAnchor (new runs), DDP wrap, resume state."""
     c = config
@@ -114,6 +126,7 @@ def setup_run(config: TrainConfig, task: Task) -> Run:
     amp = c.amp and device.type == "cuda"
     state = _state(model, c, hyp, amp)
     train_loader, dataset = task.train_loader(c, imgsz, gs, start_epoch)
+    _check_single_image_batches(train_loader.batch_size, imgsz, gs)
     val_loader = task.val_loader(c, imgsz, gs) if c.main else None
     if c.main and resume is None:
         task.check_data(dataset, model, c, imgsz)

@@ -52,8 +52,9 @@ class EpochSettings:
 
 
 def random_rescale(imgs: torch.Tensor, imgsz: int, gs: int) -> torch.Tensor:
-    """--multi-scale: resize the batch (B, 3, H, W) so its long side is a random stride multiple in [0.5, 1.5) imgsz."""
-    size = random.randrange(int(imgsz * 0.5), int(imgsz * 1.5) + gs) // gs * gs
+    """--multi-scale: resize the batch (B, 3, H, W) so its long side is a random stride multiple in [0.5, 1.5) imgsz,
+    at least 2 strides (below that the deepest map is 1x1, or empty, where official would fail)."""
+    size = max(random.randrange(int(imgsz * 0.5), int(imgsz * 1.5) + gs) // gs * gs, 2 * gs)
     factor = size / max(imgs.shape[2:])
     if factor == 1:
         return imgs
