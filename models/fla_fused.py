@@ -107,12 +107,27 @@ class FusedAttention:
             qk = qkv[:, : 2 * a]  # (relu(t) + 1e-6) / s = max(t', 1e-6 / s), 1 / s folded into W and the bias
             qk = torch.maximum(qk, floor, out=qk) if inplace else torch.maximum(qk, floor)
             o = self._attend(qk, qkv[:, 2 * a :], h, w, w_dwc, inplace)  # (B, A, N)
+            if inplace and tf.stride(1) == 1 and tf.shape[1] > 1:  # a channels-last map: token-major out
+                return self._project_token_major(tf, o, w_p, b_p).to(t.dtype)
             if self.residual:
                 y = torch.baddbmm(tf, w_p.expand(b, -1, -1), o)
                 y = y.add_(b_p) if inplace else y + b_p
             else:
                 y = torch.baddbmm(b_p, w_p.expand(b, -1, -1), o)
         return y.to(t.dtype)
+
+    def _project_token_major(self, tf: torch.Tensor, o: torch.Tensor, w_p: torch.Tensor, b_p: torch.Tensor):
+        """W_p o + b_p (+ tf) computed as (B, N, C) and returned as its (B, C, N) transposed view: for tf a view of
+        a channels-last map (token-major memory), the residual is read and the output written without a transposing
+        copy, and the output is channels-last again for the next conv."""
+        b, c = tf.shape[0], tf.shape[1]
+        tm = tf.transpose(1, 2)  # (B, N, C), contiguous
+        wt = w_p.t().expand(b, -1, -1)  # (B, A, C)
+        if self.residual:
+            y = torch.baddbmm(tm, o.transpose(1, 2), wt).add_(b_p.view(1, 1, c))
+        else:
+            y = torch.baddbmm(b_p.view(1, 1, c), o.transpose(1, 2), wt)
+        return y.transpose(1, 2)
 
     def _weights(self) -> tuple:
         """Folded fp32 tensors: W_qkv (3A, C) and bias (3A, 1) with the norm affine in and the q/k rows as

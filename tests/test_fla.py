@@ -284,6 +284,10 @@ def test_fused_equals_unfused(make, c_in):
         x = torch.randn(2, c_in, *hw)
         with torch.no_grad():
             torch.testing.assert_close(fused(x), plain(x), atol=2e-5, rtol=2e-5)
+            xc = x.contiguous(memory_format=torch.channels_last)  # the predictor's CPU layout: token-major output
+            torch.testing.assert_close(fused(xc), plain(x), atol=2e-5, rtol=2e-5)
+            if isinstance(fused, (FLA, FocusedLinearAttention)):  # and it stays channels-last for the next conv
+                assert fused(xc).is_contiguous(memory_format=torch.channels_last)
     forms = _inference_forms(fused)
     assert forms and all(f.cache.store for f in forms)  # the folded tensors were cached
     with_dwc = [f for f in forms if f.attn.dwc is not None]  # small maps ran the DWC as cached Toeplitz matmuls
