@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.common import C3, Bottleneck
-from models.fla_fused import EPS, FusedAttention, FusedMLP, focus, normalize_channels, tracing
+from models.fla_fused import EPS, FusedAttention, FusedMLP, focus, normalize_channels, token_count, tracing
 from models.registry import register
 
 __all__ = ["EPS", "FLA", "C3FLA", "FLABlock", "FocusedLinearAttention", "attention_width", "focus"]
@@ -41,7 +41,7 @@ def _linear(layer: nn.Linear, t: torch.Tensor) -> torch.Tensor:
 
 def _count(t: torch.Tensor) -> torch.Tensor | int:
     """N = t.shape[-1]; while tracing as a graph value, so a dynamic export stays right at every size."""
-    return torch.ones_like(t[..., :1, :]).sum(dim=-1, keepdim=True) if tracing() else t.shape[-1]
+    return token_count(t) if tracing() else t.shape[-1]
 
 
 def _layer_norm(t: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:

@@ -23,6 +23,21 @@ def tracing() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
+def sum_keep(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """x.sum(dim, keepdim=True) over a dim of fixed size (channels). While a trace records it, written as
+    mean * size: pnnx drops ReduceSum's axes (an ONNX input since opset 13), so the NCNN model summed nothing."""
+    if torch.jit.is_tracing():
+        return x.mean(dim=dim, keepdim=True) * x.shape[dim]
+    return x.sum(dim=dim, keepdim=True)
+
+
+def token_count(t: torch.Tensor) -> torch.Tensor:
+    """N = t.shape[-1] of (..., N) as a graph value (..., 1, 1) for traces (a dynamic export stays right at every
+    size): ones (1 x N) @ ones (N x 1), a MatMul every converter maps right (pnnx mis-maps a ReduceSum)."""
+    ones = torch.ones_like(t[..., :1, :])
+    return ones @ ones.transpose(-2, -1)
+
+
 def normalize_channels(t: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
     """LayerNorm over the channels of (B, C, N) tokens with norm's eps, without its affine (folded elsewhere).
 
@@ -44,13 +59,13 @@ def focus(x: torch.Tensor, p: float, dim: int, inplace: bool = False) -> tuple[t
     if p == 1:
         return x, None
     sq = x * x
-    norm = sq.sum(dim=dim, keepdim=True).sqrt()
+    norm = sum_keep(sq, dim).sqrt()
     tiny = 1e-36 ** (0.5 / p)
     if inplace:
         f = x.div_(norm).clamp_min_(tiny).pow_(p)
         return f, norm / torch.mul(f, f, out=sq).sum(dim=dim, keepdim=True).sqrt()
     f = (x / norm).clamp_min(tiny) ** p
-    return f, norm / (f * f).sum(dim=dim, keepdim=True).sqrt()
+    return f, norm / sum_keep(f * f, dim).sqrt()
 
 
 def fold_norm(w: torch.Tensor, b: torch.Tensor | None, norm: nn.LayerNorm | None) -> tuple:
@@ -167,13 +182,14 @@ class FusedAttention:
         nh, d = m.num_heads, m.head_dim
         f, r = focus(qk.view(b, 2, a, n), m.focusing_factor, 2, inplace)  # over all A channels; r (B, 2, 1, N)
         q, k = f[:, 0].view(b, nh, d, n), f[:, 1].view(b, nh, d, n)  # heads are channel views
-        if tracing():  # N from the graph, so a dynamic export stays right at every size
-            rk = torch.ones_like(qk[:, None, :1]) if r is None else r[:, 1:]  # (B, 1, 1, N), focused k = k * rk
-            kw = k * (rk / torch.ones_like(rk).sum(dim=-1, keepdim=True))  # (B, nh, d, N): focused k / N
+        if tracing():  # N from the graph, so a dynamic export stays right at every size; no ReduceSum (see sum_keep)
+            kr = k if r is None else k * r[:, 1:]  # (B, nh, d, N): focused k
+            kw, km = kr / token_count(kr[:, :1, :1]), kr.mean(dim=-1, keepdim=True)  # focused k / N, its mean
         else:
             kw = k * (1.0 / n) if r is None else k * (r[:, 1:] * (1.0 / n))
+            km = kw.sum(dim=-1, keepdim=True)
         kv = kw @ v.view(b, nh, d, n).transpose(-2, -1)  # (B, nh, d, d) = mean_n k_n v_n^T
-        mk = torch.cat((kv, kw.sum(dim=-1, keepdim=True)), dim=-1).transpose(-2, -1)  # (B, nh, d+1, d)
+        mk = torch.cat((kv, km), dim=-1).transpose(-2, -1)  # (B, nh, d+1, d)
         o = mk @ q  # (B, nh, d+1, N): one pass over q gives Q (K^T V) and Q mean(K)^T
         num, den = o[:, :, :d], o[:, :, d:]
         z = 1.0 / (den + EPS) if r is None else r[:, :1] / (r[:, :1] * den + EPS)  # focused q = q * rq, folded here

@@ -56,6 +56,7 @@ class Detect(nn.Module):
         self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
         self.inplace = inplace
         self.export = False
+        self.box_scale: torch.Tensor | None = None  # (w, h): boxes in 0-1 of the image (int8 TF exports)
 
     def forward(self, x: list[torch.Tensor]):
         z = []
@@ -72,8 +73,14 @@ class Detect(nn.Module):
     def _decode(self, i: int, p: torch.Tensor) -> torch.Tensor:
         """Level i logits (B, na, ny, nx, no) -> xywh in pixels, sigmoid obj and class scores."""
         grid, anchor_grid = self._grids(i, p)
+        stride, anchor_grid = self._units(i, anchor_grid)
         xy, wh, conf = p.sigmoid().split((2, 2, self.nc + 1), 4)
-        return torch.cat(((xy * 2 + grid) * self.stride[i], (wh * 2) ** 2 * anchor_grid, conf), 4)
+        return torch.cat(((xy * 2 + grid) * stride, (wh * 2) ** 2 * anchor_grid, conf), 4)
+
+    def _units(self, i: int, anchor_grid: torch.Tensor) -> tuple:
+        """Level i's stride and anchor sizes in pixels, or in 0-1 of the image when box_scale (w, h) is set."""
+        scale = getattr(self, "box_scale", None)
+        return (self.stride[i], anchor_grid) if scale is None else (self.stride[i] / scale, anchor_grid / scale)
 
     def _grids(self, i: int, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell offsets (1, 1, ny, nx, 2) minus 0.5 and anchor sizes in pixels (1, na, 1, 1, 2) for level i."""
@@ -118,8 +125,9 @@ class Segment(Detect):
 
     def _decode(self, i: int, p: torch.Tensor) -> torch.Tensor:
         grid, anchor_grid = self._grids(i, p)
+        stride, anchor_grid = self._units(i, anchor_grid)
         xy, wh, conf, coef = p.split((2, 2, self.nc + 1, self.nm), 4)
-        xy = (xy.sigmoid() * 2 + grid) * self.stride[i]
+        xy = (xy.sigmoid() * 2 + grid) * stride
         wh = (wh.sigmoid() * 2) ** 2 * anchor_grid
         return torch.cat((xy, wh, conf.sigmoid(), coef), 4)
 

@@ -1,11 +1,11 @@
 """The converter round trips, run by tests/test_export_formats.py in ONE child pytest process (TensorFlow, OpenVINO and
 coremltools stay out of the suite's process; each model is exported once per session).
 
-Tiny width-0.25 models at 64 px holding both FLA and C3FLA (detect, segment, classify), exported to every float
-format this machine builds; each export must give the .pt's outputs: detect/segment boxes at the .pt's 20 most
-confident anchors with IoU >= 0.95 and scores within 2e-3, classify probabilities within 1e-3. int8 ONNX and
-OpenVINO of yolov5n on coco8 val keep mAP50-95 within 0.02 of the float export. Run it alone with
-`python -m pytest tests/export_cases.py`.
+Tiny width-0.25 models at 64 px holding both FLA and C3FLA (detect, segment, classify), exported to the formats of
+FORMATS; each export must give the .pt's outputs: detect/segment boxes at the .pt's 20 most confident anchors with
+IoU >= 0.95 and scores within 2e-3, classify probabilities within 1e-3; CoreML specs are read back. int8 TFLite of
+the tiny detector (with and without FLA) stays near the .pt; int8 ONNX and OpenVINO of yolov5n on coco8 val keep
+mAP50-95 within 0.02 of the float export. Run it alone with `python -m pytest tests/export_cases.py`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ DET = {"nc": 2, "depth_multiple": 0.33, "width_multiple": 0.25, "anchors": ANCHO
 SEG = {**DET, "head": [[[4, 5], 1, "Segment", ["nc", "anchors", 8, 16]]]}
 CLS = {"nc": 3, "depth_multiple": 0.33, "width_multiple": 0.25, "backbone": BACKBONE,
        "head": [[-1, 1, "Classify", ["nc"]]]}  # fmt: skip
-# per task: the formats exported (in one run_export call); CoreML only for detect (spec check: it runs on macOS only).
-# NCNN is not among them: its outputs for FLA layers are wrong, so export refuses it (see the NCNN test)
-FORMATS = {"detect": ("torchscript", "onnx", "openvino", *TF, "coreml"), "segment": TF, "classify": TF}
+# per task: the formats exported (in one run_export call). TorchScript and the float ONNX / OpenVINO of FLA models are
+# checked in the suite itself (tests/test_export.py, tests/test_openvino.py); segment and classify take only the last
+# link of the TF chain (TFLite: onnx2tf -> SavedModel -> TFLite). CoreML is spec-checked (it runs on macOS only).
+FORMATS = {"detect": ("onnx", "ncnn", *TF, "coreml"), "segment": ("ncnn", "tflite", "coreml"),
+           "classify": ("ncnn", "tflite")}  # fmt: skip
 
 
 def _model(task: str, fla: bool = True) -> torch.nn.Module:
@@ -46,15 +48,14 @@ def _model(task: str, fla: bool = True) -> torch.nn.Module:
     from models.yolo import DetectionModel, SegmentationModel
 
     torch.manual_seed(0)
-    if not fla:  # the same layout with C3 and a 1x1 Conv in place of C3FLA and FLA
-        back = [*BACKBONE[:2], [-1, 1, "C3", [64]], BACKBONE[3], [-1, 1, "Conv", [128, 1, 1]], *DET["backbone"][5:]]
-        return DetectionModel({**DET, "backbone": back}, verbose=False)
     if task == "classify":
         model, model.names = ClassificationModel(CLS), ["a", "b", "c"]
     else:
-        model = (DetectionModel if task == "detect" else SegmentationModel)(
-            DET if task == "detect" else SEG, verbose=False
-        )
+        cfg = DET if task == "detect" else SEG
+        if not fla:  # the same layout with C3 and a 1x1 Conv in place of C3FLA and FLA
+            back = [*BACKBONE[:2], [-1, 1, "C3", [64]], BACKBONE[3], [-1, 1, "Conv", [128, 1, 1]], *DET["backbone"][5:]]
+            cfg = {**cfg, "backbone": back}
+        model = (DetectionModel if task == "detect" else SegmentationModel)(cfg, verbose=False)
         model.names = ["cat", "dog"]
         with torch.no_grad():
             for conv in model.model[-1].m:
@@ -83,8 +84,8 @@ def _images(shared) -> torch.Tensor:
     return torch.from_numpy(np.stack([im[..., ::-1].transpose(2, 0, 1) for im in ims]).copy()).float() / 255
 
 
-def _same_boxes(ref: torch.Tensor, y: torch.Tensor, nc: int = 2, k: int = 20) -> None:
-    """At ref's k most confident anchors of (1, N, 5 + nc [+ nm]): boxes with IoU >= 0.95 and obj * cls within 2e-3.
+def _same_boxes(ref: torch.Tensor, y: torch.Tensor, nc: int = 2, k: int = 20, iou_min=0.95, atol=2e-3) -> None:
+    """At ref's k most confident anchors of (1, N, 5 + nc [+ nm]): boxes with IoU >= iou_min, obj * cls within atol.
     Anchor-wise, so near-equal scores of a random model cannot reorder NMS and swap boxes."""
 
     def conf(p: torch.Tensor) -> torch.Tensor:
@@ -92,8 +93,8 @@ def _same_boxes(ref: torch.Tensor, y: torch.Tensor, nc: int = 2, k: int = 20) ->
 
     top = conf(ref).max(1).values.topk(k).indices
     iou = box_iou(xywh2xyxy(ref[0, top, :4]), xywh2xyxy(y[0, top, :4])).diagonal()
-    assert float(iou.min()) >= 0.95, iou
-    torch.testing.assert_close(conf(y)[top], conf(ref)[top], atol=2e-3, rtol=0)
+    assert float(iou.min()) >= iou_min, iou
+    torch.testing.assert_close(conf(y)[top], conf(ref)[top], atol=atol, rtol=0)
 
 
 def test_metadata(exported):
@@ -137,10 +138,12 @@ def test_coreml_spec(exported):
 
     task, _, files = exported
     if "coreml" not in files:
-        pytest.skip(f"CoreML is exported for detect only (spec check), not {task}")
+        pytest.skip(f"CoreML is not exported for {task}")
     spec = coreml_spec_summary(files["coreml"])
-    assert spec["inputs"] == {"image": [SIZE, SIZE]} and spec["outputs"] == ["output0"]
-    assert spec["meta"]["names"] == ["cat", "dog"] and spec["meta"]["task"] == "detect"
+    outputs = ["output0", "output1"] if task == "segment" else ["output0"]  # segment: predictions, prototypes
+    assert spec["inputs"] == {"image": [SIZE, SIZE]} and spec["outputs"] == outputs
+    assert spec["meta"]["names"] == ["cat", "dog"] and spec["meta"]["task"] == task
+    assert spec["meta"]["imgsz"] == [SIZE, SIZE] and spec["meta"]["stride"] in (16, 32)
 
 
 @pytest.fixture(scope="session")
@@ -172,22 +175,29 @@ def test_int8_map_within_002_of_float(int8_setup, tmp_path, fmt):
         assert int8.size_mb < fp32.size_mb / 2
 
 
-def test_ncnn_plain_matches_fla_refused(shared, tmp_path):
-    """NCNN (pnnx) of the tiny detector without FLA gives the .pt's boxes; with FLA or C3FLA the NCNN model computes
-    something else (cause not found yet), and export says so in one line instead of passing a wrong model."""
-    from utils.checkpoint import model_to_dict
-    from utils.checkpoint import save_checkpoint as save
-    from utils.errors import UserError
+@pytest.mark.parametrize("fla", [False, True], ids=["plain", "fla"])
+def test_tflite_int8_near_pt(shared, tmp_path, fla):
+    """--int8 TFLite of the tiny detector, calibrated on coco8 (8 images), run by LiteRT through our predictor.
 
-    plain, fla = tmp_path / "plain.pt", tmp_path / "fla.pt"
-    for f, flag in ((plain, False), (fla, True)):
-        model = _model("detect", fla=flag)
-        model.names = ["cat", "dog"]
-        save({"model": model_to_dict(model, half=False)}, f)
-    folder = run_export(plain, imgsz=[SIZE], include=["ncnn"])["ncnn"]
-    pt, exp, x = load_predictor(plain), load_predictor(folder), _images(shared)
+    Plain: fully int8 (weights and activations), its boxes in 0-1 so that one output scale also keeps the scores.
+    FLA: the fully int8 model cannot run (an int8 divisor rounds to zero), so export writes int8 weights with float
+    activations. Bound: boxes at the .pt's 20 top anchors with IoU >= 0.9 and scores within 0.01, about 1.5 steps of
+    the int8 output (range ~1.7 / 255); measured here: IoU >= 0.97, scores within 6e-4 (plain) and 0.997, 3e-5 (FLA).
+    """
+    from utils.checkpoint import model_to_dict, save_checkpoint
+    from utils.deploy.runtimes.tf import read_tflite_meta
+
+    w = tmp_path / ("fla.pt" if fla else "plain.pt")
+    save_checkpoint({"model": model_to_dict(_model("detect", fla=fla), half=False)}, w)
+    data = shared / "data/coco8/coco8.yaml"
+    f = run_export(w, imgsz=[SIZE], include=["tflite"], int8=True, data=data)["tflite"]
+    meta = read_tflite_meta(f)
+    assert meta["int8"] and meta["quant"] == ("dynamic_range" if fla else "full"), meta
+    assert meta["xywh"] == "normalized"
+    pt, exp, x = load_predictor(w), load_predictor(f), _images(shared)
+    assert exp.format == "tflite" and exp.imgsz == (SIZE, SIZE)
     with torch.no_grad():
         for i in range(len(x)):
-            _same_boxes(pt(x[i : i + 1]), exp(x[i : i + 1]))
-    with pytest.raises(UserError, match="ncnn export of fla_ncnn_model is wrong"):
-        run_export(fla, imgsz=[SIZE], include=["ncnn"])
+            ref, y = pt(x[i : i + 1]), exp(x[i : i + 1])
+            assert y.shape == ref.shape and torch.isfinite(y).all()
+            _same_boxes(ref, y, iou_min=0.9, atol=0.01)

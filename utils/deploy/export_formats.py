@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -67,12 +68,19 @@ def export_more(model: nn.Module, im: torch.Tensor, weights: Path, meta: dict, f
     if not any(f in VIA_ONNX for f in formats):
         return files
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_file = _static_onnx(model, im, Path(tmp), weights.stem, meta, opset)
         tf = [f for f in formats if f in TF_FORMATS]
         if tf:
+            from utils.deploy.export_onnx import normalized_boxes
             from utils.deploy.export_tf import export_tf_formats
 
-            files.update(export_tf_formats(onnx_file, weights, meta, set(tf), half, int8, calib))
+            norm = int8 and meta.get("task") != "classify"  # int8: boxes in 0-1 like the scores (normalized_boxes)
+            with normalized_boxes(model, *im.shape[2:]) if norm else nullcontext():
+                tf_onnx = _static_onnx(model, im, Path(tmp), f"{weights.stem}-tf", meta, opset)
+            tf_meta = {**meta, "xywh": "normalized"} if norm else meta
+            files.update(export_tf_formats(tf_onnx, weights, tf_meta, set(tf), half, int8, calib))
+        if not any(f in ("ncnn", "engine") for f in formats):
+            return files
+        onnx_file = _static_onnx(model, im, Path(tmp), weights.stem, meta, opset)
         if "ncnn" in formats:
             from utils.deploy.export_ncnn import export_ncnn
 

@@ -6,8 +6,9 @@ import io
 import json
 import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 import torch
 import torch.nn as nn
@@ -45,6 +46,19 @@ class ExportWrapper(nn.Module):
         if is_segment(self.model):  # (pred (B, N, 5 + nc + nm), protos (B, nm, H / 4, W / 4)), as official
             return y[0], y[1]
         return y[0] if isinstance(y, (list, tuple)) else y
+
+
+@contextmanager
+def normalized_boxes(model: nn.Module, h: int, w: int) -> Iterator[None]:
+    """While inside, the Detect/Segment head of model gives xywh in 0-1 of the (h, w) image instead of pixels, as
+    official YOLOv5's TF models: int8 TFLite quantises the output with one scale, so pixel boxes (0-640) would leave
+    the 0-1 scores a few levels. Folded into the stride and anchor constants (no extra op)."""
+    head = model.model[-1]
+    head.box_scale = torch.tensor([w, h], dtype=torch.float32, device=next(model.parameters()).device)
+    try:
+        yield
+    finally:
+        head.box_scale = None
 
 
 def is_segment(model: nn.Module) -> bool:

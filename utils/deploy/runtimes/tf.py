@@ -38,12 +38,23 @@ def _interpreter(f: Path, threads: int | None):
     return tf.lite.Interpreter(model_path=str(f), num_threads=threads)
 
 
-def tf_outputs(ys, device: torch.device):
+def box_scale(meta: Dict[str, Any]) -> np.ndarray | None:
+    """(w, h, w, h) pixels for an export whose boxes are 0-1 (int8 TF: metadata xywh 'normalized'), else None."""
+    if meta.get("xywh") != "normalized" or not meta.get("imgsz"):
+        return None
+    h, w = (float(s) for s in meta["imgsz"])
+    return np.array([w, h, w, h], np.float32)
+
+
+def tf_outputs(ys, device: torch.device, scale: np.ndarray | None = None):
     """A TF model's outputs -> the task's: pred (B, N, no) for detect / (B, nc) for classify, or (pred, protos (B, nm,
-    h, w)) for segment (TF gives the prototypes NHWC; they go back to NCHW here)."""
+    h, w)) for segment (TF gives the prototypes NHWC; they go back to NCHW here). scale: (w, h, w, h) of 0-1 boxes."""
     ys = [np.ascontiguousarray(y, dtype=np.float32) for y in ys]
     protos = [y for y in ys if y.ndim == 4]
-    pred = torch.from_numpy(max((y for y in ys if y.ndim != 4), key=lambda y: y.size)).to(device)
+    pred = max((y for y in ys if y.ndim != 4), key=lambda y: y.size)
+    if scale is not None:
+        pred = np.concatenate((pred[..., :4] * scale, pred[..., 4:]), -1)
+    pred = torch.from_numpy(pred).to(device)
     if not protos:
         return pred
     return pred, torch.from_numpy(np.ascontiguousarray(protos[0].transpose(0, 3, 1, 2))).to(device)
@@ -80,7 +91,7 @@ class TFLiteBackend(Predictor):
             y = self.interpreter.get_tensor(out["index"])
             scale, zero = out["quantization"]
             ys.append((y.astype(np.float32) - zero) * scale if out["dtype"] in (np.int8, np.uint8) and scale else y)
-        return tf_outputs(ys, self.device)
+        return tf_outputs(ys, self.device, box_scale(self.meta))
 
 
 @register_backend("_saved_model")
@@ -102,7 +113,7 @@ class SavedModelBackend(Predictor):
 
     def run(self, im: torch.Tensor) -> torch.Tensor:
         out = self.fn(self.tf.constant(im.permute(0, 2, 3, 1).cpu().numpy()))
-        return tf_outputs([t.numpy() for t in out.values()], self.device)
+        return tf_outputs([t.numpy() for t in out.values()], self.device, box_scale(self.meta))
 
 
 @register_backend(".pb")
@@ -130,4 +141,4 @@ class GraphDefBackend(Predictor):
 
     def run(self, im: torch.Tensor) -> torch.Tensor:
         ys = self.fn(self.tf.constant(im.permute(0, 2, 3, 1).cpu().numpy()))
-        return tf_outputs([y.numpy() for y in ys], self.device)
+        return tf_outputs([y.numpy() for y in ys], self.device, box_scale(self.meta))
