@@ -160,6 +160,29 @@ def test_loss_overlap_equals_per_instance_masks(seg_data):
     assert model.model[-1].proto.cv3.conv.weight.grad.abs().sum() > 0
 
 
+def test_loss_and_masks_take_channels_last_protos():
+    """The task trains channels-last on CPU: the same predictions with NCHW and channels-last protos give the same
+    losses and gradients (to float rounding) and the same masks: the mask maths flatten protos in any layout."""
+    model = tiny_seg_model().train()
+    im = torch.rand(2, 3, 64, 64)
+    targets = torch.tensor([[0, 1, 0.3, 0.3, 0.3, 0.3], [0, 2, 0.7, 0.7, 0.4, 0.4], [1, 0, 0.5, 0.5, 0.6, 0.5]])
+    over = torch.zeros(2, 16, 16)
+    over[0, 2:7, 2:7], over[0, 8:14, 8:14], over[1, 4:12, 3:13] = 1, 2, 1
+    coefs, boxes = torch.randn(2, model.model[-1].nm), torch.tensor([[0.0, 0.0, 40.0, 40.0], [10.0, 5.0, 60.0, 50.0]])
+    with torch.no_grad():
+        levels, proto = model(im)
+    out = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        p = proto.clone().contiguous(memory_format=fmt).requires_grad_(True)
+        loss = SegmentLoss(model, HYP)(([x.clone() for x in levels], p), (im, targets, None, None, over))
+        loss.total.backward()
+        out.append((loss.items, p.grad, process_mask(p.detach()[0], coefs, boxes, (64, 64))))
+    assert out[1][1].is_contiguous(memory_format=torch.channels_last) and not out[1][1].is_contiguous()
+    assert torch.allclose(out[0][0], out[1][0], rtol=1e-6, atol=0) and out[0][0][1] > 0
+    assert torch.allclose(out[0][1], out[1][1], rtol=1e-5, atol=1e-9)
+    assert torch.equal(out[0][2], out[1][2]) and out[0][2].any()
+
+
 def test_official_seg_val_parity(shared):
     """Our segment/val.py on the official -seg checkpoint at 320: official box and mask figures within 0.005."""
     from segment.val import parse_opt

@@ -90,6 +90,7 @@ CLASSIFY = Task(
     image_weights=None,
     postprocess=postprocess,
     annotate=annotate,
+    channels_last=True,  # CPU: train and validate in oneDNN's faster channels-last order
 )
 
 

@@ -39,7 +39,7 @@ def mask_correct(pred_masks: torch.Tensor, gt: torch.Tensor, det_cls, label_cls,
     """(n, t) true positives by mask IoU; ground truth resized (bilinear, > 0.5) to the predictions' size."""
     if gt.shape[1:] != pred_masks.shape[1:]:
         gt = F.interpolate(gt[None], pred_masks.shape[1:], mode="bilinear", align_corners=False)[0].gt_(0.5)
-    iou = mask_iou(gt.view(len(gt), -1), pred_masks.view(len(pred_masks), -1))
+    iou = mask_iou(gt.flatten(1), pred_masks.flatten(1))
     return match_iou(iou, label_cls, det_cls, iouv)
 
 

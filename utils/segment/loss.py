@@ -19,8 +19,9 @@ def instance_mask_loss(gt: torch.Tensor, coefs: torch.Tensor, proto: torch.Tenso
     """Mean over n instances of one image of BCE(coefs @ proto, gt) averaged inside the box and divided by its area.
 
     gt (n, h, w) 0/1, coefs (n, nm), proto (nm, h, w), xyxy (n, 4) box in mask pixels, area (n,) normalised w * h.
+    proto may be in any memory layout (a channels-last model's).
     """
-    logits = (coefs @ proto.view(proto.shape[0], -1)).view(-1, *proto.shape[1:])
+    logits = (coefs @ proto.flatten(1)).view(-1, *proto.shape[1:])  # flatten: a view for NCHW and channels-last
     bce = F.binary_cross_entropy_with_logits(logits, gt, reduction="none")
     return (crop_mask(bce, xyxy).mean(dim=(1, 2)) / area).mean()
 

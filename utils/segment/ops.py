@@ -23,7 +23,7 @@ def crop_mask(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 def mask_logits(protos: torch.Tensor, coefs: torch.Tensor) -> torch.Tensor:
     """protos (nm, mh, mw), coefs (n, nm) -> sigmoid of their combination (n, mh, mw), float32."""
     nm, mh, mw = protos.shape
-    return (coefs.float() @ protos.float().view(nm, -1)).sigmoid().view(-1, mh, mw)
+    return (coefs.float() @ protos.float().flatten(1)).sigmoid().view(-1, mh, mw)  # any layout of protos
 
 
 def process_mask(

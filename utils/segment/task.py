@@ -126,7 +126,7 @@ def segment_task(mask_ratio: int = 4, overlap: bool = True) -> Task:
         image_weights=sampling_weights,
         postprocess=segment_postprocess,
         annotate=annotate,
-        channels_last=False,  # the mask loss and mask_logits view the protos, which channels-last would break
+        channels_last=True,  # CPU: oneDNN's convolutions are faster; the mask loss and masks take any proto layout
     )
 
 
