@@ -142,7 +142,8 @@ class Result:
 
 
 def run_main(script: str, *args) -> Result:
-    """Run `python <script> args...` in this process: its parse_opt + main (wrapped in run_cli), output captured.
+    """Run `python <script> args...` in this process: its parse_opt + main (wrapped in run_cli), output captured;
+    a script without parse_opt (hubconf.py) gets the argument list as main(argv).
 
     For error paths, flags and runs where no process boundary is under test. stdout / stderr are redirected while
     it runs (the logging handler that main installs writes to the redirected stdout) and the root logger's handlers
@@ -154,7 +155,8 @@ def run_main(script: str, *args) -> Result:
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            ret = module.main(module.parse_opt([str(a) for a in args]))
+            argv = [str(a) for a in args]
+            ret = module.main(module.parse_opt(argv) if hasattr(module, "parse_opt") else argv)
         code = ret if isinstance(ret, int) and not isinstance(ret, bool) else 0  # a main that returns its code
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

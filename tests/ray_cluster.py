@@ -46,6 +46,17 @@ def kill_session(sid: int) -> None:
             pass
 
 
+def _wait_for_port(port: int, timeout: float = 60.0) -> None:
+    """Return once 127.0.0.1:port accepts a connection, or after timeout seconds (the worker then retries itself)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 class LoopbackCluster:
     """`ray start --head` and `ray start --address` on 127.0.0.1, each --num-cpus 1, 100 MB object store,
     no dashboard; stop() kills both sessions. env: RAY_AUTH_MODE=disabled for the nodes and this process."""
@@ -68,7 +79,7 @@ class LoopbackCluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.head = self._start("head", "--head", "--port", str(self.port), "--include-dashboard", "false",
                                 "--ray-client-server-port", str(free_port()))  # fmt: skip
-        time.sleep(3)
+        _wait_for_port(self.port)  # the head's GCS answers: the worker can join
         self.worker = self._start("worker", "--address", self.address)
         return self
 

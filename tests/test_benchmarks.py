@@ -13,7 +13,6 @@ import pytest
 from benchmarks.ablate import pooled, pooled_markdown, run_one, run_stem, split_variant, summarise, verdict, welch
 from benchmarks.latency import time_interleaved
 from benchmarks.vs_official import Row, Side, markdown, time_pairs
-from tests.conftest import run_script
 from tests.helpers import make_dataset, run_main
 
 
@@ -55,8 +54,14 @@ def test_summarise_deltas_and_verdicts():
 
 
 def test_latency_cli_table():
-    r = run_script("benchmarks/latency.py", "--cfgs", "yolov5n.yaml", "yolov5n-fla.yaml", "--imgsz", "64",
-                   "--runs", "3", "--warmup", "1")  # fmt: skip
+    import torch
+
+    threads = torch.get_num_threads()  # latency.py sets its --threads on torch: put this process's back after
+    try:
+        r = run_main("benchmarks/latency.py", "--cfgs", "yolov5n.yaml", "yolov5n-fla.yaml", "--imgsz", "64",
+                     "--runs", "3", "--warmup", "1")  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     assert r.returncode == 0, r.stderr
     assert "models interleaved" in r.stdout
     for model in ("yolov5n", "yolov5n-fla"):
@@ -64,18 +69,33 @@ def test_latency_cli_table():
             assert re.search(rf"\| {model} \| [\d,]+ \| {backend} \| \d+\.\d \| \d+\.\d \|", r.stdout), r.stdout
 
 
+ABLATE = ("--epochs", "1", "--imgsz", "64", "--batch-size", "4", "--workers", "0")  # the tiny studies' runs
+CFGS = ("--cfgs", "yolov5n.yaml", "yolov5n-fla-r25", "--seeds", "1", "--train-args", "--noplots")
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory) -> dict:
+    """A one-dataset study of 2 trained runs, its output in <project>/study/tiny: where the two-datasets study of
+    the same project puts its first dataset (tiny.yaml), so that one trains only its second dataset's runs."""
+    project = tmp_path_factory.mktemp("ablate")
+    data = make_dataset(project / "data", n_train=4, n_val=2)
+    common = ("--data", data, "--project", project / "study", "--name", "tiny", *ABLATE, "--latency-runs", "3")
+    return {
+        "project": project,
+        "data": data,
+        "common": common,
+        "first": run_main("benchmarks/ablate.py", *common, *CFGS),
+    }
+
+
 @pytest.mark.slow
-def test_ablate_cli_trains_reuses_and_reports(tmp_path):
-    data = make_dataset(tmp_path / "data", n_train=4, n_val=2)
-    common = ("--data", data, "--project", tmp_path, "--name", "study", "--epochs", "1", "--imgsz", "64",
-              "--batch-size", "4", "--workers", "0", "--latency-runs", "3")  # fmt: skip
-    cfgs = ("--cfgs", "yolov5n.yaml", "yolov5n-fla-r25", "--seeds", "1", "--train-args", "--noplots")
-    r = run_main("benchmarks/ablate.py", *common, *cfgs)
+def test_ablate_cli_trains_reuses_and_reports(tiny_study):
+    r, common, cfgs = tiny_study["first"], tiny_study["common"], CFGS
     assert r.returncode == 0, r.stderr[-2000:]
     assert "[run 1/2] yolov5n.yaml seed 1 training" in r.stdout
     assert "[run 2/2] yolov5n-fla-r25 seed 1 training" in r.stdout
     assert "study ETA" in r.stdout
-    out = tmp_path / "study"
+    out = tiny_study["project"] / "study" / "tiny"
     for f in ("study.md", "study.json", "study.png"):
         assert (out / f).stat().st_size > 0
     assert sorted(p.name for p in out.glob("*_s[01]")) == ["yolov5n-fla-r25_s1", "yolov5n_s1"]
@@ -162,21 +182,23 @@ def test_pooled_mean_spread_and_verdicts():
 
 
 @pytest.mark.slow
-def test_ablate_cli_two_datasets_one_command(tmp_path):
-    d1 = make_dataset(tmp_path / "one", n_train=4, n_val=2)
-    same_name = make_dataset(tmp_path / "two", n_train=4, n_val=2)
-    common = ("--project", tmp_path, "--name", "study", "--epochs", "1", "--imgsz", "64", "--batch-size", "4",
-              "--workers", "0", "--latency-runs", "2", "--cfgs", "yolov5n.yaml", "yolov5n-fla-r25",
-              "--seeds", "0", "--train-args", "--noplots")  # fmt: skip
+def test_ablate_cli_two_datasets_one_command(tiny_study):
+    """Two datasets in one command: a study per dataset and the pooled lines. The first dataset's runs are the
+    tiny_study fixture's (reused: same folder, flags and seed), so only the second dataset's 2 runs are trained."""
+    project, d1 = tiny_study["project"], tiny_study["data"]
+    same_name = make_dataset(project / "two", n_train=4, n_val=2)
+    common = ("--project", project, "--name", "study", *ABLATE, "--latency-runs", "2", *CFGS)
     r = run_main("benchmarks/ablate.py", "--datasets", d1, same_name, *common)
     assert r.returncode == 2 and "share a name" in r.stderr and "Traceback" not in r.stderr
     d2 = same_name.rename(same_name.with_name("tiny2.yaml"))
     r = run_main("benchmarks/ablate.py", "--datasets", d1, d2, *common)
     assert r.returncode == 0, r.stderr[-2000:]
-    out = tmp_path / "study"
+    assert "[tiny: run 2/2] yolov5n-fla-r25 seed 1 reused" in r.stdout  # the fixture's
+    assert "[tiny2: run 2/2] yolov5n-fla-r25 seed 1 training" in r.stdout
+    out = project / "study"
     names = [Path(d).stem for d in (d1, d2)]
     for n in names:
-        assert (out / n / "study.md").is_file() and len(list((out / n).glob("*_s0"))) == 2
+        assert (out / n / "study.md").is_file() and len(list((out / n).glob("*_s1"))) == 2
     text = (out / "study.md").read_text()
     assert text.count("| `yolov5n-fla-r25` | 1 |") == 2 and "Across datasets" in text
     row = json.loads((out / "pooled.json").read_text())["rows"][0]

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_script
-from tests.helpers import make_dataset
+from tests.conftest import ROOT
+from tests.helpers import make_dataset, run_main
 from tests.test_train import BASE
 from utils.errors import UserError
 from utils.train.setup import ddp_device
@@ -25,17 +25,19 @@ BATCHES = re.compile(r"batch (\d+) per process \(total (\d+)\), val batch (\d+)"
 def test_ddp_takes_the_single_process_steps(tmp_path):
     """Total batch 2 over 8 images for 2 epochs, all in warmup: accumulate ramps 1 -> 64 / 2 in both runs.
 
-    Before the fix the DDP ramp used the per-process batch (64 / 1), so it took fewer optimizer steps.
+    Before the fix the DDP ramp used the per-process batch (64 / 1), so it took fewer optimizer steps. The DDP run
+    (2 gloo processes under torchrun) also leaves one run folder, written by rank 0, with last.pt and results.csv.
     """
     data = make_dataset(tmp_path / "data")
-    args = (*BASE, "--data", str(data), "--project", str(tmp_path), "--epochs", "2", "--batch-size", "2", "--noplots")
-    single = run_script("train.py", *args, "--name", "single")
+    args = (*BASE, "--data", str(data), "--epochs", "2", "--batch-size", "2", "--noplots")
+    single = run_main("train.py", *args, "--project", tmp_path / "one", "--name", "single")  # no process boundary
     assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
     with socket.socket() as sock:  # a free port: a fixed one may still be held by an earlier run
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
+    project = tmp_path / "two"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-           "train.py", *map(str, args), "--name", "ddp"]  # fmt: skip
+           "train.py", *map(str, args), "--project", str(project), "--name", "ddp"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     ddp = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
@@ -45,6 +47,8 @@ def test_ddp_takes_the_single_process_steps(tmp_path):
     assert int(steps_single[-1][1]) > 1  # the ramp has moved: a per-process ramp would differ here
     assert BATCHES.findall(single.stdout + single.stderr) == [("2", "2", "4")]
     assert BATCHES.findall(ddp.stdout + ddp.stderr) == [("1", "2", "2")]  # val: per-process batch x 2, as official
+    assert sorted(p.name for p in project.iterdir()) == ["ddp"]  # one run folder, written by rank 0
+    assert (project / "ddp/weights/last.pt").is_file() and (project / "ddp/results.csv").is_file()
 
 
 def test_ddp_device_is_the_listed_one(monkeypatch):
@@ -57,6 +61,6 @@ def test_ddp_device_is_the_listed_one(monkeypatch):
 
 
 def test_several_devices_without_torchrun_say_so(tmp_path):
-    r = run_script("train.py", "--cfg", "yolov5n.yaml", "--device", "0,1", "--project", tmp_path, "--epochs", "1")
+    r = run_main("train.py", "--cfg", "yolov5n.yaml", "--device", "0,1", "--project", tmp_path, "--epochs", "1")
     assert r.returncode == 2 and "torch.distributed.run --nproc_per_node 2" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr

@@ -159,10 +159,10 @@ def test_hub_named_models(tiny_weights, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_hub_pretrained_from_path_and_cli(shared, tmp_path):
+def test_hub_pretrained_from_path_and_cli(shared, tmp_path, monkeypatch):
     import shutil
 
-    from tests.conftest import run_script
+    from tests.helpers import run_main
 
     w = shutil.copy(shared / "weights/yolov5n.pt", tmp_path / "yolov5n.pt")
     m = _hub("yolov5n", path=w, device="cpu")
@@ -170,10 +170,11 @@ def test_hub_pretrained_from_path_and_cli(shared, tmp_path):
     assert "4 persons, 1 bus" in str(res)
     two = _hub("yolov5n", path=w, classes=2, autoshape=False)  # re-targeted: backbone kept, head rebuilt
     assert two.model[-1].no == 7
-    r = run_script("hubconf.py", "--model", "yolov5n", cwd=tmp_path)  # yolov5n.pt found in the current folder
+    monkeypatch.chdir(tmp_path)  # `python hubconf.py` in-process (tests/test_official_ci.py runs the script itself)
+    r = run_main("hubconf.py", "--model", "yolov5n")  # yolov5n.pt found in the current folder
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "Speed:" in r.stdout
-    r = run_script("hubconf.py", "--model", "yolov5s", "--path", tmp_path / "no.pt", cwd=tmp_path)
+    r = run_main("hubconf.py", "--model", "yolov5s", "--path", tmp_path / "no.pt")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"error: weights file not found: {tmp_path / 'no.pt'}"
     ]

@@ -1,7 +1,8 @@
 """The classification steps of official YOLOv5's ci-testing.yml, run unchanged on a copy of this checkout.
 
-The shared ants/bees set stands in where CI downloads mnist160 (--data), one of its val images for
-mnist160/test/7/60.png, and the shared official-format yolov5n-cls checkpoint for the downloaded yolov5n-cls.pt.
+The shared ants/bees set stands in where CI downloads mnist160 (--data): 16 images of each class per split copied
+from it, mnist160's size per class; one of its val images for mnist160/test/7/60.png, and the shared official-format
+yolov5n-cls checkpoint for the downloaded yolov5n-cls.pt.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from tests.conftest import ROOT
 from tests.test_official_ci import SKIP, ci
 
 pytestmark = pytest.mark.slow
+PER_CLASS = 16  # images per class and split: mnist160 has 8 per class in each of its two splits
 M, B = "yolov5n-cls.pt", "runs/train-cls/exp/weights/best.pt"  # CI's official weights and best.pt checkpoint
 HUB = f"""
 import torch
@@ -29,8 +31,14 @@ def test_official_ci_classification_steps(shared, tmp_path):
     shutil.copy(shared / "weights/yolov5n-cls-hymenoptera.pt", dst / M)
     (dst / "data/images").mkdir(parents=True, exist_ok=True)
     shutil.copy(shared / "images/bus.jpg", dst / "data/images/bus.jpg")
-    data = str(shared / "data/hymenoptera")
-    image = str(next((shared / "data/hymenoptera/val/bees").glob("*.jpg")))
+    data = tmp_path / "hymenoptera"
+    for split in ("train", "val"):
+        for cls in ("ants", "bees"):
+            (data / split / cls).mkdir(parents=True)
+            for f in sorted((shared / "data/hymenoptera" / split / cls).glob("*.jpg"))[:PER_CLASS]:
+                shutil.copy(f, data / split / cls / f.name)
+    image = str(next((data / "val/bees").glob("*.jpg")))
+    data = str(data)
     ci(dst, "classify/train.py", "--imgsz", "32", "--model", M, "--data", data, "--epochs", "1")
     assert (dst / B).is_file()
     assert "all" in ci(dst, "classify/val.py", "--imgsz", "32", "--weights", B, "--data", data).stdout

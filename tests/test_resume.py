@@ -18,7 +18,8 @@ from typing import Callable
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT
+from tests.helpers import run_main
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
@@ -28,15 +29,19 @@ def _wrapper(pause: float) -> tuple:
     return ("-m", "tests.slow_epochs", str(pause)) if pause else ()
 
 
-def _cmd(shared: Path, project: Path, name: str, workers: int, pause: float = 0) -> list:
-    """train.py's command; pause > 0 runs it under tests.slow_epochs (a pause inside every epoch after the first)."""
+def _args(shared: Path, project: Path, name: str, workers: int) -> list:
+    """train.py's arguments: an FLA config fine-tuned from the official yolov5n.pt on coco8, a checkpoint per epoch."""
     return [
-        sys.executable, *_wrapper(pause), "train.py", "--cfg", "yolov5n-fla.yaml",
-        "--weights", str(shared / "weights/yolov5n.pt"),
+        "--cfg", "yolov5n-fla.yaml", "--weights", str(shared / "weights/yolov5n.pt"),
         "--data", str(shared / "data/coco8/coco8.yaml"), "--imgsz", "96", "--epochs", str(EPOCHS),
         "--batch-size", "4", "--workers", str(workers), "--device", "cpu", "--seed", "0", "--exist-ok",
         "--project", str(project), "--name", name, "--save-period", "1",
     ]  # fmt: skip
+
+
+def _cmd(shared: Path, project: Path, name: str, workers: int, pause: float) -> list:
+    """The command of a run to kill: train.py under tests.slow_epochs (a pause inside every epoch after the first)."""
+    return [sys.executable, *_wrapper(pause), "train.py", *_args(shared, project, name, workers)]
 
 
 def _epoch_of(last: Path) -> int:
@@ -66,8 +71,7 @@ def _run_and_kill(cmd: list, when: Callable[[], bool], timeout: float = 600) -> 
 @pytest.fixture(scope="module")
 def reference(shared, tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("resume")
-    r = subprocess.run(_cmd(shared, project, "full", workers=2), cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=900)  # fmt: skip
+    r = run_main("train.py", *_args(shared, project, "full", workers=2))  # in-process: nothing here is killed
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return project / "full"
 
@@ -87,7 +91,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
 
 
 def _resume(run: Path) -> None:
-    r = run_script("train.py", "--resume", run / "weights/last.pt", timeout=900)
+    r = run_main("train.py", "--resume", run / "weights/last.pt")  # a new run of the script, in-process
     assert r.returncode == 0 and "Resuming training" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.hardening_helpers import TINY_CFG, make_dataset
+from tests.helpers import run_main
 
 pytestmark = pytest.mark.slow
 EPOCHS = 2
@@ -26,13 +27,17 @@ def _wrapper(pause: float) -> tuple:
     return ("-m", "tests.slow_epochs", str(pause)) if pause else ()
 
 
-def _cmd(world: dict, name: str, *extra: str, pause: float = 0) -> list:
-    """train.py's command; pause > 0 runs it under tests.slow_epochs (a pause inside every epoch after the first)."""
-    return [sys.executable, *_wrapper(pause), "train.py", "--cfg", str(world["cfg"]), "--data", str(world["data"]),
-            "--imgsz", "64",
+def _args(world: dict, name: str, *extra: str) -> list:
+    """train.py's arguments: the tiny config on the 8-image set, 2 epochs, a checkpoint per epoch."""
+    return ["--cfg", str(world["cfg"]), "--data", str(world["data"]), "--imgsz", "64",
             "--epochs", str(EPOCHS), "--batch-size", "2", "--workers", "0", "--device", "cpu", "--seed", "0",
             "--noplots", "--exist-ok", "--project", str(world["t"]), "--name", name, "--save-period", "1",
             *extra]  # fmt: skip
+
+
+def _cmd(world: dict, name: str, *extra: str, pause: float = 0) -> list:
+    """train.py's command; pause > 0 runs it under tests.slow_epochs (a pause inside every epoch after the first)."""
+    return [sys.executable, *_wrapper(pause), "train.py", *_args(world, name, *extra)]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,7 @@ def world(tmp_path_factory) -> dict:
     cfg = t / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(TINY_CFG))
     w = {"t": t, "cfg": cfg, "data": make_dataset(t / "ds", n=8)}
-    r = subprocess.run(_cmd(w, "full"), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+    r = run_main("train.py", *_args(w, "full"))  # the reference: in-process, nothing here is interrupted
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     w["ref"] = t / "full"
     return w
@@ -65,8 +70,7 @@ def _same_run(a: Path, b: Path) -> None:
 
 
 def _resume(run: Path) -> None:
-    r = subprocess.run([sys.executable, "train.py", "--resume", str(run / "weights/last.pt")], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    r = run_main("train.py", "--resume", run / "weights/last.pt")  # a new run of the script, in-process
     assert r.returncode == 0 and "Resuming training" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
 
 
@@ -102,6 +106,6 @@ def test_killed_first_save_then_exist_ok_restart_has_no_duplicate_rows(world):
     header, first = world["ref"].joinpath("results.csv").read_text().splitlines()[:2]
     (run / "results.csv").write_text(f"{header}\n{first}\n")  # the row of the killed run
     (run / "weights" / f".last.pt.{2**22 + 1}.tmp").write_bytes(b"PK\x03\x04 half a checkpoint")
-    r = subprocess.run(_cmd(world, "again"), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+    r = run_main("train.py", *_args(world, "again"))  # the restart: in-process (the kill was simulated above)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     _same_run(world["ref"], run)
