@@ -66,6 +66,7 @@ def test_train_outputs_and_exact_resume(tiny_folder, tmp_path, monkeypatch, rest
     torch.save(ckpt, last)
     train.main(train.parse_opt(["--resume", str(last)]))
     assert (tmp_path / "cut/results.csv").read_text() == (ref / "results.csv").read_text()
+    assert "weights: yolov5n.yaml\n" in (tmp_path / "cut/opt.yaml").read_text()  # not --model's default
     a = torch.load(ref / "weights/last.pt", weights_only=True)["model"]["state_dict"]
     b = torch.load(last, weights_only=True)["model"]["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

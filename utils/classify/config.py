@@ -52,7 +52,7 @@ def resolve_classify_config(opt: Namespace | Mapping[str, Any]) -> TrainConfig:
     resume_path = ""
     if o.get("resume"):
         o, resume_path = resume_options(o)
-        o["model"] = o.get("model") or o.get("weights", "")
+        o["model"] = o.get("weights") or o.get("model", "")  # the run's own (saved as weights), not --model's default
     local_rank, rank, world_size = get_dist_info()
     if o["epochs"] <= 0 or o["batch_size"] <= 0:
         raise UserError(f"--epochs and --batch-size must be positive (got {o['epochs']}, {o['batch_size']})")
