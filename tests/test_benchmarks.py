@@ -262,7 +262,9 @@ def test_vs_official_attention_row_times_against_the_paper_rendering():
     assert m, res["text"]
     unfused, fused, a, f, b = map(float, m.groups())
     assert unfused == pytest.approx(a / b, abs=0.01) and fused == pytest.approx(f / b, abs=0.01)
-    assert res["met"] == (a / b <= 1.0) and res["target"] == "<= 1"
+    assert res["target"] == "<= 1"
+    if abs(a / b - 1) > 0.02:  # the printed ms are rounded: near 1.00 they cannot tell met from missed
+        assert res["met"] == (a / b <= 1.0)
 
 
 def test_keep_study_copies_results_not_weights(tmp_path):
