@@ -13,6 +13,7 @@ import pytest
 from benchmarks.ablate import pooled, pooled_markdown, run_one, run_stem, split_variant, summarise, verdict, welch
 from benchmarks.latency import time_interleaved
 from benchmarks.vs_official import Row, Side, markdown, time_pairs
+from tests.conftest import run_script
 from tests.helpers import make_dataset, run_main
 
 
@@ -54,14 +55,9 @@ def test_summarise_deltas_and_verdicts():
 
 
 def test_latency_cli_table():
-    import torch
-
-    threads = torch.get_num_threads()  # latency.py sets its --threads on torch: put this process's back after
-    try:
-        r = run_main("benchmarks/latency.py", "--cfgs", "yolov5n.yaml", "yolov5n-fla.yaml", "--imgsz", "64",
-                     "--runs", "3", "--warmup", "1")  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
+    # a child process: run in-process, latency.py left the suite's process so that a later test segfaulted in OpenCV
+    r = run_script("benchmarks/latency.py", "--cfgs", "yolov5n.yaml", "yolov5n-fla.yaml", "--imgsz", "64",
+                   "--runs", "3", "--warmup", "1")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "models interleaved" in r.stdout
     for model in ("yolov5n", "yolov5n-fla"):
