@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 from pathlib import Path
 from typing import List, Tuple
@@ -21,7 +20,15 @@ from torch.utils.data import Dataset
 from utils.classify.augment import ClassifyAugment, ClassifyEval, to_chw_rgb
 from utils.data.image_io import ImageTooLarge, header_size
 from utils.data.labels import IMG_FORMATS
-from utils.data.loader import SEED_BASE, EpochSampler, InfiniteDataLoader, SeededCollate, SeededSamples, seed_worker
+from utils.data.loader import (
+    SEED_BASE,
+    EpochSampler,
+    InfiniteDataLoader,
+    SeededCollate,
+    SeededSamples,
+    drop_single_last,
+    seed_worker,
+)
 from utils.data.sources import read_image
 from utils.errors import DataError
 from utils.paths import user_cache_dir
@@ -166,12 +173,7 @@ def create_classification_dataloader(
     world = (dist.get_world_size() if dist.is_initialized() else int(os.getenv("WORLD_SIZE", 1))) if rank != -1 else 1
     generator = torch.Generator()
     generator.manual_seed(SEED_BASE + seed + max(rank, 0))
-    # below 64 px a stride-32 classifier's features can be 1x1, and a training batch of one image there cannot be
-    # batch-normalised: such a last batch is left out of each pass
-    small = imgsz < 64
-    drop_last = augment and small and batch_size > 1 and math.ceil(len(dataset) / world) % batch_size == 1
-    if drop_last:
-        LOGGER.info(f"{len(dataset)} training images in batches of {batch_size}: each epoch leaves out its last image")
+    drop_last = augment and drop_single_last(len(dataset), batch_size, world, imgsz, 32)  # a stride-32 classifier
     loader = InfiniteDataLoader(
         SeededSamples(dataset),
         batch_size=batch_size,

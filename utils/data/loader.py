@@ -168,6 +168,15 @@ def _max_stride(stride) -> int:
         return int(stride)
 
 
+def drop_single_last(n: int, batch_size: int, world: int, imgsz: int, stride: int) -> bool:
+    """Whether a training loader leaves out a last batch of one image: below 2 strides the deepest map can be 1x1,
+    and BatchNorm cannot train on one value per channel there (says so once when it does)."""
+    drop = imgsz < 2 * stride and batch_size > 1 and math.ceil(n / world) % batch_size == 1
+    if drop:
+        LOGGER.info(f"{n} training images in batches of {batch_size}: each pass leaves out its last image")
+    return drop
+
+
 def create_dataloader(
     path,
     data: DataOptions = DataOptions(),
@@ -199,12 +208,9 @@ def create_dataloader(
     rank, seed = data.rank, data.seed
     world = (dist.get_world_size() if dist.is_initialized() else int(os.getenv("WORLD_SIZE", 1))) if rank != -1 else 1
     sampler = EpochSampler(len(dataset), shuffle, seed, rank, world, epoch=loader.start_epoch)
-    # below 2 strides (multi-scale's half size included) the deepest map can be 1x1, and a training batch of one
-    # image there cannot be batch-normalised: such a last batch is left out of each pass
-    small = data.img_size < 2 * _max_stride(data.stride)
-    drop_last = data.augment and small and batch_size > 1 and math.ceil(len(dataset) / world) % batch_size == 1
-    if drop_last:
-        LOGGER.info(f"{len(dataset)} training images in batches of {batch_size}: each pass leaves out its last image")
+    drop_last = data.augment and drop_single_last(
+        len(dataset), batch_size, world, data.img_size, _max_stride(data.stride)
+    )
     loader_cls = DataLoader if loader.image_weights else InfiniteDataLoader  # a new pass picks up new weights
     generator = torch.Generator()
     generator.manual_seed(SEED_BASE + seed + max(rank, 0))
