@@ -68,15 +68,33 @@ def build_model(cfg: str | None, weights: str | None) -> nn.Module:
     return model.fuse() if hasattr(model, "fuse") else model
 
 
-def onnx_session(model: nn.Module, im: torch.Tensor, threads: int, folder: Path) -> Callable[[], object]:
-    """Export with utils.deploy.export (static shape); returns a call of an ONNX Runtime CPU session with `threads`."""
+def calibration(data: str | None, im: torch.Tensor, n: int = 8) -> np.ndarray:
+    """(k, 3, h, w) float 0-1 images for the int8 rows: --data's images (utils.deploy.calibration), else n seeded
+    random ones (int8 latency does not depend on what the scales were calibrated on)."""
+    if data:
+        from utils.deploy.calibration import calibration_images
+
+        return calibration_images(data, tuple(im.shape[2:]), n)
+    return np.random.default_rng(0).random((n, *im.shape[1:]), dtype=np.float32)
+
+
+def onnx_session(
+    model: nn.Module, im: torch.Tensor, threads: int, folder: Path, calib: np.ndarray | None = None
+) -> Callable[[], object]:
+    """Export with utils.deploy.export (static shape), int8 (QDQ, utils.deploy.quantize) when calib is given;
+    returns a call of an ONNX Runtime CPU session with `threads`."""
     import onnxruntime as ort
 
     from utils.deploy.export import export_metadata, export_onnx, prepare_for_export
 
     model = prepare_for_export(model)
     file = folder / f"model_{id(model)}.onnx"
-    export_onnx(model, im, file, export_metadata(model, im, dynamic=False, half=False))
+    if not file.is_file():
+        export_onnx(model, im, file, export_metadata(model, im, dynamic=False, half=False), simplify=calib is not None)
+    if calib is not None:
+        from utils.deploy.quantize import quantize_onnx
+
+        file = quantize_onnx(file, file.with_name(f"{file.stem}-int8.onnx"), calib, len(model.model) - 1)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -86,9 +104,15 @@ def onnx_session(model: nn.Module, im: torch.Tensor, threads: int, folder: Path)
 
 
 def openvino_session(
-    model: nn.Module, im: torch.Tensor, threads: int, folder: Path, precision: str | None
+    model: nn.Module,
+    im: torch.Tensor,
+    threads: int,
+    folder: Path,
+    precision: str | None,
+    calib: np.ndarray | None = None,
 ) -> Tuple[Callable[[], object], str]:
-    """Export with utils.deploy.export (static shape) and compile for the CPU -> (call, precision the plugin uses).
+    """Export with utils.deploy.export (static shape), int8 (NNCF, utils.deploy.quantize) when calib is given, and
+    compile for the CPU -> (call, precision the plugin uses).
 
     precision 'f32' or None (the plugin's default: bf16 on CPUs with AMX / AVX512-BF16, else f32).
     """
@@ -96,10 +120,15 @@ def openvino_session(
     from utils.deploy.openvino import OpenVINOSession
 
     model = prepare_for_export(model)
-    weights = folder / f"model_{id(model)}.pt"  # only names the folder: <stem>_openvino_model
-    out = folder / f"model_{id(model)}_openvino_model"
+    stem = f"model_{id(model)}" + ("-int8" if calib is not None else "")
+    weights = folder / f"{stem}.pt"  # only names the folder: <stem>_openvino_model
+    out = folder / f"{stem}_openvino_model"
     if not out.is_dir():
         export_openvino_ir(model, im, weights, export_metadata(model, im, dynamic=False, half=False))
+        if calib is not None:
+            from utils.deploy.quantize import quantize_openvino
+
+            quantize_openvino(out, calib, len(model.model) - 1)
     sess = OpenVINOSession(next(out.glob("*.xml")), threads=threads, precision=precision)
     used = sess.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # 'f32', 'bf16'
     x = im.numpy()
@@ -163,18 +192,23 @@ def _error(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
 
 
-BACKENDS = ("pytorch", "onnx", "openvino", "openvino-fast")
-LABELS = {"pytorch": "PyTorch", "onnx": "ONNX Runtime", "openvino": "OpenVINO", "openvino-fast": "OpenVINO"}
+BACKENDS = ("pytorch", "onnx", "openvino", "openvino-fast", "onnx-int8", "openvino-int8")
+DEFAULT_BACKENDS = BACKENDS[:4]  # the int8 rows quantise first (a minute or more each): asked for by name
+LABELS = {"pytorch": "PyTorch", "onnx": "ONNX Runtime", "openvino": "OpenVINO", "openvino-fast": "OpenVINO",
+          "onnx-int8": "ONNX Runtime int8", "openvino-int8": "OpenVINO int8"}  # fmt: skip
 
 
-def _backend_fn(backend: str, model: nn.Module, im: torch.Tensor, threads: int, tmp: Path) -> Tuple[Callable, str]:
-    """(call, backend label) for one of BACKENDS on model."""
+def _backend_fn(
+    backend: str, model: nn.Module, im: torch.Tensor, threads: int, tmp: Path, data: str | None = None
+) -> Tuple[Callable, str]:
+    """(call, backend label) for one of BACKENDS on model; the int8 ones calibrate on data (see calibration)."""
     if backend == "pytorch":
         return (lambda: model(im)), LABELS[backend]
-    if backend == "onnx":
-        return onnx_session(model, im, threads, tmp), LABELS[backend]
-    fn, used = openvino_session(model, im, threads, tmp, "f32" if backend == "openvino" else None)
-    return fn, f"OpenVINO {used}"
+    calib = calibration(data, im) if backend.endswith("-int8") else None
+    if backend.startswith("onnx"):
+        return onnx_session(model, im, threads, tmp, calib), LABELS[backend]
+    fn, used = openvino_session(model, im, threads, tmp, None if backend == "openvino-fast" else "f32", calib)
+    return fn, LABELS[backend] if calib is not None else f"OpenVINO {used}"
 
 
 def benchmark(
@@ -188,13 +222,14 @@ def benchmark(
     backends: Sequence[str] | None = None,
     official: Path | None = None,
     official_python: str | None = None,
+    data: str | None = None,
 ) -> List[Dict[str, object]]:
     """One row per (model, backend): model, params, backend, median_ms, p90_ms, ratio (or an 'error'); interleaved.
 
     official: an official YOLOv5 folder; models whose yaml it also has get an 'official PyTorch' row, and every
     row's ratio is against it (else against our PyTorch row).
     """
-    backends = list(backends or (BACKENDS if onnx else ("pytorch",)))
+    backends = list(backends or (DEFAULT_BACKENDS if onnx else ("pytorch",)))
     torch.set_num_threads(threads)
     im = torch.zeros(1, 3, imgsz, imgsz)
     rows: Dict[tuple, Dict[str, object]] = {}
@@ -216,7 +251,7 @@ def benchmark(
                 key = (name, backend)
                 rows[key] = {"model": Path(name).stem, "params": params, "backend": LABELS[backend]}
                 try:
-                    fns[key], rows[key]["backend"] = _backend_fn(backend, model, im, threads, Path(tmp))
+                    fns[key], rows[key]["backend"] = _backend_fn(backend, model, im, threads, Path(tmp), data)
                 except Exception as e:  # an export failure is a result to report, not a crash
                     rows[key]["error"] = _error(e)
         _drop_duplicate_precision(rows, fns)
@@ -287,8 +322,10 @@ def parse_opt(argv=None) -> argparse.Namespace:
     p.add_argument("--no-onnx", action="store_true", help="time PyTorch only")
     p.add_argument(
         "--backends", nargs="+", choices=BACKENDS, default=None,
-        help="pytorch, onnx, openvino (f32), openvino-fast (the plugin's default precision, bf16 on AMX CPUs)",
+        help="pytorch, onnx, openvino (f32), openvino-fast (the plugin's default precision, bf16 on AMX CPUs), "
+        "onnx-int8, openvino-int8 (static int8, calibrated on --data; default: the first four)",
     )  # fmt: skip
+    p.add_argument("--data", default=None, help="dataset yaml whose images calibrate the int8 rows (default: random)")
     p.add_argument("--official", type=Path, default=None, help="official YOLOv5 folder: add its eager PyTorch rows")
     p.add_argument("--official-python", default=None, help="its python (default: <official>/../venv/bin/python)")
     return p.parse_args(argv)
@@ -320,7 +357,7 @@ def main(opt: argparse.Namespace) -> str:
         official = opt.official.resolve() if opt.official else None
         rows = benchmark(
             names, bool(opt.weights), opt.imgsz, opt.threads, opt.runs, opt.warmup, not opt.no_onnx,
-            backends=opt.backends, official=official, official_python=_official_python(opt),
+            backends=opt.backends, official=official, official_python=_official_python(opt), data=opt.data,
         )  # fmt: skip
         table = markdown(rows, opt.imgsz, opt.threads, opt.runs)
         print(table)

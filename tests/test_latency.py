@@ -62,10 +62,10 @@ def test_cli_openvino_and_official_rows(fake_official):
     if importlib.util.find_spec("openvino") is None:  # checked, not imported: OpenVINO stays out of this process
         pytest.skip("openvino is not installed")
     r = run_script("benchmarks/latency.py", "--cfgs", "yolov5n.yaml", "--imgsz", "64", "--runs", "3", "--warmup", "1",
-                   "--backends", "pytorch", "openvino", "--official", fake_official,
+                   "--backends", "pytorch", "openvino", "onnx-int8", "openvino-int8", "--official", fake_official,
                    "--official-python", sys.executable)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    for backend in ("official PyTorch", "PyTorch", r"OpenVINO f32"):
+    for backend in ("official PyTorch", "PyTorch", r"OpenVINO f32", "ONNX Runtime int8", "OpenVINO int8"):
         assert re.search(
             rf"\| yolov5n \| [\d,]+ \| {backend} \| \d+\.\d \| \d+\.\d \| \d+\.\d\dx official", r.stdout
         ), r.stdout
