@@ -150,11 +150,11 @@ def export_tf_formats(
         files["pb"] = freeze_graphdef(folder, weights.with_suffix(".pb"), meta)
     if "tflite" in formats:
         kind = "int8" if int8 else "fp16" if half else "fp32"
-        data, quant = tflite_bytes(folder, kind, calib), "full" if int8 else None
-        if int8 and not _runs(data, calib[:1]):  # e.g. FLA's divisions: an int8 divisor can round to zero
-            LOGGER.warning("tflite int8: the fully int8 model cannot run (an int8 divide by zero); writing int8 "
-                           "weights with float activations (dynamic range) instead")  # fmt: skip
-            data, quant = tflite_bytes(folder, "dynamic_range"), "dynamic_range"
+        data, quant = tflite_bytes(folder, "fp32" if int8 else kind), None
+        if int8:  # the fp32 model names the Detect head's ops, which stay float
+            from utils.deploy.tflite_int8 import int8_tflite
+
+            data, quant = int8_tflite(folder, calib, data, lambda b: _runs(b, calib[:1]))
         tfl = weights.with_name(f"{weights.stem}-{kind}.tflite")
         tfl.write_bytes(data)
         files["tflite"] = add_tflite_meta(tfl, {**meta, "half": kind == "fp16", "int8": int8, "quant": quant})
