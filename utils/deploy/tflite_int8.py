@@ -74,23 +74,27 @@ def _converter(saved_model: Path, calib: Optional[np.ndarray]):
     return conv
 
 
-def int8_tflite(saved_model: Path, calib: np.ndarray, float_tflite: bytes, runs: Callable[[bytes], bool]) -> tuple:
-    """(.tflite bytes, quant) for --int8: int8 weights and activations with the Detect head float ('full'); where that
-    model cannot run (FLA: an int8 divisor can round to zero) the divisions stay float too ('full, float DIV'); where
-    even that fails, int8 weights with float activations ('dynamic_range'). float_tflite: the fp32 .tflite of
-    saved_model (it names the head's ops); runs: whether a .tflite runs."""
+def _debugger(saved_model: Path, calib: np.ndarray, nodes: List[str]):
+    """A QuantizationDebugger of saved_model calibrated on calib whose ops producing nodes, and every DIV, stay float
+    (an int8 divisor can round to zero: FLA's int8 model could not run)."""
     import tensorflow as tf
 
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes, denylisted_ops=["DIV"])
+    return tf.lite.experimental.QuantizationDebugger(
+        converter=_converter(saved_model, calib), debug_dataset=representative(calib),
+        debug_options=options,
+    )  # fmt: skip
+
+
+def int8_tflite(saved_model: Path, calib: np.ndarray, float_tflite: bytes, runs: Callable[[bytes], bool]) -> tuple:
+    """(.tflite bytes, meta) for --int8: int8 weights and activations, except the Detect head (from its 1x1 convs to
+    the outputs) and DIV ops (FLA's), which stay float. float_tflite: the fp32 .tflite of saved_model (it names the
+    head's ops); runs: whether a .tflite runs. Where the model cannot run, int8 weights with float activations."""
     head = head_nodes(float_tflite)
-    for quant, ops in (("full", None), ("full, float DIV", ["DIV"])):
-        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=head, denylisted_ops=ops)
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=_converter(saved_model, calib), debug_dataset=representative(calib), debug_options=options
-        )
-        data = debugger.get_nondebug_quantized_model()
-        if runs(data):
-            return data, quant
-        LOGGER.info("tflite int8 (%s) cannot run (an int8 divide by zero)", quant)
-    LOGGER.warning("tflite int8: the int8 model cannot run (an int8 divide by zero); writing int8 weights with float "
-                   "activations (dynamic range) instead")  # fmt: skip
-    return _converter(saved_model, None).convert(), "dynamic_range"
+    data = _debugger(saved_model, calib, head).get_nondebug_quantized_model()
+    if runs(data):
+        LOGGER.info("tflite int8: the %d ops of the Detect head stay float", len(head))
+        return data, {"quant": "full", "float_ops": len(head)}
+    LOGGER.warning("tflite int8: the int8 model cannot run; writing int8 weights with float activations (dynamic "
+                   "range) instead")  # fmt: skip
+    return _converter(saved_model, None).convert(), {"quant": "dynamic_range"}
