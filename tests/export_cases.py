@@ -175,6 +175,15 @@ def test_int8_map_within_002_of_float(int8_setup, tmp_path, fmt):
         assert int8.size_mb < fp32.size_mb / 2
 
 
+def _int8_op_types(f) -> set:
+    """The op types of a .tflite whose outputs are int8 (its quantised ops)."""
+    from utils.deploy.runtimes.tf import _interpreter
+
+    it = _interpreter(f, None)
+    dtypes = {t["index"]: t["dtype"] for t in it.get_tensor_details()}
+    return {op["op_name"] for op in it._get_ops_details() if op["outputs"].size and dtypes[op["outputs"][0]] == np.int8}
+
+
 @pytest.mark.parametrize(("fla", "iou_min", "atol"), [(False, 0.98, 1e-3), (True, 0.83, 5e-3)], ids=["plain", "fla"])
 def test_tflite_int8_near_pt(shared, tmp_path, fla, iou_min, atol):
     """--int8 TFLite of the tiny detector, calibrated on coco8 (8 images), run by LiteRT through our predictor.
@@ -194,6 +203,8 @@ def test_tflite_int8_near_pt(shared, tmp_path, fla, iou_min, atol):
     meta = read_tflite_meta(f)
     assert meta["int8"] and meta["quant"] == "full" and meta["float_ops"] > 0, meta
     assert meta["xywh"] == "normalized"
+    int8_ops = _int8_op_types(f)  # FLA's matmuls quantised too; the decode's LOGISTIC is float
+    assert "CONV_2D" in int8_ops and ("BATCH_MATMUL" in int8_ops) == fla, int8_ops
     pt, exp, x = load_predictor(w), load_predictor(f), _images(shared)
     assert exp.format == "tflite" and exp.imgsz == (SIZE, SIZE)
     with torch.no_grad():
