@@ -175,14 +175,23 @@ def test_int8_map_within_002_of_float(int8_setup, tmp_path, fmt):
         assert int8.size_mb < fp32.size_mb / 2
 
 
-@pytest.mark.parametrize("fla", [False, True], ids=["plain", "fla"])
-def test_tflite_int8_near_pt(shared, tmp_path, fla):
+def _int8_op_types(f) -> set:
+    """The op types of a .tflite whose outputs are int8 (its quantised ops)."""
+    from utils.deploy.runtimes.tf import _interpreter
+
+    it = _interpreter(f, None)
+    dtypes = {t["index"]: t["dtype"] for t in it.get_tensor_details()}
+    return {op["op_name"] for op in it._get_ops_details() if op["outputs"].size and dtypes[op["outputs"][0]] == np.int8}
+
+
+@pytest.mark.parametrize(("fla", "iou_min", "atol"), [(False, 0.98, 1e-3), (True, 0.83, 5e-3)], ids=["plain", "fla"])
+def test_tflite_int8_near_pt(shared, tmp_path, fla, iou_min, atol):
     """--int8 TFLite of the tiny detector, calibrated on coco8 (8 images), run by LiteRT through our predictor.
 
-    Plain: fully int8 (weights and activations), its boxes in 0-1 so that one output scale also keeps the scores.
-    FLA: the fully int8 model cannot run (an int8 divisor rounds to zero), so export writes int8 weights with float
-    activations. Bound: boxes at the .pt's 20 top anchors with IoU >= 0.9 and scores within 0.01, about 1.5 steps of
-    the int8 output (range ~1.7 / 255); measured here: IoU >= 0.97, scores within 6e-4 (plain) and 0.997, 3e-5 (FLA).
+    Both int8 weights and activations, except the Detect head (its 1x1 convs and the decode) and FLA's DIV ops (an
+    int8 divisor rounds to zero), which stay float. Bounds at the .pt's 20 top anchors (IoU of the boxes, scores):
+    plain >= 0.98 and 1e-3 (measured 0.988, 5.4e-4); FLA >= 0.83 and 5e-3 (measured 0.86, 2.2e-3: FLA's attention
+    in int8 moves this random 64 px model's boxes by ~0.5 px; int8 weights with float activations gave 0.997).
     """
     from utils.checkpoint import model_to_dict, save_checkpoint
     from utils.deploy.runtimes.tf import read_tflite_meta
@@ -192,12 +201,14 @@ def test_tflite_int8_near_pt(shared, tmp_path, fla):
     data = shared / "data/coco8/coco8.yaml"
     f = run_export(w, imgsz=[SIZE], include=["tflite"], int8=True, data=data)["tflite"]
     meta = read_tflite_meta(f)
-    assert meta["int8"] and meta["quant"] == ("dynamic_range" if fla else "full"), meta
+    assert meta["int8"] and meta["quant"] == "full" and meta["float_ops"] > 0, meta
     assert meta["xywh"] == "normalized"
+    int8_ops = _int8_op_types(f)  # FLA's matmuls quantised too; the decode's LOGISTIC is float
+    assert "CONV_2D" in int8_ops and ("BATCH_MATMUL" in int8_ops) == fla, int8_ops
     pt, exp, x = load_predictor(w), load_predictor(f), _images(shared)
     assert exp.format == "tflite" and exp.imgsz == (SIZE, SIZE)
     with torch.no_grad():
         for i in range(len(x)):
             ref, y = pt(x[i : i + 1]), exp(x[i : i + 1])
             assert y.shape == ref.shape and torch.isfinite(y).all()
-            _same_boxes(ref, y, iou_min=0.9, atol=0.01)
+            _same_boxes(ref, y, iou_min=iou_min, atol=atol)

@@ -30,15 +30,17 @@ def _image_files(source) -> List[Path]:
     return files
 
 
-def calibration_images(data: Optional[str], imgsz: Tuple[int, int], n: int = 64) -> np.ndarray:
-    """(k, 3, h, w) float32 RGB 0-1: up to n images of --data's val split, then its train split, letterboxed."""
+def calibration_images(data: Optional[str], imgsz: Tuple[int, int], n: int = 100) -> np.ndarray:
+    """(k, 3, h, w) float32 RGB 0-1: up to n images of --data's train split, then its val split, letterboxed (the
+    train split first, as official YOLOv5's TFLite calibration: the images the model is validated on are not the ones
+    it is calibrated on when train has n)."""
     from utils.data.augment import letterbox
     from utils.data.config import check_dataset
 
     if not data:
         raise UserError("--int8 calibrates on images: give a dataset yaml with --data (e.g. --data coco8.yaml)")
     cfg = check_dataset(data)
-    files = list(dict.fromkeys(_image_files(cfg.get("val")) + _image_files(cfg.get("train"))))
+    files = list(dict.fromkeys(_image_files(cfg.get("train")) + _image_files(cfg.get("val"))))
     if not files:
         raise UserError(f"--int8: no calibration images found in {data}")
     batch = []

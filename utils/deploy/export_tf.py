@@ -68,24 +68,15 @@ def save_saved_model(model, folder: Path) -> Path:
     return folder
 
 
-def tflite_bytes(saved_model: Path, kind: str, calib: Optional[np.ndarray] = None) -> bytes:
-    """The SavedModel as a .tflite flatbuffer. kind: 'fp32', 'fp16' (fp16 weights), 'int8' (int8 weights and
-    activations calibrated on calib (k, 3, H, W) float 0-1; float input and output) or 'dynamic_range' (int8
-    weights, float activations)."""
+def tflite_bytes(saved_model: Path, kind: str) -> bytes:
+    """The SavedModel as a .tflite flatbuffer. kind: 'fp32' or 'fp16' (fp16 weights); int8 is tflite_int8's."""
     tf = need("tensorflow", "TFLite export", "tensorflow-cpu")
     conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    ops = tf.lite.OpsSet
     # builtins only (no Flex ops: the LiteRT interpreter has none, so an unsupported op fails here, not at load)
-    conv.target_spec.supported_ops = (
-        [ops.TFLITE_BUILTINS_INT8, ops.TFLITE_BUILTINS] if kind == "int8" else [ops.TFLITE_BUILTINS]
-    )
-    if kind != "fp32":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if kind == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
-    if kind == "int8":
-        nhwc = calib.transpose(0, 2, 3, 1).astype(np.float32)
-        conv.representative_dataset = lambda: ([nhwc[i : i + 1]] for i in range(len(nhwc)))
     return conv.convert()
 
 
@@ -150,12 +141,14 @@ def export_tf_formats(
         files["pb"] = freeze_graphdef(folder, weights.with_suffix(".pb"), meta)
     if "tflite" in formats:
         kind = "int8" if int8 else "fp16" if half else "fp32"
-        data, quant = tflite_bytes(folder, kind, calib), "full" if int8 else None
-        if int8 and not _runs(data, calib[:1]):  # e.g. FLA's divisions: an int8 divisor can round to zero
-            LOGGER.warning("tflite int8: the fully int8 model cannot run (an int8 divide by zero); writing int8 "
-                           "weights with float activations (dynamic range) instead")  # fmt: skip
-            data, quant = tflite_bytes(folder, "dynamic_range"), "dynamic_range"
+        data = tflite_bytes(folder, "fp32" if int8 else kind)
+        if int8:  # the fp32 model names the Detect head's ops, which stay float
+            from utils.deploy.tflite_int8 import int8_tflite
+
+            data, quant = int8_tflite(folder, calib, data, lambda b: _runs(b, calib[:1]))
+        else:
+            quant = {}
         tfl = weights.with_name(f"{weights.stem}-{kind}.tflite")
         tfl.write_bytes(data)
-        files["tflite"] = add_tflite_meta(tfl, {**meta, "half": kind == "fp16", "int8": int8, "quant": quant})
+        files["tflite"] = add_tflite_meta(tfl, {**meta, "half": kind == "fp16", "int8": int8, "quant": None, **quant})
     return files
