@@ -84,10 +84,13 @@ def model_from_dict(md: dict, cfg: Union[str, dict, None] = None, source: str = 
 def load_model(
     weights: Union[str, Path], device: Union[str, torch.device] = "cpu", fuse: bool = True, cfg=None
 ) -> nn.Module:
-    """A DetectionModel in eval mode (float32) from a checkpoint (EMA when present), optionally BN-fused."""
+    """A DetectionModel in eval mode (float32) from a checkpoint (EMA when present), optionally BN-fused.
+
+    A fused model is for inference: no parameter requires a gradient (its summary reads '0 gradients', as YOLOv5's).
+    """
     ckpt = load_checkpoint(weights)
     md = ckpt.get("ema") or ckpt["model"]
     model = model_from_dict(md, cfg=cfg, source=str(weights))
     if fuse and hasattr(model, "fuse"):
-        model = model.fuse()
+        model = model.requires_grad_(False).fuse()
     return model.to(device).eval()
