@@ -11,8 +11,8 @@ import pytest
 from utils.cpu_env import prefer_passive_openmp
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("train.py", "val.py", "detect.py", "segment/train.py", "segment/val.py", "segment/predict.py",
-           "classify/train.py", "classify/val.py", "classify/predict.py")  # fmt: skip
+SCRIPTS = ("train.py", "val.py", "detect.py", "export.py", "benchmarks.py", "segment/train.py", "segment/val.py",
+           "segment/predict.py", "classify/train.py", "classify/val.py", "classify/predict.py")  # fmt: skip
 
 
 def test_passive_unless_the_user_chose(monkeypatch):
