@@ -12,6 +12,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("YOLOV5FLA_SHARED", ROOT.parent / "shared"))
+# Idle OpenMP threads sleep instead of spinning (read once, when torch loads libgomp: nothing has imported it yet; the
+# children of run_script and subprocess tests inherit it). The suite often has more threads than cores (its own
+# children, DDP / Ray workers, other jobs on the machine): spinning threads then starve the ones doing the work, and
+# test_hub_models.py took 190 s instead of 28 s on a busy 2-core machine. Results are unchanged (only how threads
+# wait); set OMP_WAIT_POLICY yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

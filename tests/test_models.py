@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -14,7 +15,7 @@ import yaml
 from models.common import C3, Conv
 from models.registry import known_names, make_divisible, register, resolve
 from models.yolo import Detect, DetectionModel, Model, parse_model
-from tests.helpers import run_main
+from tests.helpers import run_main, zero_weight_init
 from utils.errors import UserError
 from utils.flops import model_gflops
 from utils.model_info import count_layers, model_info
@@ -43,11 +44,28 @@ def test_all_configs_present():
     assert expected <= set(CONFIGS)
 
 
+@pytest.fixture(scope="module")
+def built_tiny():
+    """name -> a fresh copy of tiny(name) built after manual_seed(0), with the RNG as it was right after that build:
+    each config is built once for both image sizes, and each test still starts from the same untouched model."""
+    cache = {}
+
+    def get(name: str) -> DetectionModel:
+        if name not in cache:
+            torch.manual_seed(0)
+            model = DetectionModel(tiny(name), verbose=False)
+            cache[name] = model, torch.get_rng_state()
+        model, rng = cache[name]
+        torch.set_rng_state(rng)
+        return copy.deepcopy(model)
+
+    return get
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("hw", [(64, 64), (64, 96)])
-def test_config_builds_and_runs(name, hw):
-    torch.manual_seed(0)
-    model = DetectionModel(tiny(name), verbose=False)
+def test_config_builds_and_runs(built_tiny, name, hw):
+    model = built_tiny(name)
     assert model.stride.tolist() == [8.0, 16.0, 32.0]
     x = torch.rand(2, 3, *hw)
     train_out = model(x)
@@ -65,7 +83,8 @@ def test_config_builds_and_runs(name, hw):
 @pytest.mark.parametrize("k", list(OFFICIAL))
 def test_official_sizes(k):
     params, layers, gflops = OFFICIAL[k]
-    model = DetectionModel(f"yolov5{k}.yaml", verbose=False)
+    with zero_weight_init():  # counts and FLOPs only: skip the random draws (seconds for yolov5l/x)
+        model = DetectionModel(f"yolov5{k}.yaml", verbose=False)
     assert sum(p.numel() for p in model.parameters()) == params
     assert count_layers(model) == layers
     assert round(model_gflops(model, 640), 1) == gflops
@@ -168,7 +187,8 @@ def test_fla_insertion_changes_nothing_at_init():
 
 def test_depth_width_rules():
     assert make_divisible(1024 * 0.25) == 256 and make_divisible(37) == 40
-    model = DetectionModel("yolov5m.yaml", verbose=False)
+    with zero_weight_init():  # structure only
+        model = DetectionModel("yolov5m.yaml", verbose=False)
     c3 = model.model[6]
     assert isinstance(c3, C3) and len(c3.m) == 6  # 9 * 0.67 -> 6
     assert model.model[7].conv.out_channels == 768

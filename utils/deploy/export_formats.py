@@ -69,6 +69,7 @@ def export_more(model: nn.Module, im: torch.Tensor, weights: Path, meta: dict, f
         return files
     with tempfile.TemporaryDirectory() as tmp:
         tf = [f for f in formats if f in TF_FORMATS]
+        tf_onnx, norm = None, False
         if tf:
             from utils.deploy.export_onnx import normalized_boxes
             from utils.deploy.export_tf import export_tf_formats
@@ -80,7 +81,8 @@ def export_more(model: nn.Module, im: torch.Tensor, weights: Path, meta: dict, f
             files.update(export_tf_formats(tf_onnx, weights, tf_meta, set(tf), half, int8, calib))
         if not any(f in ("ncnn", "engine") for f in formats):
             return files
-        onnx_file = _static_onnx(model, im, Path(tmp), weights.stem, meta, opset)
+        # the TF chain's static ONNX is the same file unless its boxes were normalised for int8
+        onnx_file = tf_onnx if tf_onnx and not norm else _static_onnx(model, im, Path(tmp), weights.stem, meta, opset)
         if "ncnn" in formats:
             from utils.deploy.export_ncnn import export_ncnn
 
