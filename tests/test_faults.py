@@ -227,9 +227,9 @@ def test_int8_calibration_skips_a_bomb(tmp_path):
     from tests.hardening_helpers import bomb_jpeg
     from utils.deploy.calibration import calibration_images
 
-    data = make_dataset(tmp_path / "ds")
-    bomb_jpeg(data.parent / "images" / "val" / "bomb.jpg")
-    assert calibration_images(str(data), (32, 32), n=5).shape == (4, 3, 32, 32)
+    data = make_dataset(tmp_path / "ds")  # 8 train images (read first), 4 val
+    bomb_jpeg(data.parent / "images" / "train" / "bomb.jpg")  # the 9th train file: read, refused, skipped
+    assert calibration_images(str(data), (32, 32), n=9).shape == (8, 3, 32, 32)
 
 
 def test_non_detection_outputs_and_bad_thresholds_are_user_errors():
