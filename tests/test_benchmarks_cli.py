@@ -32,3 +32,31 @@ def test_pt_only_hard_fail_floor(shared, tmp_path, restore_logging):
     with pytest.raises(SystemExit) as e:
         benchmarks.main(benchmarks.parse_opt([*args, "--hard-fail", "0.9"]))
     assert "mAP50-95" in str(e.value.code) and "< 0.9" in str(e.value.code)
+
+
+def _tiny_folder(src, dst, per_class: int = 3):
+    """An ImageFolder dataset with per_class val images of each class of src (hymenoptera: ants, bees)."""
+    for cls in sorted(p for p in (src / "val").iterdir() if p.is_dir()):
+        (dst / "val" / cls.name).mkdir(parents=True)
+        for f in sorted(cls.glob("*.jpg"))[:per_class]:
+            shutil.copy(f, dst / "val" / cls.name / f.name)
+    return dst
+
+
+def test_classifier_row_is_top1_and_hard_fail_reads_it(shared, tmp_path, restore_logging):
+    """A -cls .pt validates with classify/val.py: the row's metric is top-1 (it failed on val.py's --data before)."""
+    from classify import val as cls_val
+    from utils.deploy.benchmark import file_task
+
+    w = shutil.copy(shared / "weights/yolov5n-cls-hymenoptera.pt", tmp_path / "cls.pt")
+    assert file_task(w) == "classify" and file_task(shared / "weights/yolov5n-seg-coco128.pt") == "segment"
+    data = _tiny_folder(shared / "data/hymenoptera", tmp_path / "hym")
+    args = ["--weights", str(w), "--data", str(data), "--img", "64", "--pt-only"]
+    rows = benchmarks.main(benchmarks.parse_opt([*args, "--hard-fail", "0.1"]))
+    ref = cls_val.evaluate(cls_val.parse_opt(["--weights", str(w), "--data", str(data), "--img", "64", "--workers", "0",
+                                              "--project", str(tmp_path / "v"), "--verbose", "false"]))  # fmt: skip
+    assert rows[0].status == "ok" and rows[0].metric == "top-1" and rows[0].map == pytest.approx(ref.top1)
+    assert rows[0].map >= 0.5 and rows[0].ms > 0 and "| format | status | size (MB) | top-1 |" in format_table(rows)
+    with pytest.raises(SystemExit) as e:
+        benchmarks.main(benchmarks.parse_opt([*args, "--hard-fail", "1.01"]))
+    assert str(e.value.code).startswith("error: --hard-fail: PyTorch: top-1 ") and "< 1.01" in str(e.value.code)
