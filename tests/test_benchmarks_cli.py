@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import ROOT
 from utils.deploy.benchmark import Row, format_table, hard_fail
+from utils.errors import UserError
 
 _spec = importlib.util.spec_from_file_location("benchmarks_cli", ROOT / "benchmarks.py")
 benchmarks = importlib.util.module_from_spec(_spec)
@@ -60,3 +61,24 @@ def test_classifier_row_is_top1_and_hard_fail_reads_it(shared, tmp_path, restore
     with pytest.raises(SystemExit) as e:
         benchmarks.main(benchmarks.parse_opt([*args, "--hard-fail", "1.01"]))
     assert str(e.value.code).startswith("error: --hard-fail: PyTorch: top-1 ") and "< 1.01" in str(e.value.code)
+
+
+def test_classifier_int8_calibrates_on_the_image_folder(shared, tmp_path):
+    """--int8 of a classifier reads --data as an image folder (it said '--data file not found' before): centre-cropped,
+    ImageNet-normalised images, as the exported classifier takes them; the ONNX int8 row then validates."""
+    import argparse
+
+    import numpy as np
+
+    from utils.deploy.benchmark import bench_one
+    from utils.deploy.calibration import calibration_images
+
+    data = _tiny_folder(shared / "data/hymenoptera", tmp_path / "hym", per_class=4)
+    calib = calibration_images(str(data), (64, 48), classify=True)
+    assert calib.shape == (8, 3, 64, 48) and calib.dtype == np.float32 and calib.min() < -1 and calib.max() > 1
+    with pytest.raises(UserError, match="image-folder"):
+        calibration_images(str(shared / "data/coco8/coco8.yaml"), (64, 64), classify=True)
+    w = shutil.copy(shared / "weights/yolov5n-cls-hymenoptera.pt", tmp_path / "cls.pt")
+    opt = argparse.Namespace(imgsz=64, batch_size=1, device="cpu", half=False, test=False, data=str(data))
+    row = bench_one("ONNX int8", "onnx", True, w, tmp_path, opt, task="classify")
+    assert row.status == "ok" and row.metric == "top-1" and row.map >= 0.5 and row.size_mb < 2.6, row
