@@ -82,3 +82,17 @@ def test_classifier_int8_calibrates_on_the_image_folder(shared, tmp_path):
     opt = argparse.Namespace(imgsz=64, batch_size=1, device="cpu", half=False, test=False, data=str(data))
     row = bench_one("ONNX int8", "onnx", True, w, tmp_path, opt, task="classify")
     assert row.status == "ok" and row.metric == "top-1" and row.map >= 0.5 and row.size_mb < 2.6, row
+
+
+def test_tensorrt_without_cuda_is_skipped_not_failed(tmp_path, monkeypatch):
+    """On a CPU-only run the TensorRT row is 'skipped' (it was 'failed', so --hard-fail failed on every CPU machine)."""
+    import argparse
+
+    import torch
+
+    from utils.deploy.benchmark import bench_one
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    opt = argparse.Namespace(imgsz=64, batch_size=1, device="cpu", half=False, test=False, data="unused.yaml")
+    row = bench_one("TensorRT", "engine", False, tmp_path / "never-read.pt", tmp_path, opt)
+    assert row.status == "skipped: needs a CUDA GPU (--device 0)" and hard_fail([row], 0.3) == []

@@ -157,6 +157,8 @@ def bench_one(
             unavailable(fmt)
     except UserError as e:
         return Row(name, f"skipped: {e}")
+    if fmt == "engine" and cannot_run_here(fmt, opt.device):  # its export needs the GPU too: skipped, not failed
+        return Row(name, f"skipped: {cannot_run_here(fmt, opt.device)}")
     try:
         weights, export_s = (
             (pt, None) if fmt == "pt" else _export(fmt, int8, pt, folder, opt, {} if cache is None else cache)
