@@ -96,3 +96,18 @@ def test_tensorrt_without_cuda_is_skipped_not_failed(tmp_path, monkeypatch):
     opt = argparse.Namespace(imgsz=64, batch_size=1, device="cpu", half=False, test=False, data="unused.yaml")
     row = bench_one("TensorRT", "engine", False, tmp_path / "never-read.pt", tmp_path, opt)
     assert row.status == "skipped: needs a CUDA GPU (--device 0)" and hard_fail([row], 0.3) == []
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("paddle", "x2paddle")), reason="no paddle")
+def test_paddle_row_runs_in_a_child(shared, tmp_path):
+    """The PaddlePaddle row runs in a child interpreter: paddle segfaulted in libphi_core.so after the TensorFlow rows
+    had loaded TensorFlow in benchmarks.py's process (the whole run died without a table)."""
+    import argparse
+
+    from utils.deploy.benchmark import CHILD_FORMATS, bench_in_child
+
+    data = _tiny_folder(shared / "data/hymenoptera", tmp_path / "hym", per_class=2)
+    w = shutil.copy(shared / "weights/yolov5n-cls-hymenoptera.pt", tmp_path / "cls.pt")
+    opt = argparse.Namespace(imgsz=64, batch_size=1, device="cpu", half=False, test=False, data=str(data))
+    row = bench_in_child("PaddlePaddle", "paddle", False, w, tmp_path, opt, task="classify")
+    assert CHILD_FORMATS == ("paddle",) and row.status == "ok" and row.metric == "top-1" and row.map >= 0.5, row

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -176,6 +179,26 @@ def bench_one(
         return Row(name, f"failed: {msg[:160]}")
 
 
+CHILD_FORMATS = ("paddle",)
+_OPT_TYPES = (str, int, float, bool, type(None))
+
+
+def bench_in_child(name: str, fmt: str, int8: bool, pt: Path, folder: Path, opt: argparse.Namespace,
+                   task: str = "detect") -> Row:  # fmt: skip
+    """bench_one(...) in `python -c` (its output shown as it runs); a crash of the child is a failed row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        args = {"name": name, "fmt": fmt, "int8": int8, "pt": str(pt), "folder": str(folder), "task": task,
+                "out": str(out), "opt": {k: v for k, v in vars(opt).items() if isinstance(v, _OPT_TYPES)}}  # fmt: skip
+        code = "from utils.deploy.benchmark_child import child_main; child_main()"
+        from utils.paths import ROOT
+
+        r = subprocess.run([sys.executable, "-c", code, json.dumps(args)], cwd=str(ROOT))
+        if not out.is_file():
+            return Row(name, f"failed: its child process exited with code {r.returncode} and no result")
+        return Row(**json.loads(out.read_text()))
+
+
 def run_benchmarks(opt: argparse.Namespace) -> List[Row]:
     """Every row of ROWS (only PyTorch with --pt-only; no int8 rows with --no-int8) on a copy of opt.weights."""
     pt = Path(opt.weights)
@@ -186,7 +209,25 @@ def run_benchmarks(opt: argparse.Namespace) -> List[Row]:
         local = Path(shutil.copy(pt, Path(tmp) / pt.name))
         cache: dict = {}
         task = file_task(local) if pt.suffix == ".pt" else "detect"
-        return [bench_one(name, fmt, int8, local, Path(tmp), opt, cache, task=task) for name, fmt, int8 in rows]
+        out = []
+        for name, fmt, int8 in rows:
+            if fmt in CHILD_FORMATS and not unavailable_reason(fmt):
+                out.append(bench_in_child(name, fmt, int8, local, Path(tmp), opt, task))
+            else:
+                out.append(bench_one(name, fmt, int8, local, Path(tmp), opt, cache, task=task))
+        return out
+
+
+def unavailable_reason(fmt: str) -> Optional[str]:
+    """export_formats.unavailable's message for fmt, or None when it can be exported here."""
+    from utils.deploy.export_formats import unavailable
+    from utils.errors import UserError
+
+    try:
+        unavailable(fmt)
+    except UserError as e:
+        return str(e)
+    return None
 
 
 def format_table(rows: Sequence[Row]) -> str:
