@@ -48,7 +48,7 @@ def parse_opt(argv=None) -> argparse.Namespace:
         "--include",
         nargs="+",
         default=["torchscript"],
-        help="formats: torchscript onnx openvino saved_model pb tflite coreml ncnn engine (tfjs edgetpu paddle)",
+        help="formats: torchscript onnx openvino saved_model pb tflite coreml ncnn engine paddle (tfjs edgetpu)",
         metavar="FORMAT",
     )
     add_compat_flags(parser, COMPAT, "YOLOv5 flags of formats not exported here")

@@ -45,6 +45,11 @@ def _truthy(v) -> bool:
 @run_cli
 def main(opt: argparse.Namespace):
     """Validate opt.weights on the data's test/ (else val/) split; returns ClassifyMetrics."""
+    return evaluate(opt)
+
+
+def evaluate(opt: argparse.Namespace):
+    """main() without the CLI wrapper: a UserError propagates (benchmarks.py turns it into a failed row)."""
     import json
 
     from utils.classify.dataset import create_classification_dataloader, split_dir

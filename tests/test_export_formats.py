@@ -1,5 +1,5 @@
 """Export formats beyond TorchScript / ONNX / OpenVINO: the converter round trips of tests/export_cases.py in one child
-process, and the formats that cannot be built here as one-line errors."""
+process, and the formats that cannot be built here as one-line errors (PaddlePaddle: tests/test_paddle.py)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,7 @@ def test_converter_round_trips_in_child(shared):
     assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]
 
 
-@pytest.mark.parametrize("fmt, words", [("engine", "CUDA"), ("edgetpu", "edgetpu_compiler"), ("tfjs", "tensorflowjs"),
-                                        ("paddle", "paddlepaddle")])  # fmt: skip
+@pytest.mark.parametrize("fmt, words", [("engine", "CUDA"), ("edgetpu", "edgetpu_compiler"), ("tfjs", "tensorflowjs")])
 def test_formats_not_built_here_are_one_line(tiny_fla, tmp_path, fmt, words):
     if fmt == "engine" and torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present: benchmarks/device_check.py builds the engine")

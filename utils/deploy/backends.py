@@ -176,6 +176,7 @@ def _register_runtimes() -> None:
     """Import the runtime modules of the other exported formats; each registers its suffixes when imported."""
     import utils.deploy.runtimes.apple  # noqa: F401
     import utils.deploy.runtimes.ncnn  # noqa: F401
+    import utils.deploy.runtimes.paddle  # noqa: F401
     import utils.deploy.runtimes.tensorrt  # noqa: F401
     import utils.deploy.runtimes.tf  # noqa: F401
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -44,6 +47,7 @@ class Row:
     map: Optional[float] = None
     ms: Optional[float] = None
     export_s: Optional[float] = None
+    metric: str = "mAP50-95"  # what map holds: 'top-1' (accuracy) for a classifier
 
 
 def _size_mb(path: Path) -> float:
@@ -64,38 +68,55 @@ def cannot_run_here(fmt: str, device: str) -> Optional[str]:
     return None
 
 
-def is_segment_file(pt: Path) -> bool:
-    """True when a .pt checkpoint (ours or official) holds a segmentation model (its yaml ends in Segment)."""
+def file_task(pt: Path) -> str:
+    """'segment', 'classify' or 'detect': the task of a .pt checkpoint (ours or official), read from its model yaml."""
+    from models.classify import is_classifier_yaml
     from models.yolo import is_segment_yaml
     from utils.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(pt)
-    return is_segment_yaml((ckpt.get("ema") or ckpt["model"]).get("yaml") or {})
+    yaml = (ckpt.get("ema") or ckpt["model"]).get("yaml") or {}
+    return "segment" if is_segment_yaml(yaml) else "classify" if is_classifier_yaml(yaml) else "detect"
+
+
+def is_segment_file(pt: Path) -> bool:
+    """True when a .pt checkpoint (ours or official) holds a segmentation model (its yaml ends in Segment)."""
+    return file_task(pt) == "segment"
 
 
 @dataclass
-class SegResult:
-    """What a benchmark row reads of a segmentation validation: the mask mAP50-95 (official benchmarks.py's metric
-    for -seg models) and the speeds."""
+class ValResult:
+    """What a benchmark row reads of a validation: its metric (detection: box mAP50-95; segmentation: mask mAP50-95,
+    official benchmarks.py's choice; classification: top-1 accuracy) and the speeds (ms: pre, inference, post)."""
 
     map: float
     speeds: tuple
 
 
-def _validate(weights: Path, opt: argparse.Namespace, segment: bool = False):
-    """val.py (segment/val.py with segment) on weights with the benchmark's data, size, batch and device -> a result
-    with .map (mAP50-95; masks' for segmentation) and .speeds."""
-    args = ["--data", str(opt.data), "--imgsz", str(opt.imgsz), "--batch-size", str(opt.batch_size), "--device",
-            opt.device, "--workers", "0", "--noplots", "--exist-ok", "--project", str(weights.parent / "val"),
-            "--weights", str(weights)] + (["--half"] if opt.half else [])  # fmt: skip
-    if segment:
+SegResult = ValResult  # the earlier name
+
+
+def _validate(weights: Path, opt: argparse.Namespace, task: str = "detect") -> ValResult:
+    """val.py (segment/val.py, classify/val.py for those tasks) on weights with the benchmark's data, size, batch and
+    device -> the row's metric and speeds."""
+    common = ["--imgsz", str(opt.imgsz), "--batch-size", str(opt.batch_size), "--device", opt.device, "--workers",
+              "0", "--exist-ok", "--project", str(weights.parent / "val"), "--data", str(opt.data)]  # fmt: skip
+    common += ["--half"] if opt.half else []
+    if task == "classify":
+        from classify import val as cls_val
+
+        m = cls_val.evaluate(cls_val.parse_opt([*common, "--weights", str(weights), "--verbose", "false"]))
+        return ValResult(float(m.top1), tuple(m.speeds))
+    args = [*common, "--noplots", "--weights", str(weights)]
+    if task == "segment":
         from segment import val as seg_val
 
         m = seg_val.run(seg_val.parse_opt(args))
-        return SegResult(float(m.row[7]), tuple(m.speeds))
+        return ValResult(float(m.row[7]), tuple(m.speeds))
     import val
 
-    return val.run(val.parse_opt(args), str(weights), plots=False)
+    r = val.run(val.parse_opt(args), str(weights), plots=False)
+    return ValResult(float(r.map), tuple(r.speeds))
 
 
 def _export(fmt: str, int8: bool, pt: Path, folder: Path, opt: argparse.Namespace, cache: dict) -> tuple:
@@ -127,8 +148,10 @@ def bench_one(
     opt: argparse.Namespace,
     cache: dict | None = None,
     segment: bool = False,
+    task: str = "detect",
 ) -> Row:
-    """Export pt (copied into folder) to fmt and validate it; failures become a 'failed: ...' row."""
+    """Export pt (copied into folder) to fmt and validate it (task: 'detect', 'segment' or 'classify'; segment=True
+    is task='segment'); failures become a 'failed: ...' row."""
     from utils.deploy.export_formats import unavailable
     from utils.errors import UserError
 
@@ -137,6 +160,8 @@ def bench_one(
             unavailable(fmt)
     except UserError as e:
         return Row(name, f"skipped: {e}")
+    if fmt == "engine" and cannot_run_here(fmt, opt.device):  # its export needs the GPU too: skipped, not failed
+        return Row(name, f"skipped: {cannot_run_here(fmt, opt.device)}")
     try:
         weights, export_s = (
             (pt, None) if fmt == "pt" else _export(fmt, int8, pt, folder, opt, {} if cache is None else cache)
@@ -145,12 +170,33 @@ def bench_one(
         why = cannot_run_here(fmt, opt.device)
         if why or opt.test:
             return Row(name, f"export only ({why})" if why else "export only", size, export_s=export_s)
-        res = _validate(weights, opt, segment)
-        return Row(name, "ok", size, float(res.map), float(res.speeds[1]), export_s)
+        res = _validate(weights, opt, "segment" if segment else task)
+        metric = "top-1" if task == "classify" and not segment else "mAP50-95"
+        return Row(name, "ok", size, float(res.map), float(res.speeds[1]), export_s, metric)
     except (UserError, RuntimeError, ValueError, OSError, ImportError, AssertionError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         LOGGER.warning("%s: %s", name, msg)
         return Row(name, f"failed: {msg[:160]}")
+
+
+CHILD_FORMATS = ("paddle",)
+_OPT_TYPES = (str, int, float, bool, type(None))
+
+
+def bench_in_child(name: str, fmt: str, int8: bool, pt: Path, folder: Path, opt: argparse.Namespace,
+                   task: str = "detect") -> Row:  # fmt: skip
+    """bench_one(...) in `python -c` (its output shown as it runs); a crash of the child is a failed row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        args = {"name": name, "fmt": fmt, "int8": int8, "pt": str(pt), "folder": str(folder), "task": task,
+                "out": str(out), "opt": {k: v for k, v in vars(opt).items() if isinstance(v, _OPT_TYPES)}}  # fmt: skip
+        code = "from utils.deploy.benchmark_child import child_main; child_main()"
+        from utils.paths import ROOT
+
+        r = subprocess.run([sys.executable, "-c", code, json.dumps(args)], cwd=str(ROOT))
+        if not out.is_file():
+            return Row(name, f"failed: its child process exited with code {r.returncode} and no result")
+        return Row(**json.loads(out.read_text()))
 
 
 def run_benchmarks(opt: argparse.Namespace) -> List[Row]:
@@ -162,14 +208,34 @@ def run_benchmarks(opt: argparse.Namespace) -> List[Row]:
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
         local = Path(shutil.copy(pt, Path(tmp) / pt.name))
         cache: dict = {}
-        seg = pt.suffix == ".pt" and is_segment_file(local)
-        return [bench_one(name, fmt, int8, local, Path(tmp), opt, cache, seg) for name, fmt, int8 in rows]
+        task = file_task(local) if pt.suffix == ".pt" else "detect"
+        out = []
+        for name, fmt, int8 in rows:
+            if fmt in CHILD_FORMATS and not unavailable_reason(fmt):
+                out.append(bench_in_child(name, fmt, int8, local, Path(tmp), opt, task))
+            else:
+                out.append(bench_one(name, fmt, int8, local, Path(tmp), opt, cache, task=task))
+        return out
+
+
+def unavailable_reason(fmt: str) -> Optional[str]:
+    """export_formats.unavailable's message for fmt, or None when it can be exported here."""
+    from utils.deploy.export_formats import unavailable
+    from utils.errors import UserError
+
+    try:
+        unavailable(fmt)
+    except UserError as e:
+        return str(e)
+    return None
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    """A markdown table: format, status, size MB, mAP50-95, inference ms/image, export seconds (the float TF formats
-    share one onnx2tf run, so they show the same export time)."""
-    lines = ["| format | status | size (MB) | mAP50-95 | inference (ms/im) | export (s) |", "|---|---|---|---|---|---|"]
+    """A markdown table: format, status, size MB, the metric (mAP50-95; top-1 for a classifier), inference ms/image,
+    export seconds (the float TF formats share one onnx2tf run, so they show the same export time)."""
+    metric = " / ".join(dict.fromkeys(r.metric for r in rows if r.map is not None)) or "mAP50-95"
+    head = f"| format | status | size (MB) | {metric} | inference (ms/im) | export (s) |"
+    lines = [head, "|---|---|---|---|---|---|"]
 
     def f(v, spec):
         return "" if v is None else format(v, spec)
@@ -181,9 +247,9 @@ def format_table(rows: Sequence[Row]) -> str:
 
 
 def hard_fail(rows: Sequence[Row], floor) -> List[str]:
-    """The problems --hard-fail exits on: failed formats, and validated mAPs below floor (a float)."""
+    """The problems --hard-fail exits on: failed formats, and validated metrics (mAP50-95, top-1) below floor."""
     problems = [f"{r.name}: {r.status}" for r in rows if r.status.startswith("failed")]
     if floor is not True and floor is not False and floor is not None:
-        problems += [f"{r.name}: mAP50-95 {r.map:.4f} < {float(floor)}" for r in rows
+        problems += [f"{r.name}: {r.metric} {r.map:.4f} < {float(floor)}" for r in rows
                      if r.map is not None and r.map < float(floor)]  # fmt: skip
     return problems

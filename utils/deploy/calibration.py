@@ -30,17 +30,42 @@ def _image_files(source) -> List[Path]:
     return files
 
 
-def calibration_images(data: Optional[str], imgsz: Tuple[int, int], n: int = 100) -> np.ndarray:
-    """(k, 3, h, w) float32 RGB 0-1: up to n images of --data's train split, then its val split, letterboxed (the
+def _center_crop(im: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """The square centre crop of im resized to size (h, w): a classifier's eval transform."""
+    import cv2
+
+    h, w = im.shape[:2]
+    m = min(h, w)
+    top, left = (h - m) // 2, (w - m) // 2
+    return cv2.resize(im[top : top + m, left : left + m], (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _classifier_files(folder: Path) -> List[Path]:
+    """A classification dataset folder's images: its train/ split, then val/ (else test/); else the folder."""
+    evals = [folder / s for s in ("val", "test") if (folder / s).is_dir()][:1]
+    train = [folder / "train"] if (folder / "train").is_dir() else ([] if evals else [folder])
+    return list(dict.fromkeys(_image_files([*train, *evals])))
+
+
+def calibration_images(data: Optional[str], imgsz: Tuple[int, int], n: int = 100, classify: bool = False) -> np.ndarray:
+    """(k, 3, h, w) float32 RGB: up to n images of --data's train split, then its val split, letterboxed, 0-1 (the
     train split first, as official YOLOv5's TFLite calibration: the images the model is validated on are not the ones
-    it is calibrated on when train has n)."""
+    it is calibrated on when train has n).
+
+    classify: --data is an image-folder dataset; centre-cropped and ImageNet-normalised, as an exported classifier
+    takes its input."""
     from utils.data.augment import letterbox
     from utils.data.config import check_dataset
 
     if not data:
         raise UserError("--int8 calibrates on images: give a dataset yaml with --data (e.g. --data coco8.yaml)")
-    cfg = check_dataset(data)
-    files = list(dict.fromkeys(_image_files(cfg.get("train")) + _image_files(cfg.get("val"))))
+    if classify and not Path(data).is_dir():
+        raise UserError(f"--int8 for a classifier calibrates on an image-folder dataset: --data {data} is no folder")
+    if classify:
+        files = _classifier_files(Path(data))
+    else:
+        cfg = check_dataset(data)
+        files = list(dict.fromkeys(_image_files(cfg.get("train")) + _image_files(cfg.get("val"))))
     if not files:
         raise UserError(f"--int8: no calibration images found in {data}")
     batch = []
@@ -52,9 +77,14 @@ def calibration_images(data: Optional[str], imgsz: Tuple[int, int], n: int = 100
             continue
         if im is None:
             continue
-        im = letterbox(im, imgsz, auto=False)[0]
+        im = _center_crop(im, imgsz) if classify else letterbox(im, imgsz, auto=False)[0]
         batch.append(im[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0)
     if not batch:
         raise UserError(f"--int8: none of the calibration images in {data} could be read")
     LOGGER.info("int8: calibrating on %d images of %s", len(batch), data)
-    return np.ascontiguousarray(np.stack(batch))
+    out = np.stack(batch)
+    if classify:
+        from models.input_norm import IMAGENET_MEAN, IMAGENET_STD
+
+        out = (out - np.float32(IMAGENET_MEAN).reshape(1, 3, 1, 1)) / np.float32(IMAGENET_STD).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray(out, dtype=np.float32)

@@ -180,7 +180,8 @@ def run_export(
     if int8:
         from utils.deploy.calibration import calibration_images
 
-        calib = calibration_images(str(data) if data else None, (h, w))
+        classify = not is_segment(model) and getattr(model, "task", "detect") == "classify"
+        calib = calibration_images(str(data) if data else None, (h, w), classify=classify)
     im = torch.zeros(batch_size, 3, h, w, device=dev)
     with torch.no_grad():
         shape = tuple(_first(model(im)).shape)  # also fills FLA's folded-weight caches, which traces take as constants

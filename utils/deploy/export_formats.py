@@ -1,5 +1,5 @@
-"""The formats beyond TorchScript / ONNX / OpenVINO: TF (SavedModel, GraphDef, TFLite), CoreML, NCNN, TensorRT, and
-the ones this machine cannot build (TF.js, Edge TPU, PaddlePaddle) as one-line errors naming what is missing."""
+"""The formats beyond TorchScript / ONNX / OpenVINO: TF (SavedModel, GraphDef, TFLite), CoreML, NCNN, TensorRT,
+PaddlePaddle, and the ones this machine cannot build (TF.js, Edge TPU) as one-line errors naming what is missing."""
 
 from __future__ import annotations
 
@@ -37,9 +37,13 @@ def unavailable(fmt: str) -> None:
     if fmt in ("tfjs", "edgetpu"):
         raise UserError(f"--include {fmt}: its converter is installed, but this version does not call it yet")
     if fmt == "paddle":
-        raise UserError("--include paddle is not built in this version: it needs the paddlepaddle and x2paddle "
-                        "packages (not in requirements-export.txt) and a converter we have not wired; export "
-                        "--include onnx and run x2paddle on it")  # fmt: skip
+        import importlib.util
+
+        missing = [pip for mod, pip in (("paddle", "paddlepaddle"), ("x2paddle", "x2paddle"))
+                   if importlib.util.find_spec(mod) is None]  # fmt: skip
+        if missing:
+            raise UserError(f"--include paddle needs {' and '.join(missing)}, which is not installed: pip install "
+                            f"{' '.join(missing)} (see requirements-export.txt)")  # fmt: skip
 
 
 def _static_onnx(model: nn.Module, im: torch.Tensor, folder: Path, name: str, meta: dict, opset: int) -> Path:
@@ -54,7 +58,8 @@ def export_more(model: nn.Module, im: torch.Tensor, weights: Path, meta: dict, f
                 workspace: int = 4) -> Dict[str, Path]:  # fmt: skip
     """Export model (fp32, eval, Detect in export mode) on im (B, 3, H, W) to formats beside weights.
 
-    half: fp16 TFLite / NCNN / CoreML / TensorRT; calib (k, 3, H, W) float 0-1 given = int8 (TFLite, CoreML).
+    half: fp16 TFLite / NCNN / CoreML / TensorRT (PaddlePaddle stays fp32); calib (k, 3, H, W) float 0-1 given =
+    int8 (TFLite, CoreML).
     Returns {format: path}.
     """
     for fmt in formats:
@@ -65,6 +70,10 @@ def export_more(model: nn.Module, im: torch.Tensor, weights: Path, meta: dict, f
         from utils.deploy.export_coreml import export_coreml
 
         files["coreml"] = export_coreml(model, im, weights, meta, half, int8)
+    if "paddle" in formats:
+        from utils.deploy.export_paddle import export_paddle
+
+        files["paddle"] = export_paddle(model, im, weights, meta)
     if not any(f in VIA_ONNX for f in formats):
         return files
     with tempfile.TemporaryDirectory() as tmp:
