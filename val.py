@@ -163,7 +163,4 @@ def main(opt: argparse.Namespace):
 
 
 if __name__ == "__main__":
-    from utils.cpu_env import prefer_passive_openmp
-
-    prefer_passive_openmp()  # before torch is imported
     main(parse_opt(sys.argv[1:]))

@@ -96,7 +96,4 @@ def run(**kwargs):
 
 
 if __name__ == "__main__":
-    from utils.cpu_env import prefer_passive_openmp
-
-    prefer_passive_openmp()  # before torch is imported
     main(parse_opt(sys.argv[1:]))
