@@ -107,7 +107,7 @@ def test_benchmark_row_of_a_seg_model(shared, tmp_path, monkeypatch):
     opt = argparse.Namespace(data=str(data), imgsz=128, batch_size=2, device="cpu", half=False, test=False)
     runs, real = [], seg_val.run
     monkeypatch.setattr(seg_val, "run", lambda o: runs.append(real(o)) or runs[-1])
-    row = bench_one("PyTorch", "pt", False, pt, tmp_path, opt, segment=True)
+    row = bench_one("PyTorch", "pt", False, pt, tmp_path, opt, task="segment")
     assert row.status == "ok" and len(runs) == 1 and runs[0].row[7] > 0
     assert row.map == pytest.approx(runs[0].row[7]) and row.ms == pytest.approx(runs[0].speeds[1])
 

@@ -93,9 +93,6 @@ class ValResult:
     speeds: tuple
 
 
-SegResult = ValResult  # the earlier name
-
-
 def _validate(weights: Path, opt: argparse.Namespace, task: str = "detect") -> ValResult:
     """val.py (segment/val.py, classify/val.py for those tasks) on weights with the benchmark's data, size, batch and
     device -> the row's metric and speeds."""
@@ -147,21 +144,17 @@ def bench_one(
     folder: Path,
     opt: argparse.Namespace,
     cache: dict | None = None,
-    segment: bool = False,
     task: str = "detect",
 ) -> Row:
-    """Export pt (copied into folder) to fmt and validate it (task: 'detect', 'segment' or 'classify'; segment=True
-    is task='segment'); failures become a 'failed: ...' row."""
-    from utils.deploy.export_formats import unavailable
+    """Export pt (copied into folder) to fmt and validate it (task: 'detect', 'segment' or 'classify'); failures
+    become a 'failed: ...' row."""
     from utils.errors import UserError
 
-    try:
-        if fmt != "pt":
-            unavailable(fmt)
-    except UserError as e:
-        return Row(name, f"skipped: {e}")
-    if fmt == "engine" and cannot_run_here(fmt, opt.device):  # its export needs the GPU too: skipped, not failed
-        return Row(name, f"skipped: {cannot_run_here(fmt, opt.device)}")
+    skip = None if fmt == "pt" else unavailable_reason(fmt)
+    if skip is None and fmt == "engine":  # its export needs the GPU too: skipped, not failed
+        skip = cannot_run_here(fmt, opt.device)
+    if skip:
+        return Row(name, f"skipped: {skip}")
     try:
         weights, export_s = (
             (pt, None) if fmt == "pt" else _export(fmt, int8, pt, folder, opt, {} if cache is None else cache)
@@ -170,8 +163,8 @@ def bench_one(
         why = cannot_run_here(fmt, opt.device)
         if why or opt.test:
             return Row(name, f"export only ({why})" if why else "export only", size, export_s=export_s)
-        res = _validate(weights, opt, "segment" if segment else task)
-        metric = "top-1" if task == "classify" and not segment else "mAP50-95"
+        res = _validate(weights, opt, task)
+        metric = "top-1" if task == "classify" else "mAP50-95"
         return Row(name, "ok", size, float(res.map), float(res.speeds[1]), export_s, metric)
     except (UserError, RuntimeError, ValueError, OSError, ImportError, AssertionError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
