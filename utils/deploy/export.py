@@ -41,8 +41,13 @@ def export_metadata(model: nn.Module, im: torch.Tensor, dynamic: bool, half: boo
         "batch": int(im.shape[0]),
         "dynamic": bool(dynamic),
         "half": bool(half),
-        "task": "segment" if is_segment(model) else str(getattr(model, "task", "detect")),
+        "task": model_task(model),
     }
+
+
+def model_task(model: nn.Module) -> str:
+    """'segment', 'classify' or 'detect': what the exported model does (its metadata's task)."""
+    return "segment" if is_segment(model) else str(getattr(model, "task", "detect"))
 
 
 def export_torchscript(model: nn.Module, im: torch.Tensor, file: Path, meta: dict) -> Path:
@@ -180,8 +185,7 @@ def run_export(
     if int8:
         from utils.deploy.calibration import calibration_images
 
-        classify = not is_segment(model) and getattr(model, "task", "detect") == "classify"
-        calib = calibration_images(str(data) if data else None, (h, w), classify=classify)
+        calib = calibration_images(str(data) if data else None, (h, w), classify=model_task(model) == "classify")
     im = torch.zeros(batch_size, 3, h, w, device=dev)
     with torch.no_grad():
         shape = tuple(_first(model(im)).shape)  # also fills FLA's folded-weight caches, which traces take as constants

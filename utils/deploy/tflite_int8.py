@@ -33,12 +33,12 @@ def _ops(tflite: bytes) -> tuple:
     return ops, names, outs
 
 
-def head_nodes(tflite: bytes, outputs: Optional[List[int]] = None, with_convs: bool = True) -> List[str]:
-    """Names of the output tensors of the ops between the last convs and the given outputs (all outputs by default):
-    walking back from an output, every op is taken until a conv (the head's 1x1 convs; taken too with with_convs)."""
+def head_nodes(tflite: bytes) -> List[str]:
+    """Names of the output tensors of the ops between the last convs and the model's outputs, those convs included:
+    walking back from each output, every op is taken up to and including a conv (the head's 1x1 convs)."""
     ops, names, outs = _ops(tflite)
     producer: Dict[int, dict] = {t: op for op in ops for t in op["outputs"]}
-    todo = list(outs if outputs is None else [outs[i] for i in outputs])
+    todo = list(outs)
     seen, picked = set(), []
     while todo:
         t = todo.pop()
@@ -47,8 +47,6 @@ def head_nodes(tflite: bytes, outputs: Optional[List[int]] = None, with_convs: b
             continue
         seen.add(op["index"])
         conv = op["op_name"] in CONVS
-        if conv and not with_convs:
-            continue
         picked += [names[o] for o in op["outputs"]]
         if not conv:
             todo += [int(i) for i in op["inputs"] if i >= 0]
