@@ -129,6 +129,23 @@ def test_growing_prefix_equals_one_full_nms(monkeypatch):
         assert greedy_top(boxes, max_det, 0.3).tolist() == full[:max_det].tolist()
 
 
+def test_per_class_split_equals_one_pass_with_offsets(monkeypatch):
+    # 4 classes of heavily overlapping boxes in rank order: per-class passes keep exactly what one class-offset
+    # pass keeps, in the same order, for every max_det, and also through the growing prefixes
+    g = torch.Generator().manual_seed(3)
+    n = 2000
+    xy = torch.rand(n, 2, generator=g) * 200
+    boxes = torch.cat((xy, xy + 10 + torch.rand(n, 2, generator=g) * 40), 1)
+    cls = torch.randint(0, 4, (n,), generator=g).float()
+    shifted = boxes + cls[:, None] * nms_module.MAX_WH
+    full = nms_boxes(shifted, torch.arange(n, 0, -1).float(), 0.45)
+    assert len(full) > 300  # the split path runs (n > FIRST_PREFIX) and max_det cuts the union
+    for max_det in (1, 37, 300, len(full), 5000):
+        assert greedy_top(shifted, max_det, 0.45, cls).tolist() == full[:max_det].tolist()
+    monkeypatch.setattr(nms_module, "FIRST_PREFIX", 16)
+    assert greedy_top(shifted, 300, 0.45, cls).tolist() == full[:300].tolist()
+
+
 def test_flood_of_low_scores_every_image_scored():
     # early validation: every anchor of every image passes conf 0.001 with 3 classes (multi-label): no image is
     # dropped and each keeps exactly max_det rows, the best ones, in descending order
