@@ -141,11 +141,17 @@ class InfiniteDataLoader(DataLoader):
     def __len__(self) -> int:
         return len(self.batch_sampler.sampler)
 
-    def __iter__(self) -> Iterator:
+    def start(self) -> None:
+        """Make the long-lived iterator now: its workers fork and begin loading the first batches while the caller
+        goes on (a training builds its optimizer and EMA meanwhile). Batches are the same whenever it starts: each
+        pass is seeded by (seed, epoch, position) and the base seed comes from the loader's own generator."""
         if self.iterator is None:
             if self.num_workers > 0:
                 release_free_heap()
             self.iterator = super().__iter__()
+
+    def __iter__(self) -> Iterator:
+        self.start()
         for _ in range(len(self)):
             yield next(self.iterator)
 

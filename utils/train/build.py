@@ -108,7 +108,9 @@ def _check_single_image_batches(batch_size: int, imgsz, gs: int) -> None:
 
 
 def setup_run(config: TrainConfig, task: Task) -> Run:
-    """Run folder, seeds, model, optimizer state, loaders, AutoAnchor (new runs), DDP wrap, resume state."""
+    """Run folder, seeds, model, loaders, optimizer state, AutoAnchor (new runs), DDP wrap, resume state."""
+    from utils.data.loader import InfiniteDataLoader
+
     c = config
     resume = load_checkpoint(c.resume_path) if c.resume_path else None
     start_epoch = int(resume["epoch"]) + 1 if resume is not None else 0  # the loaders' first pass is this epoch's
@@ -124,10 +126,13 @@ def setup_run(config: TrainConfig, task: Task) -> Run:
     hyp = task.hyp_for_model(c.hyp, model, c.nc, imgsz)
     model.hyp = dict(hyp)
     amp = c.amp and device.type == "cuda"
-    state = _state(model, c, hyp, amp)
     train_loader, dataset = task.train_loader(c, imgsz, gs, start_epoch)
     _check_single_image_batches(train_loader.batch_size, imgsz, gs)
     val_loader = task.val_loader(c, imgsz, gs) if c.main else None
+    for loader in (train_loader, val_loader):  # workers load the first batches while the optimizer is built
+        if isinstance(loader, InfiniteDataLoader):
+            loader.start()
+    state = _state(model, c, hyp, amp)
     if c.main and resume is None:
         task.check_data(dataset, model, c, imgsz)
     if c.rank != -1:
