@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,7 +64,7 @@ class Zygote:
     """The parent process (started here) and a thread that records the exit statuses it reports."""
 
     def __init__(self, cwd: Path, env: Dict[str, str]):
-        self.dir = Path(tempfile.mkdtemp(prefix="zygote"))
+        self.dir, self.cwd = Path(tempfile.mkdtemp(prefix="zygote")), Path(cwd)
         self.exits: Dict[int, int] = {}
         self.lock = threading.Condition()
         self.proc = subprocess.Popen(
@@ -100,6 +101,20 @@ class Zygote:
             pid = self.pids[known]
         return Run(self, pid, out, err)
 
+    def run(self, script: str, *args: object, env: Optional[Dict[str, str]] = None, timeout: float = 600):
+        """tests.conftest.run_script's `python <script> args...` from the repository root, forked: CompletedProcess."""
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", **(env or {})}
+        return self.run_cmd([sys.executable, str(self.cwd / script), *map(str, args)], self.cwd, full_env, timeout)
+
+    def run_cmd(self, cmd: List[str], cwd: Path, env: Dict[str, str], timeout: float = 600):
+        """subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout), forked."""
+        run = self.popen(cmd, cwd, env, capture=True)
+        try:
+            out, err = run.communicate(timeout)
+        finally:
+            run.kill()
+        return subprocess.CompletedProcess(cmd, run.returncode, out, err)
+
     def status(self, pid: int) -> Optional[int]:
         with self.lock:
             return self.exits.get(pid)
@@ -107,6 +122,7 @@ class Zygote:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---- the zygote process ---------------------------------------------------------------------------------------
