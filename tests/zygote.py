@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Dict, List, Optional, Tuple
 
 PRELOAD = ("torch", "torch._dynamo", "cv2", "numpy", "matplotlib", "yaml", "utils.train.run", "utils.train.build",
@@ -101,23 +102,28 @@ class Zygote:
             pid = self.pids[known]
         return Run(self, pid, out, err)
 
-    def run(self, script: str, *args: object, env: Optional[Dict[str, str]] = None, timeout: float = 600):
+    def run(self, script: str, *args: object, env: Optional[dict] = None, timeout: float = 600) -> CompletedProcess:
         """tests.conftest.run_script's `python <script> args...` from the repository root, forked: CompletedProcess."""
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", **(env or {})}
         return self.run_cmd([sys.executable, str(self.cwd / script), *map(str, args)], self.cwd, full_env, timeout)
 
-    def run_cmd(self, cmd: List[str], cwd: Path, env: Dict[str, str], timeout: float = 600):
+    def run_cmd(self, cmd: List[str], cwd: Path, env: Dict[str, str], timeout: float = 600) -> CompletedProcess:
         """subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout), forked."""
         run = self.popen(cmd, cwd, env, capture=True)
         try:
             out, err = run.communicate(timeout)
         finally:
             run.kill()
-        return subprocess.CompletedProcess(cmd, run.returncode, out, err)
+        return CompletedProcess(cmd, run.returncode, out, err)
 
     def status(self, pid: int) -> Optional[int]:
+        """The exit status of run pid once the zygote has reaped it; None while it runs."""
         with self.lock:
-            return self.exits.get(pid)
+            if pid in self.exits:
+                return self.exits[pid]
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the zygote ended (exit {self.proc.returncode}) before run {pid} was reported")
+        return None
 
     def close(self) -> None:
         self.proc.stdin.close()
