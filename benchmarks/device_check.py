@@ -152,7 +152,10 @@ def check_speed(opt: argparse.Namespace) -> List[Row]:
 
 # ---- 2: --half inference --------------------------------------------------------------------------------------
 def _script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    """`python SCRIPT ARGS...` (val.py, detect.py, export.py) in this process: benchmarks/in_process.py."""
+    from benchmarks.in_process import run_script
+
+    return run_script(*args)
 
 
 def _failed(r: subprocess.CompletedProcess, what: str) -> Row | None:

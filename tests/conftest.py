@@ -21,6 +21,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")
+def zygote():
+    """tests/zygote.py: training runs that a test kills, each forked from one pre-imported process (no interpreter
+    start per run); zygote.popen(cmd, cwd, env) as subprocess.Popen(cmd, cwd=cwd, env=env)."""
+    from tests.zygote import Zygote
+
+    z = Zygote(ROOT, {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"})
+    yield z
+    z.close()
+
+
+@pytest.fixture(scope="session")
 def shared() -> Path:
     """Path to ../shared; the test is skipped when it is absent (a user's checkout has none)."""
     if not (SHARED / "README.md").is_file():

@@ -91,11 +91,10 @@ def test_last_batch_of_one_image_is_left_out(tiny_folder, tmp_path, restore_logg
 
 
 @pytest.mark.slow
-def test_ddp_two_processes(tiny_folder, tmp_path):  # noqa: F811
+def test_ddp_two_processes(tiny_folder, tmp_path, zygote):  # noqa: F811
     """torchrun with 2 gloo processes on the CPU: the total batch is split, one optimizer step per total batch."""
     import os
     import socket
-    import subprocess
     import sys
 
     from tests.conftest import ROOT
@@ -106,7 +105,7 @@ def test_ddp_two_processes(tiny_folder, tmp_path):  # noqa: F811
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "classify/train.py", *_args(tiny_folder, tmp_path, "ddp", epochs=1)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    r = zygote.run_cmd(cmd, ROOT, env, timeout=900)  # the torchrun launcher forked; its 2 workers are new interpreters
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "batch 2 per process (total 4)" in r.stdout and "3 optimizer steps, accumulate 1" in r.stdout
     assert (tmp_path / "ddp/weights/best.pt").is_file()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT
 from tests.helpers import make_dataset, run_main
 from tests.test_train import BASE
 from utils.errors import UserError
@@ -22,7 +21,7 @@ BATCHES = re.compile(r"batch (\d+) per process \(total (\d+)\), val batch (\d+)"
 
 
 @pytest.mark.slow
-def test_ddp_takes_the_single_process_steps(tmp_path):
+def test_ddp_takes_the_single_process_steps(tmp_path, zygote):
     """Total batch 2 over 8 images for 2 epochs, all in warmup: accumulate ramps 1 -> 64 / 2 in both runs.
 
     Before the fix the DDP ramp used the per-process batch (64 / 1), so it took fewer optimizer steps. The DDP run
@@ -30,8 +29,9 @@ def test_ddp_takes_the_single_process_steps(tmp_path):
     """
     data = make_dataset(tmp_path / "data")
     args = (*BASE, "--data", str(data), "--epochs", "2", "--batch-size", "2", "--noplots")
-    # a child process: in-process, after the suite's earlier tests, this training run segfaulted in OpenCV (2026-12-07)
-    single = run_script("train.py", *args, "--project", tmp_path / "one", "--name", "single")
+    # a child process (forked by the zygote fixture): in-process, after the suite's earlier tests, this training run
+    # segfaulted in OpenCV (2026-12-07)
+    single = zygote.run("train.py", *args, "--project", tmp_path / "one", "--name", "single")
     assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
     with socket.socket() as sock:  # a free port: a fixed one may still be held by an earlier run
         sock.bind(("127.0.0.1", 0))
@@ -40,7 +40,7 @@ def test_ddp_takes_the_single_process_steps(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "train.py", *map(str, args), "--project", str(project), "--name", "ddp"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    ddp = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    ddp = zygote.run_cmd(cmd, ROOT, env)  # the torchrun launcher forked; its 2 workers are new interpreters
     assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
     steps_single = STEPS.findall(single.stdout + single.stderr)
     steps_ddp = STEPS.findall(ddp.stdout + ddp.stderr)

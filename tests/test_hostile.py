@@ -123,7 +123,7 @@ def _loadable_epoch(last: Path) -> int:
     return int(ckpt["epoch"])
 
 
-def test_sigkill_at_any_moment_leaves_a_resumable_last_pt(world, tmp_path):
+def test_sigkill_at_any_moment_leaves_a_resumable_last_pt(world, tmp_path, zygote):
     epochs, last = 6, tmp_path / "run/weights/last.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     cmd = _train_cmd(world, tmp_path, epochs)
@@ -131,7 +131,7 @@ def test_sigkill_at_any_moment_leaves_a_resumable_last_pt(world, tmp_path):
     moments = [(False, 0.0), (True, 0.0), (False, 0.05)]
     for i, (writing, delay) in enumerate(moments):
         before = last.stat().st_mtime_ns if last.exists() else 0
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = zygote.popen(cmd, cwd=ROOT, env=env)  # its own process, forked by the zygote fixture
         try:
             saved = _wait_for(proc, last, before, writing=writing and last.exists())
             time.sleep(delay)
@@ -152,13 +152,12 @@ def test_sigkill_at_any_moment_leaves_a_resumable_last_pt(world, tmp_path):
     assert not list(last.parent.glob(".*.tmp"))  # temp files of the killed saves were cleaned up
 
 
-def test_ctrl_c_saves_state_and_run_resumes(world, tmp_path):
+def test_ctrl_c_saves_state_and_run_resumes(world, tmp_path, zygote):
     epochs, last = 3, tmp_path / "run/weights/last.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
-    # a shell's background job starts with SIGINT ignored (and so would the child): restore the default first
-    proc = subprocess.Popen(_train_cmd(world, tmp_path, epochs, pause=5), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    # its own process, forked by the zygote fixture (started with SIGINT's default action, as a shell's background
+    # job would not be: python then installs its Ctrl-C handler, which the fork inherits)
+    proc = zygote.popen(_train_cmd(world, tmp_path, epochs, pause=5), cwd=ROOT, env=env, capture=True)
     try:
         assert _wait_for(proc, last, 0), "last.pt never written"
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends

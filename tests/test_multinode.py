@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -24,7 +23,7 @@ def _free_port() -> str:
         return str(sock.getsockname()[1])
 
 
-def test_two_nodes_take_the_single_process_steps(tmp_path):
+def test_two_nodes_take_the_single_process_steps(tmp_path, zygote):
     data = make_dataset(tmp_path / "data")
     args = (*BASE, "--data", str(data), "--project", str(tmp_path), "--epochs", "1", "--batch-size", "2", "--noplots")
     single = run_main("train.py", *args, "--name", "single")  # the reference needs no process boundary
@@ -36,9 +35,7 @@ def test_two_nodes_take_the_single_process_steps(tmp_path):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
                "--node_rank", str(node_rank), "--master_addr", "127.0.0.1", "--master_port", port,
                "--rdzv_backend", "static", "train.py", *map(str, args), "--name", "nodes"]  # fmt: skip
-        nodes.append(
-            subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        )
+        nodes.append(zygote.popen(cmd, ROOT, env, capture=True))  # the launcher forked; its worker a new interpreter
     outs = []
     try:
         for p in nodes:

@@ -1,4 +1,5 @@
-"""The detection steps of official YOLOv5's .github/workflows/ci-testing.yml, run unchanged on a copy of this checkout.
+"""The detection steps of official YOLOv5's .github/workflows/ci-testing.yml, run unchanged on a copy of this checkout
+(one after another in one process, each as its own `python` run: tests/ci_shell.py).
 
 Only --data is added where the official steps would download coco128 (coco8 from ../shared is used instead); the
 weights and data/images come from ../shared, copied into the temporary checkout, as CI downloads them.
@@ -6,14 +7,11 @@ weights and data/images come from ../shared, copied into the temporary checkout,
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.ci_shell import Step, run_steps
 from tests.conftest import ROOT
 
 M, B = "yolov5n", "runs/train/exp/weights/best"  # the official CI's model and best.pt checkpoint
@@ -29,50 +27,63 @@ for path in '{M}', '{B}':
 """
 
 
-def ci(checkout: Path, *cmd: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run one CI command line in the checkout; fail with its output tail unless it exits 0 without a traceback."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
-    r = subprocess.run([sys.executable, *cmd], cwd=checkout, input=stdin, capture_output=True, text=True,
-                       timeout=900, env=env)  # fmt: skip
+def ok(cmd: list, r: Step) -> Step:
+    """r when the command line cmd exited 0 without a traceback; else fail with its output tail."""
     assert r.returncode == 0 and "Traceback" not in r.stderr, f"{' '.join(cmd)}:\n{r.stdout[-1500:]}{r.stderr[-2500:]}"
     return r
 
 
+def steps(data: str) -> dict:
+    """The detection job's command lines in the CI's order, by a name for the tests; --data added to train/val."""
+    out = {"train": ["train.py", "--imgsz", "64", "--batch", "32", "--weights", f"{M}.pt", "--cfg", f"{M}.yaml",
+                     "--epochs", "1", "--device", "cpu", "--data", data]}  # fmt: skip
+    for w in M, B:
+        out[f"val {w}"] = ["val.py", "--imgsz", "64", "--batch", "32", "--weights", f"{w}.pt", "--device", "cpu",
+                           "--data", data]  # fmt: skip
+        out[f"detect {w}"] = ["detect.py", "--imgsz", "64", "--weights", f"{w}.pt", "--device", "cpu"]
+    out["hub"] = ["hubconf.py", "--model", M]
+    out["yolo"] = ["models/yolo.py", "--cfg", f"{M}.yaml"]
+    out["export"] = ["export.py", "--weights", f"{M}.pt", "--img", "64", "--include", "torchscript"]
+    out["snippet"] = ["-", SNIPPET]
+    return out
+
+
 @pytest.fixture(scope="module")
-def checkout(shared, tmp_path_factory) -> Path:
-    """A copy of this repository with yolov5n.pt and data/images/{bus,zidane}.jpg, after the CI's training step."""
+def checkout(shared, tmp_path_factory) -> tuple:
+    """(a copy of this repository with yolov5n.pt and data/images/{bus,zidane}.jpg after every CI step, {step name:
+    (its command line, what it left)}): the steps run in CI's order in one process (tests/ci_shell.py), each as
+    its own `python` run would; each test checks its steps."""
     dst = tmp_path_factory.mktemp("ci") / "yolov5-fla"
     shutil.copytree(ROOT, dst, ignore=SKIP)
     shutil.copy(shared / "weights/yolov5n.pt", dst / f"{M}.pt")
     (dst / "data/images").mkdir(parents=True, exist_ok=True)
     for name in ("bus.jpg", "zidane.jpg"):
         shutil.copy(shared / "images" / name, dst / "data/images" / name)
-    data = str(shared / "data/coco8/coco8.yaml")
-    ci(dst, "train.py", "--imgsz", "64", "--batch", "32", "--weights", f"{M}.pt", "--cfg", f"{M}.yaml",
-       "--epochs", "1", "--device", "cpu", "--data", data)  # fmt: skip
+    cmds = steps(str(shared / "data/coco8/coco8.yaml"))
+    results = dict(zip(cmds, zip(cmds.values(), run_steps(dst, list(cmds.values())))))
+    ok(*results["train"])
     assert (dst / f"{B}.pt").is_file()
-    return dst
+    return dst, results
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("w", [M, B])
-def test_val_and_detect(checkout, shared, w):
-    r = ci(checkout, "val.py", "--imgsz", "64", "--batch", "32", "--weights", f"{w}.pt", "--device", "cpu",
-           "--data", str(shared / "data/coco8/coco8.yaml"))  # fmt: skip
-    assert "all" in r.stdout
-    r = ci(checkout, "detect.py", "--imgsz", "64", "--weights", f"{w}.pt", "--device", "cpu")
+def test_val_and_detect(checkout, w):
+    _, step = checkout
+    assert "all" in ok(*step[f"val {w}"]).stdout
+    r = ok(*step[f"detect {w}"])
     assert "data/images/bus.jpg" in r.stdout and "Results saved to" in r.stdout
 
 
 @pytest.mark.slow
 def test_hubconf_yolo_export(checkout):
-    assert "Speed:" in ci(checkout, "hubconf.py", "--model", M).stdout
-    assert "parameters" in ci(checkout, "models/yolo.py", "--cfg", f"{M}.yaml").stdout
-    ci(checkout, "export.py", "--weights", f"{M}.pt", "--img", "64", "--include", "torchscript")
-    assert (checkout / f"{M}.torchscript").is_file()
+    dst, step = checkout
+    assert "Speed:" in ok(*step["hub"]).stdout
+    assert "parameters" in ok(*step["yolo"]).stdout
+    ok(*step["export"])
+    assert (dst / f"{M}.torchscript").is_file()
 
 
 @pytest.mark.slow
 def test_hub_load_and_trace_snippet(checkout):
-    r = ci(checkout, "-", stdin=SNIPPET)
-    assert r.stdout.count("Speed:") == 2
+    assert ok(*checkout[1]["snippet"]).stdout.count("Speed:") == 2

@@ -1,4 +1,5 @@
-"""The classification steps of official YOLOv5's ci-testing.yml, run unchanged on a copy of this checkout.
+"""The classification steps of official YOLOv5's ci-testing.yml, run unchanged on a copy of this checkout (one after
+another in one process, each as its own `python` run: tests/ci_shell.py).
 
 The shared ants/bees set stands in where CI downloads mnist160 (--data): 16 images of each class per split copied
 from it, mnist160's size per class; one of its val images for mnist160/test/7/60.png, and the shared official-format
@@ -11,8 +12,9 @@ import shutil
 
 import pytest
 
+from tests.ci_shell import run_steps
 from tests.conftest import ROOT
-from tests.test_official_ci import SKIP, ci
+from tests.test_official_ci import SKIP, ok
 
 pytestmark = pytest.mark.slow
 PER_CLASS = 16  # images per class and split: mnist160 has 8 per class in each of its two splits
@@ -39,12 +41,16 @@ def test_official_ci_classification_steps(shared, tmp_path):
                 shutil.copy(f, data / split / cls / f.name)
     image = str(next((data / "val/bees").glob("*.jpg")))
     data = str(data)
-    ci(dst, "classify/train.py", "--imgsz", "32", "--model", M, "--data", data, "--epochs", "1")
+    cmds = [["classify/train.py", "--imgsz", "32", "--model", M, "--data", data, "--epochs", "1"],
+            ["classify/val.py", "--imgsz", "32", "--weights", B, "--data", data],
+            ["classify/predict.py", "--imgsz", "32", "--weights", B, "--source", image],
+            ["classify/predict.py", "--imgsz", "32", "--weights", M, "--source", "data/images/bus.jpg"],
+            ["export.py", "--weights", B, "--img", "64", "--include", "torchscript"],
+            ["-", HUB]]  # fmt: skip
+    train, val, predict_b, predict_m, export, hub = (ok(c, r) for c, r in zip(cmds, run_steps(dst, cmds)))
     assert (dst / B).is_file()
-    assert "all" in ci(dst, "classify/val.py", "--imgsz", "32", "--weights", B, "--data", data).stdout
-    assert "bees" in ci(dst, "classify/predict.py", "--imgsz", "32", "--weights", B, "--source", image).stdout
-    r = ci(dst, "classify/predict.py", "--imgsz", "32", "--weights", M, "--source", "data/images/bus.jpg")
-    assert "bus.jpg" in r.stdout
-    ci(dst, "export.py", "--weights", B, "--img", "64", "--include", "torchscript")
+    assert "all" in val.stdout
+    assert "bees" in predict_b.stdout
+    assert "bus.jpg" in predict_m.stdout
     assert (dst / B).with_suffix(".torchscript").is_file()
-    assert ci(dst, "-", stdin=HUB).stdout.count("bus.jpg:") == 2
+    assert hub.stdout.count("bus.jpg:") == 2

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,10 +51,10 @@ def _epoch_of(last: Path) -> int:
         return -2
 
 
-def _run_and_kill(cmd: list, when: Callable[[], bool], timeout: float = 600) -> None:
-    """Start cmd and SIGKILL it as soon as when() holds."""
+def _run_and_kill(zygote, cmd: list, when: Callable[[], bool], timeout: float = 600) -> None:
+    """Start cmd (its own process, forked by the zygote fixture) and SIGKILL it as soon as when() holds."""
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = zygote.popen(cmd, cwd=ROOT, env=env)
     t0 = time.time()
     try:
         while proc.poll() is None and time.time() - t0 < timeout:
@@ -96,7 +95,7 @@ def _resume(run: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_kill_after_first_epoch_row(shared, reference, workers):
+def test_kill_after_first_epoch_row(shared, reference, zygote, workers):
     """The issue's case: SIGKILL half a second after results.csv has the epoch-0 row (and last.pt is written)."""
     run = reference.parent / f"cut_w{workers}"
     csv, last = run / "results.csv", run / "weights/last.pt"
@@ -107,17 +106,17 @@ def test_kill_after_first_epoch_row(shared, reference, workers):
             seen.append(time.time())
         return bool(seen) and time.time() - seen[0] > 0.5
 
-    _run_and_kill(_cmd(shared, run.parent, run.name, workers, pause=4), after_row)
+    _run_and_kill(zygote, _cmd(shared, run.parent, run.name, workers, pause=4), after_row)
     assert _epoch_of(last) in (0, 1)
     _resume(run)
     _assert_same_run(reference, run)
 
 
-def test_kill_during_second_epoch(shared, reference):
+def test_kill_during_second_epoch(shared, reference, zygote):
     """SIGKILL inside epoch 1 (its first batch plotted, its checkpoint not written): resume re-runs epoch 1."""
     run = reference.parent / "cut_mid"
     last = run / "weights/last.pt"
-    _run_and_kill(_cmd(shared, run.parent, run.name, 2, pause=4), lambda: (run / "train_batch1.jpg").is_file())
+    _run_and_kill(zygote, _cmd(shared, run.parent, run.name, 2, pause=4), lambda: (run / "train_batch1.jpg").is_file())
     assert _epoch_of(last) == 0 and len((run / "results.csv").read_text().splitlines()) == 2
     _resume(run)
     _assert_same_run(reference, run)

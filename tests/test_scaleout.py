@@ -10,7 +10,6 @@ import tempfile
 
 import pytest
 
-from tests.conftest import run_script
 from tests.evolve_fakes import always_fails, fails_first_time, fake_train
 from tests.ray_cluster import free_port
 from tests.test_evolve import _opt
@@ -92,12 +91,12 @@ def test_evolve_on_ray_runs_trials_in_parallel(ray_session, tmp_path):
     assert overlaps >= 2  # two trials at a time (a trial starts before the one before it ends)
 
 
-def test_ray_without_a_cluster_is_one_line(tmp_path):
+def test_ray_without_a_cluster_is_one_line(tmp_path, zygote):
     """--ray auto whose address (RAY_ADDRESS, or a stopped cluster's /tmp/ray file) answers nothing: one line, at
     once (ray.init would retry for minutes), and no evolve folder made."""
     pytest.importorskip("ray")
     port = free_port()
-    r = run_script("train.py", "--evolve", "2", "--ray", "auto", "--cfg", "yolov5n.yaml", "--project", tmp_path,
+    r = zygote.run("train.py", "--evolve", "2", "--ray", "auto", "--cfg", "yolov5n.yaml", "--project", tmp_path,
                    env={"RAY_ADDRESS": f"127.0.0.1:{port}"})  # fmt: skip
     assert r.returncode == 2 and "no Ray cluster answers at" in r.stderr and f":{port} (RAY_ADDRESS)" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,10 +51,11 @@ def test_bad_values_are_user_errors(tmp_path, tiny_data):
     assert r.returncode == 2 and "error: --epochs" in r.stderr and "Traceback" not in r.stderr  # from its 1st trial
 
 
-def _kill_after_epoch(cmd: list, last: Path, epoch: int, timeout: float = 300) -> int:
-    """Start cmd, SIGKILL it as soon as last.pt holds `epoch`; returns the epoch last.pt held when it died."""
+def _kill_after_epoch(zygote, cmd: list, last: Path, epoch: int, timeout: float = 300) -> int:
+    """Start cmd (its own process, forked by the zygote fixture), SIGKILL it as soon as last.pt holds `epoch`;
+    returns the epoch last.pt held when it died."""
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = zygote.popen(cmd, cwd=ROOT, env=env)
     t0, seen = time.time(), -1
     try:
         while proc.poll() is None and time.time() - t0 < timeout:
@@ -73,7 +73,7 @@ def _kill_after_epoch(cmd: list, last: Path, epoch: int, timeout: float = 300) -
     return seen
 
 
-def test_resume_after_sigkill_is_exact(tmp_path, tiny_data):
+def test_resume_after_sigkill_is_exact(tmp_path, tiny_data, zygote):
     # batch 3 over 8 images: 3 batches per epoch with accumulation, so a step straddles the epoch boundary
     args = ("--epochs", "3", "--batch-size", "3", "--noplots", "--seed", "1", "--save-period", "1")
     _train(tmp_path, "full", tiny_data, *args)
@@ -91,7 +91,7 @@ def test_resume_after_sigkill_is_exact(tmp_path, tiny_data):
         *args,
     ]
     last = tmp_path / "cut" / "weights" / "last.pt"
-    killed_at = _kill_after_epoch(cmd, last, epoch=0)
+    killed_at = _kill_after_epoch(zygote, cmd, last, epoch=0)
     assert killed_at == 0, f"last.pt held epoch {killed_at} when the run was killed"
     assert torch.load(last, map_location="cpu", weights_only=True)["train_state"] is not None
     r = run_main("train.py", "--resume", last)
