@@ -93,3 +93,17 @@ def tiny_data(tmp_path_factory) -> Path:
     from tests.helpers import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+def pytest_collection_finish(session):
+    """The session's @in_child tests (tests/child_runner.py): the first of them runs them all in one child."""
+    from tests.child_runner import SESSION_TESTS
+
+    SESSION_TESTS[:] = [i.nodeid for i in session.items if getattr(getattr(i, "function", None), "_in_child", False)]
+
+
+def pytest_runtest_logreport(report):
+    """In that child: each test phase's outcome goes to the report file its parent reads."""
+    from tests.child_runner import write_report
+
+    write_report(report)
