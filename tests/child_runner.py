@@ -9,13 +9,14 @@ instead of one per test: python, torch, the test modules and OpenVINO load once.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import pytest
 
@@ -24,6 +25,7 @@ REPORT_ENV = "YOLOV5FLA_CHILD_REPORT"  # the child appends one JSON line per tes
 ROOT = Path(__file__).resolve().parents[1]
 
 SESSION_TESTS: List[str] = []  # node ids of this session's in_child tests (filled by tests/conftest.py)
+SESSION_FILES: List[str] = []  # test files run whole in the child by a test of the session (file_in_child)
 _RUN: Dict[str, object] = {}  # the child run once made: returncode, output tail, {node id: [phase reports]}
 
 
@@ -56,18 +58,50 @@ def in_child(test: Callable) -> Callable:
     return run
 
 
-def _child_reports(nodeid: str) -> Dict[str, list]:
-    """{node id: its phase reports} from the one child pytest run of SESSION_TESTS (run on the first call)."""
-    if nodeid not in SESSION_TESTS:  # never an empty list: the child would run the whole suite
-        SESSION_TESTS.append(nodeid)
+def file_in_child(path: str, needs: Sequence[str] = (), when: bool = True) -> Callable:
+    """Decorator of a suite test that runs the test file path (not collected by the suite: no test_ prefix) whole in
+    the session's child; the test calls file_outcome(path). It is skipped when a module of needs is not installed;
+    when False (e.g. ../shared absent, where the test skips): the child does not run path."""
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+
+    def mark(test: Callable) -> Callable:
+        if missing:
+            return pytest.mark.skipif(True, reason=f"not installed: {missing}")(test)
+        if when:
+            test._child_file = path  # type: ignore[attr-defined]
+        return test
+
+    return mark
+
+
+def file_outcome(path: str) -> str:
+    """Run path in the session's child (with its @in_child tests) if not done yet; AssertionError unless every test
+    of path passed or skipped and at least one passed. Returns the child's output tail (its durations)."""
+    reports = [r for k, v in _child_reports(path).items() if k.startswith(f"{path}::") for r in v]
+    tail = f"child exit code {_RUN['returncode']}\n{_RUN['output']}"
+    failed = [f"{r['nodeid']} ({r['when']}):\n{r['text']}" for r in reports if r["outcome"] == "failed"]
+    assert not failed, "\n".join(failed)
+    assert any(r["when"] == "call" and r["outcome"] == "passed" for r in reports), f"no test of {path} passed\n{tail}"
+    assert _RUN["returncode"] in (0, 1), f"the child crashed:\n{tail}"  # 1: another of its tests failed
+    return tail
+
+
+def _child_reports(target: str) -> Dict[str, list]:
+    """{node id: its phase reports} from the one child pytest run of SESSION_TESTS and SESSION_FILES (run on the
+    first call; target, a node id or a file, is added when the session did not list it)."""
+    listed = SESSION_FILES if "::" not in target else SESSION_TESTS
+    if target not in listed:  # never an empty list: the child would run the whole suite
+        listed.append(target)
     if not _RUN:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "reports.jsonl"
             # -s: OpenVINO imports absl, whose logging handler keeps the sys.stderr of its import; run_cli's
             # logging.shutdown() (a script's error exit, run in-process by run_main) closes that stream unless it is
             # the real one, and pytest's captured stderr, once closed, fails every later test
-            cmd = [sys.executable, "-m", "pytest", "-qs", "-p", "no:cacheprovider", "--durations=10", *SESSION_TESTS]
-            env = {**os.environ, CHILD_ENV: "1", REPORT_ENV: str(report)}
+            cmd = [sys.executable, "-m", "pytest", "-qs", "-p", "no:cacheprovider", "--durations=10", *SESSION_TESTS,
+                   *SESSION_FILES]  # fmt: skip
+            threads = os.environ.get("OMP_NUM_THREADS", "2")
+            env = {**os.environ, CHILD_ENV: "1", REPORT_ENV: str(report), "OMP_NUM_THREADS": threads}
             env.pop("PYTEST_CURRENT_TEST", None)
             r = subprocess.run(cmd, cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=1800)
             print(r.stdout[-3000:])  # the child's durations, shown with -s or on failure

@@ -96,10 +96,13 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def pytest_collection_finish(session):
-    """The session's @in_child tests (tests/child_runner.py): the first of them runs them all in one child."""
-    from tests.child_runner import SESSION_TESTS
+    """The session's @in_child tests and file_in_child files (tests/child_runner.py): the first test that needs the
+    child runs them all in one."""
+    from tests.child_runner import SESSION_FILES, SESSION_TESTS
 
-    SESSION_TESTS[:] = [i.nodeid for i in session.items if getattr(getattr(i, "function", None), "_in_child", False)]
+    functions = [(i.nodeid, getattr(i, "function", None)) for i in session.items]
+    SESSION_TESTS[:] = [nodeid for nodeid, f in functions if getattr(f, "_in_child", False)]
+    SESSION_FILES[:] = list(dict.fromkeys(f._child_file for _, f in functions if hasattr(f, "_child_file")))
 
 
 def pytest_runtest_logreport(report):
