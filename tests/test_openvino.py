@@ -29,9 +29,15 @@ def _close(y: torch.Tensor, ref: torch.Tensor) -> None:
     torch.testing.assert_close(y[..., 4:], ref[..., 4:], atol=1e-4, rtol=0)
 
 
+@pytest.fixture(scope="module")
+def static_ov(tiny_fla):
+    """tiny_fla's static 128x128 OpenVINO export (made in the child, where the tests below run)."""
+    return run_export(tiny_fla, imgsz=[128], include=["openvino"])["openvino"]
+
+
 @in_child
-def test_static_export_layout_and_outputs(tiny_fla):
-    folder = run_export(tiny_fla, imgsz=[128], include=["openvino"])["openvino"]
+def test_static_export_layout_and_outputs(tiny_fla, static_ov):
+    folder = static_ov
     assert folder == tiny_fla.parent / "tiny-fla_openvino_model" and folder.is_dir()
     assert {p.name for p in folder.iterdir()} == {"tiny-fla.xml", "tiny-fla.bin", "tiny-fla.yaml"}
     meta = yaml.safe_load((folder / "tiny-fla.yaml").read_text())
@@ -62,12 +68,12 @@ def test_dynamic_export_other_sizes(tiny_fla, tmp_path):
 
 
 @in_child
-def test_missing_openvino_is_one_line(tiny_fla, monkeypatch, tmp_path):
-    folder = run_export(shutil.copy(tiny_fla, tmp_path / "m.pt"), imgsz=[64], include=["openvino"])["openvino"]
+def test_missing_openvino_is_one_line(tiny_fla, static_ov, monkeypatch, tmp_path):
+    w = shutil.copy(tiny_fla, tmp_path / "m.pt")
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
     for call in (
-        lambda: run_export(tmp_path / "m.pt", imgsz=[64], include=["openvino"]),
-        lambda: DetectMultiBackend(folder),
+        lambda: run_export(w, imgsz=[64], include=["openvino"]),
+        lambda: DetectMultiBackend(static_ov),
     ):
         with pytest.raises(UserError, match="pip install openvino") as e:
             call()
