@@ -104,3 +104,20 @@ def tiny_data(tmp_path_factory) -> Path:
     from tests.helpers import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+def pytest_collection_finish(session):
+    """The session's @in_child tests and file_in_child files (tests/child_runner.py): the first test that needs the
+    child runs them all in one."""
+    from tests.child_runner import SESSION_FILES, SESSION_TESTS
+
+    functions = [(i.nodeid, getattr(i, "function", None)) for i in session.items]
+    SESSION_TESTS[:] = [nodeid for nodeid, f in functions if getattr(f, "_in_child", False)]
+    SESSION_FILES[:] = list(dict.fromkeys(f._child_file for _, f in functions if hasattr(f, "_child_file")))
+
+
+def pytest_runtest_logreport(report):
+    """In that child: each test phase's outcome goes to the report file its parent reads."""
+    from tests.child_runner import write_report
+
+    write_report(report)

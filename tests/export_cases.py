@@ -1,5 +1,6 @@
-"""The converter round trips, run by tests/test_export_formats.py in ONE child pytest process (TensorFlow, OpenVINO and
-coremltools stay out of the suite's process; each model is exported once per session).
+"""The converter round trips, run by tests/test_export_formats.py in the session's one child pytest process, with the
+OpenVINO tests (tests/child_runner.py: TensorFlow, OpenVINO and coremltools stay out of the suite's process; each model
+is exported once per session, and its exports are loaded once for the tests).
 
 Tiny width-0.25 models at 64 px holding both FLA and C3FLA (detect, segment, classify), exported to the formats of
 FORMATS; each export must give the .pt's outputs: detect/segment boxes at the .pt's 20 most confident anchors with
@@ -97,28 +98,29 @@ def _same_boxes(ref: torch.Tensor, y: torch.Tensor, nc: int = 2, k: int = 20, io
     torch.testing.assert_close(conf(y)[top], conf(ref)[top], atol=atol, rtol=0)
 
 
-def test_metadata(exported):
-    task, _, files = exported
-    for fmt, f in files.items():
-        if fmt == "coreml":
-            continue
-        p = load_predictor(f)
+@pytest.fixture(scope="session")
+def predictors(exported) -> dict:
+    """{format: its predictor} of the task's exports (CoreML runs on macOS only), loaded once for the tests below."""
+    return {fmt: load_predictor(f) for fmt, f in exported[2].items() if fmt != "coreml"}
+
+
+def test_metadata(exported, predictors):
+    task = exported[0]
+    assert set(predictors) == set(FORMATS[task]) - {"coreml"}
+    for fmt, p in predictors.items():
         assert p.task == task and p.stride in (16, 32) and p.imgsz == (SIZE, SIZE), fmt
         assert p.names == ({0: "a", 1: "b", 2: "c"} if task == "classify" else {0: "cat", 1: "dog"}), fmt
 
 
-def test_outputs_match_pt(exported, shared):
+def test_outputs_match_pt(exported, predictors, shared):
     """Every export of the task gives the .pt's boxes / prototypes / probabilities on bus.jpg and zidane.jpg."""
-    task, w, files = exported
+    task, w, _ = exported
     pt, x = load_predictor(w), _images(shared)
     if task == "classify":
         from utils.classify.predict import classifier_predictor
 
         pt = classifier_predictor(pt)
-    for fmt, f in files.items():
-        if fmt == "coreml":
-            continue
-        exp = load_predictor(f)
+    for fmt, exp in predictors.items():
         if task == "classify":
             exp = classifier_predictor(exp)
         with torch.no_grad():

@@ -6,17 +6,15 @@ Session fixtures over these live in tests/conftest.py; a test module imports the
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import io
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from tests.child_runner import in_child  # noqa: F401  (the tests import it from here)
 
 # A 3-class width-0.25 YOLOv5 with strides 8/16/32 (detect, hub, visualize)
 TINY = {
@@ -163,23 +161,6 @@ def run_main(script: str, *args) -> Result:
     finally:
         root.handlers[:], root.level = handlers, level
     return Result(code, out.getvalue(), err.getvalue())
-
-
-def in_child(test):
-    """Run the test in a child pytest process: OpenVINO's runtime objects, once created in the suite's own process,
-    crashed it (SIGSEGV, or a closed sys.stderr) tests later, as they were torn down. The child runs the same body."""
-
-    @functools.wraps(test)
-    def run(*args, **kwargs):
-        if os.environ.get("YOLOV5FLA_OV_CHILD"):
-            return test(*args, **kwargs)
-        file = sys.modules[test.__module__].__file__
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{file}::{test.__name__}"]
-        env = {**os.environ, "YOLOV5FLA_OV_CHILD": "1"}
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
-
-    return run
 
 
 @contextlib.contextmanager

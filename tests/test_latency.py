@@ -10,8 +10,7 @@ import textwrap
 import pytest
 
 from benchmarks.latency import OfficialEager
-from tests.conftest import run_script
-from tests.helpers import run_main
+from tests.helpers import in_child, run_main
 
 FAKE_YOLO = """
 import torch
@@ -58,12 +57,14 @@ def test_official_child_failure_is_reported(tmp_path):
         OfficialEager(tmp_path, sys.executable, tmp_path / "models" / "yolov5n.yaml", 1, 64)
 
 
+@in_child
 def test_cli_openvino_and_official_rows(fake_official):
-    if importlib.util.find_spec("openvino") is None:  # checked, not imported: OpenVINO stays out of this process
+    """The table's rows; latency.py's main runs in the OpenVINO child (tests/child_runner.py)."""
+    if importlib.util.find_spec("openvino") is None:
         pytest.skip("openvino is not installed")
-    r = run_script("benchmarks/latency.py", "--cfgs", "yolov5n.yaml", "--imgsz", "64", "--runs", "3", "--warmup", "1",
-                   "--backends", "pytorch", "openvino", "onnx-int8", "openvino-int8", "--official", fake_official,
-                   "--official-python", sys.executable)  # fmt: skip
+    r = run_main("benchmarks/latency.py", "--cfgs", "yolov5n.yaml", "--imgsz", "64", "--runs", "3", "--warmup", "1",
+                 "--backends", "pytorch", "openvino", "onnx-int8", "openvino-int8", "--official", fake_official,
+                 "--official-python", sys.executable)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     for backend in ("official PyTorch", "PyTorch", r"OpenVINO f32", "ONNX Runtime int8", "OpenVINO int8"):
         assert re.search(

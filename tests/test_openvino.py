@@ -12,18 +12,14 @@ import torch
 import yaml
 
 from models.yolo import DetectionModel
-from tests.conftest import run_script
 from tests.helpers import in_child, run_main
 from utils.checkpoint import model_to_dict, save_checkpoint
 from utils.deploy.backends import DetectMultiBackend
 from utils.deploy.export import run_export
 from utils.errors import UserError
 
-if importlib.util.find_spec("openvino") is None:  # not imported here: see _in_child
+if importlib.util.find_spec("openvino") is None:  # not imported here: see tests/child_runner.py
     pytest.skip("openvino is not installed", allow_module_level=True)
-
-
-_in_child = in_child
 
 
 def _close(y: torch.Tensor, ref: torch.Tensor) -> None:
@@ -33,9 +29,15 @@ def _close(y: torch.Tensor, ref: torch.Tensor) -> None:
     torch.testing.assert_close(y[..., 4:], ref[..., 4:], atol=1e-4, rtol=0)
 
 
-@_in_child
-def test_static_export_layout_and_outputs(tiny_fla):
-    folder = run_export(tiny_fla, imgsz=[128], include=["openvino"])["openvino"]
+@pytest.fixture(scope="module")
+def static_ov(tiny_fla):
+    """tiny_fla's static 128x128 OpenVINO export (made in the child, where the tests below run)."""
+    return run_export(tiny_fla, imgsz=[128], include=["openvino"])["openvino"]
+
+
+@in_child
+def test_static_export_layout_and_outputs(tiny_fla, static_ov):
+    folder = static_ov
     assert folder == tiny_fla.parent / "tiny-fla_openvino_model" and folder.is_dir()
     assert {p.name for p in folder.iterdir()} == {"tiny-fla.xml", "tiny-fla.bin", "tiny-fla.yaml"}
     meta = yaml.safe_load((folder / "tiny-fla.yaml").read_text())
@@ -51,7 +53,7 @@ def test_static_export_layout_and_outputs(tiny_fla):
         _close(backend(x), DetectMultiBackend(tiny_fla)(x))
 
 
-@_in_child
+@in_child
 def test_dynamic_export_other_sizes(tiny_fla, tmp_path):
     w = shutil.copy(tiny_fla, tmp_path / "dyn.pt")
     backend = DetectMultiBackend(run_export(w, imgsz=[128], include=["openvino"], dynamic=True)["openvino"])
@@ -65,21 +67,23 @@ def test_dynamic_export_other_sizes(tiny_fla, tmp_path):
             _close(y, ref(x))
 
 
-@_in_child
-def test_missing_openvino_is_one_line(tiny_fla, monkeypatch, tmp_path):
-    folder = run_export(shutil.copy(tiny_fla, tmp_path / "m.pt"), imgsz=[64], include=["openvino"])["openvino"]
+@in_child
+def test_missing_openvino_is_one_line(tiny_fla, static_ov, monkeypatch, tmp_path):
+    w = shutil.copy(tiny_fla, tmp_path / "m.pt")
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
     for call in (
-        lambda: run_export(tmp_path / "m.pt", imgsz=[64], include=["openvino"]),
-        lambda: DetectMultiBackend(folder),
+        lambda: run_export(w, imgsz=[64], include=["openvino"]),
+        lambda: DetectMultiBackend(static_ov),
     ):
         with pytest.raises(UserError, match="pip install openvino") as e:
             call()
         assert "\n" not in str(e.value)
 
 
+@in_child
 def test_bad_folders(tmp_path):
-    """Run as detect.py does, in a child process: OpenVINO parsing a corrupt model must not touch this one."""
+    """detect.py's main in the OpenVINO child (tests/child_runner.py): OpenVINO parsing a corrupt model must not
+    touch the suite's process."""
     empty = tmp_path / "x_openvino_model"
     empty.mkdir()
     src = tmp_path / "im.png"
@@ -92,24 +96,25 @@ def test_bad_folders(tmp_path):
     for message, add, code in steps:
         if add is not None:
             (empty / add[0]).write_bytes(add[1])
-        r = run_script("detect.py", "--weights", empty, "--source", src, "--project", tmp_path, timeout=300)
+        r = run_main("detect.py", "--weights", empty, "--source", src, "--project", tmp_path)
         assert r.returncode == code and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
 
 
+@in_child
 def test_val_cli_matches_pt(tmp_path):
-    """val.py on the built-in dataset: a dynamic OpenVINO export scores exactly as its .pt."""
+    """val.py on the built-in dataset: a dynamic OpenVINO export scores exactly as its .pt (export.py and val.py in
+    the OpenVINO child, tests/child_runner.py)."""
     torch.manual_seed(1)
     model = DetectionModel("yolov5n.yaml", nc=4, verbose=False)
     model.names = ["circle", "square", "triangle", "star"]
     weights = save_checkpoint({"model": model_to_dict(model, half=False)}, tmp_path / "tiny.pt")
-    r = run_script("export.py", "--weights", weights, "--include", "openvino", "--imgsz", "64", "--dynamic")
+    r = run_main("export.py", "--weights", weights, "--include", "openvino", "--imgsz", "64", "--dynamic")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "openvino: max abs difference from PyTorch" in r.stdout
     res = {}
     for name, w in (("pt", weights), ("ov", tmp_path / "tiny_openvino_model")):
         args = ("--weights", w, "--imgsz", "64", "--batch-size", "16", "--workers", "0", "--noplots")
-        run = run_main if name == "pt" else run_script  # OpenVINO only in a child process; the .pt side in this one
-        r = run("val.py", *args, "--project", tmp_path, "--name", name)
+        r = run_main("val.py", *args, "--project", tmp_path, "--name", name)
         assert r.returncode == 0, r.stderr[-2000:]
         res[name] = json.loads((tmp_path / name / "results.json").read_text())["all"]
     assert res["ov"]["images"] == 32 and res["ov"]["instances"] > 0
@@ -118,16 +123,17 @@ def test_val_cli_matches_pt(tmp_path):
 
 
 @pytest.mark.slow
+@in_child
 def test_detect_bus_same_boxes_as_pt(shared, tmp_path):
-    """yolov5n.pt on bus.jpg: detect.py with the .pt and with a dynamic OpenVINO export writes the same labels."""
+    """yolov5n.pt on bus.jpg: detect.py with the .pt and with a dynamic OpenVINO export writes the same labels
+    (export.py and detect.py in the OpenVINO child, tests/child_runner.py)."""
     w = shutil.copy(shared / "weights" / "yolov5n.pt", tmp_path / "yolov5n.pt")
-    r = run_script("export.py", "--weights", w, "--include", "openvino", "--dynamic")
+    r = run_main("export.py", "--weights", w, "--include", "openvino", "--dynamic")
     assert r.returncode == 0, r.stderr[-2000:]
     rows = {}
     for name, weights in (("pt", w), ("ov", tmp_path / "yolov5n_openvino_model")):
         args = ("--weights", weights, "--source", shared / "images" / "bus.jpg", "--save-txt", "--save-conf")
-        run = run_main if name == "pt" else run_script  # OpenVINO only in a child process; the .pt side in this one
-        r = run("detect.py", *args, "--project", tmp_path, "--name", name)
+        r = run_main("detect.py", *args, "--project", tmp_path, "--name", name)
         assert r.returncode == 0, r.stderr[-2000:]
         rows[name] = [[float(v) for v in line.split()] for line in (tmp_path / name / "labels" / "bus.txt").open()]
     assert len(rows["pt"]) >= 4 and len(rows["ov"]) == len(rows["pt"])
