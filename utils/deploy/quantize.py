@@ -76,10 +76,15 @@ def quantize_onnx(onnx_file: Path, out: Path, calib: np.ndarray, head_index: int
     # Activation ranges: the 99.999th percentile of |x| (not min/max): outliers no longer set the int8 step (a 10-epoch
     # yolov5n-fla on BCCD at 320 px: 0.4479 -> 0.4703 mAP50-95, .pt 0.4691; docs/export-formats.md)
     stride = max(d for d in range(1, 11) if len(calib) % d == 0)  # images per calibration pass (memory)
-    q.quantize_static(str(onnx_file), str(out), Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
-                      reduce_range=True, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                      nodes_to_exclude=exclude, calibrate_method=q.CalibrationMethod.Percentile,
-                      extra_options={"CalibPercentile": PERCENTILE, "CalibStridedMinMax": stride})  # fmt: skip
+    kw = dict(quant_format=q.QuantFormat.QDQ, per_channel=True, reduce_range=True, nodes_to_exclude=exclude,
+              activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8)  # fmt: skip
+    try:
+        extra = {"CalibPercentile": PERCENTILE, "CalibStridedMinMax": stride}
+        q.quantize_static(str(onnx_file), str(out), Reader(), calibrate_method=q.CalibrationMethod.Percentile,
+                          extra_options=extra, **kw)  # fmt: skip
+    except ValueError as e:  # numpy cannot bin a tensor whose range is below float32's resolution (2048 bins)
+        LOGGER.warning("ONNX int8: percentile calibration failed (%s); calibrating on min/max instead", e)
+        q.quantize_static(str(onnx_file), str(out), Reader(), calibrate_method=q.CalibrationMethod.MinMax, **kw)
     qp = onnx.load(str(out))
     del qp.metadata_props[:]
     qp.metadata_props.extend(proto.metadata_props)
