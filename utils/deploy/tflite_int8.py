@@ -20,7 +20,7 @@ CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
 
 
 def _ops(tflite: bytes) -> tuple:
-    """(ops, {tensor index: name}, {output tensor index: rank}) of a float .tflite, read by the LiteRT interpreter."""
+    """(ops, {tensor index: name}, output tensor indices) of a float .tflite, read by the LiteRT interpreter."""
     from utils.deploy.runtimes.tf import _interpreter
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -29,29 +29,27 @@ def _ops(tflite: bytes) -> tuple:
         it = _interpreter(f, None)
         ops = it._get_ops_details()
         names = {t["index"]: t["name"] for t in it.get_tensor_details()}
-        outs = {o["index"]: len(o["shape"]) for o in it.get_output_details()}
+        outs = [o["index"] for o in it.get_output_details()]
     return ops, names, outs
 
 
-def head_nodes(tflite: bytes, proto_convs: int = 3) -> List[str]:
+def head_nodes(tflite: bytes) -> List[str]:
     """Names of the output tensors of the ops between the last convs and the model's outputs, those convs included:
-    walking back from each output, every op is taken up to and including a conv (the head's 1x1 convs). From a
-    rank-4 output (a segment model's prototypes) the walk goes through proto_convs convs: the whole Proto branch
-    (cv1, the upsample, cv2, cv3) stays float, as the Segment module does in the ONNX and OpenVINO int8 exports."""
+    walking back from each output, every op is taken up to and including a conv (the head's 1x1 convs)."""
     ops, names, outs = _ops(tflite)
     producer: Dict[int, dict] = {t: op for op in ops for t in op["outputs"]}
-    todo = [(t, proto_convs if rank == 4 else 1) for t, rank in outs.items()]
+    todo = list(outs)
     seen, picked = set(), []
     while todo:
-        t, convs = todo.pop()
+        t = todo.pop()
         op = producer.get(t)
         if op is None or op["index"] in seen:
             continue
         seen.add(op["index"])
-        convs -= op["op_name"] in CONVS
+        conv = op["op_name"] in CONVS
         picked += [names[o] for o in op["outputs"]]
-        if convs > 0:
-            todo += [(int(i), convs) for i in op["inputs"] if i >= 0]
+        if not conv:
+            todo += [int(i) for i in op["inputs"] if i >= 0]
     return picked
 
 
