@@ -123,3 +123,36 @@ def test_cli_missing_weights(tmp_path):
     r = run_main("export.py", "--weights", tmp_path / "nope.pt", "--include", "onnx")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: weights file not found: {tmp_path / 'nope.pt'}"]
+
+
+def _fla_nodes(onnx_file, scopes) -> tuple:
+    """({op type: count} of the nodes under scopes (no QuantizeLinear / DequantizeLinear), the number of those that
+    read a DequantizeLinear output from inside the scopes, the number of Conv nodes that read one anywhere)."""
+    import onnx
+
+    nodes = onnx.load(str(onnx_file)).graph.node
+    dq = {o: n.name for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+    qdq = ("QuantizeLinear", "DequantizeLinear")
+    inside = [n for n in nodes if n.name.startswith(tuple(scopes)) and n.op_type not in qdq]
+    counts: dict = {}
+    for n in inside:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    int8_inside = sum(any(dq.get(i, "").startswith(tuple(scopes)) for i in n.input) for n in inside)
+    int8_convs = sum(n.op_type == "Conv" and any(i in dq for i in n.input) for n in nodes)
+    return counts, int8_inside, int8_convs
+
+
+def test_onnx_int8_keeps_fla_float(tiny_fla, shared, tmp_path):
+    """--int8 ONNX of yolov5n-fla (64 px, calibrated on coco8): FLA's nodes are the float export's, none of them
+    quantised (its 4 MatMuls, 4 Divs, LayerNorm), while the other convs read int8 (DequantizeLinear) inputs."""
+    from models.load import load_model
+    from utils.deploy.quantize import float_scopes
+
+    w = shutil.copy(tiny_fla, tmp_path / "fla.pt")
+    f = run_export(w, imgsz=[64], include=["onnx"], int8=True, data=shared / "data/coco8/coco8.yaml")["onnx"]
+    scopes = float_scopes(load_model(w))
+    assert f.name == "fla-int8.onnx" and scopes == ["/model/model.9/"]
+    ref, _, _ = _fla_nodes(f.with_name("fla.onnx"), scopes)
+    counts, int8_inside, int8_convs = _fla_nodes(f, scopes)
+    assert counts == ref and (counts["MatMul"], counts["Div"], counts["LayerNormalization"]) == (4, 4, 1), counts
+    assert int8_inside == 0 and int8_convs >= 50, (int8_inside, int8_convs)

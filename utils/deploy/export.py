@@ -143,9 +143,9 @@ def _export_torch_format(fmt: str, model, im, weights: Path, meta: dict, opset: 
                        simplify=simplify or calib is not None)  # fmt: skip
     if calib is None:
         return file
-    from utils.deploy.quantize import quantize_onnx
+    from utils.deploy.quantize import float_scopes, quantize_onnx
 
-    return quantize_onnx(file, file.with_name(f"{weights.stem}-int8.onnx"), calib, head)
+    return quantize_onnx(file, file.with_name(f"{weights.stem}-int8.onnx"), calib, head, float_scopes(model))
 
 
 def run_export(
