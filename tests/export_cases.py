@@ -6,7 +6,7 @@ Tiny width-0.25 models at 64 px holding both FLA and C3FLA (detect, segment, cla
 FORMATS; each export must give the .pt's outputs: detect/segment boxes at the .pt's 20 most confident anchors with
 IoU >= 0.95 and scores within 2e-3, classify probabilities within 1e-3; CoreML specs are read back. int8 TFLite of
 the tiny plain detector and of the tiny FLA segment model stays near the .pt (its Proto branch float); int8 ONNX and
-OpenVINO of yolov5n on coco8 val keep mAP50-95 within 0.02 of the float export. Run it alone with
+OpenVINO of yolov5n-bccd on BCCD val keep mAP50-95 within 0.02 of the float export and of the .pt. Run it alone with
 `python -m pytest tests/export_cases.py`.
 """
 
@@ -151,33 +151,36 @@ def test_coreml_spec(exported):
 
 @pytest.fixture(scope="session")
 def int8_setup(shared, tmp_path_factory):
-    """(yolov5n.pt copy, benchmark options at 256 px on coco8, the float ONNX row): the reference of the int8 rows
-    (the float ONNX and OpenVINO exports score the same; both letterbox square, unlike a .pt's rectangular val)."""
+    """(yolov5n-bccd.pt copy, benchmark options at 320 px on BCCD, the float ONNX row, the .pt row): the references
+    of the int8 rows. The float ONNX and OpenVINO exports score the same (both letterbox square); the .pt's val is
+    rectangular, as official's benchmarks.py runs it."""
     from utils.deploy.benchmark import bench_one
 
     folder = tmp_path_factory.mktemp("int8")
-    w = shutil.copy(shared / "weights/yolov5n.pt", folder / "yolov5n.pt")
-    opt = argparse.Namespace(imgsz=256, batch_size=1, device="cpu", half=False, test=False,
-                             data=str(shared / "data/coco8/coco8.yaml"))  # fmt: skip
+    w = shutil.copy(shared / "weights/yolov5n-bccd.pt", folder / "yolov5n-bccd.pt")
+    opt = argparse.Namespace(imgsz=320, batch_size=1, device="cpu", half=False, test=False,
+                             data=str(shared / "data/bccd/bccd.yaml"))  # fmt: skip
     fp32 = bench_one("ONNX", "onnx", False, w, folder, opt)
-    assert fp32.status == "ok" and fp32.map > 0.2, fp32
-    return w, opt, fp32
+    pt = bench_one("PyTorch", "pt", False, w, folder, opt)
+    assert fp32.status == "ok" and fp32.map > 0.35 and pt.status == "ok" and pt.map > 0.35, (fp32, pt)
+    return w, opt, fp32, pt
 
 
-@pytest.mark.parametrize(("fmt", "bound"), [("onnx", 0.025), ("openvino", 0.02)])
-def test_int8_map_within_002_of_float(int8_setup, tmp_path, fmt, bound):
-    """yolov5n --int8, calibrated on coco8 val (+ train), 256 px: mAP50-95 within bound of the float export, and
-    a file under half the float one's size for ONNX.
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_int8_map_within_002_of_float(int8_setup, tmp_path, fmt):
+    """yolov5n-bccd --int8, calibrated on BCCD (train first, up to 100 images), 320 px: mAP50-95 on BCCD val (87
+    images) within 0.02 of the float export and of the .pt, and a file under half the float one's size for ONNX.
 
-    ONNX's bound is 0.025: coco8 val is 4 images (17 boxes), on which ONNX int8 calibration variants spread 0.392-0.435
-    around the float 0.415 (percentile 99.999, the default: 0.392; 99.99: 0.424; 99.9999: 0.409; min/max: 0.410).
-    On BCCD val (87 images) percentile 99.999 is the best of them (docs/export-formats.md, int8 round 2)."""
+    BCCD, not coco8: on coco8's 4 val images (17 boxes) ONNX int8 calibration variants spread 0.392-0.435 around the
+    float 0.415 (percentile 99.999, the default: 0.392), so that set cannot tell a good calibration from a bad one
+    (docs/export-formats.md, int8 round 2)."""
     from utils.deploy.benchmark import bench_one
 
-    w, opt, fp32 = int8_setup
+    w, opt, fp32, pt = int8_setup
     int8 = bench_one(f"{fmt} int8", fmt, True, shutil.copy(w, tmp_path / w.name), tmp_path, opt)
     assert int8.status == "ok", int8
-    assert abs(int8.map - fp32.map) <= bound, (fp32.map, int8.map)
+    assert abs(int8.map - fp32.map) <= 0.02, (fp32.map, int8.map)
+    assert abs(int8.map - pt.map) <= 0.02, (pt.map, int8.map)
     if fmt == "onnx":
         assert int8.size_mb < fp32.size_mb / 2
 
