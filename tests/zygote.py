@@ -76,6 +76,7 @@ class Zygote:
         assert self.proc.stdout.readline().strip() == "ready", "zygote did not start"
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.pids: List[int] = []
+        self.runs = 0
         self.reader.start()
 
     def _read(self) -> None:
@@ -91,7 +92,8 @@ class Zygote:
     def popen(self, cmd: List[str], cwd: Path, env: Dict[str, str], capture: bool = False) -> Run:
         """Fork `cmd` ([sys.executable, script or -m module, args...]) in cwd with env; capture: keep its output."""
         assert cmd[0] == sys.executable, cmd
-        n = len(list(self.dir.iterdir()))
+        self.runs += 1  # the files' names: the children create them after the fork, so never count files
+        n = self.runs
         out, err = (self.dir / f"{n}.out", self.dir / f"{n}.err") if capture else (Path(os.devnull),) * 2
         with self.lock:
             known = len(self.pids)
