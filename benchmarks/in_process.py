@@ -13,7 +13,17 @@ import importlib
 import io
 import logging
 import subprocess
+import sys
 import traceback
+
+
+def exit_status(e: SystemExit) -> int:
+    """The exit status the interpreter gives SystemExit(code): the int, 0 for None, else 1 with the code printed to
+    stderr."""
+    if e.code is None or isinstance(e.code, int):
+        return e.code or 0
+    print(e.code, file=sys.stderr)
+    return 1
 
 
 def run_script(script: str, *args: object) -> subprocess.CompletedProcess:
@@ -28,7 +38,7 @@ def run_script(script: str, *args: object) -> subprocess.CompletedProcess:
             try:
                 module.main(module.parse_opt(argv))
             except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                code = exit_status(e)
             except Exception:  # a bug: as the interpreter would end the script
                 traceback.print_exc()
                 code = 1

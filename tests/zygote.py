@@ -139,6 +139,8 @@ def _child(req: dict) -> None:
     import runpy
     import traceback
 
+    from benchmarks.in_process import exit_status
+
     code = 0
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -160,7 +162,7 @@ def _child(req: dict) -> None:
             sys.argv, sys.path[0] = argv, str(Path(argv[0]).resolve().parent)
             runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        code = exit_status(e)
     except BaseException:
         traceback.print_exc()
         code = 1
