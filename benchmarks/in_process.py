@@ -15,6 +15,7 @@ import logging
 import subprocess
 import sys
 import traceback
+from typing import Callable
 
 
 def exit_status(e: SystemExit) -> int:
@@ -26,22 +27,29 @@ def exit_status(e: SystemExit) -> int:
     return 1
 
 
+def run_as_interpreter(fn: Callable[[], object]) -> int:
+    """Call fn and return the exit status `python` would end with: SystemExit's (exit_status), or 1 with the traceback
+    on stderr for an exception. KeyboardInterrupt goes on up (Ctrl-C stops the caller too)."""
+    try:
+        fn()
+    except SystemExit as e:
+        return exit_status(e)
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
 def run_script(script: str, *args: object) -> subprocess.CompletedProcess:
     """`python script args...` (a path under the repository root, e.g. 'val.py') in this process."""
     module = importlib.import_module(script[:-3].replace("/", "."))
     argv = [str(a) for a in args]
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    out, err, code = io.StringIO(), io.StringIO(), 0
+    out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                module.main(module.parse_opt(argv))
-            except SystemExit as e:
-                code = exit_status(e)
-            except Exception:  # a bug: as the interpreter would end the script
-                traceback.print_exc()
-                code = 1
+            code = run_as_interpreter(lambda: module.main(module.parse_opt(argv)))
     finally:
         root.handlers[:], root.level = handlers, level
     return subprocess.CompletedProcess([script, *argv], code, out.getvalue(), err.getvalue())

@@ -139,10 +139,9 @@ def _child(req: dict) -> None:
     import runpy
     import traceback
 
-    from benchmarks.in_process import exit_status
+    from benchmarks.in_process import run_as_interpreter
 
-    code = 0
-    try:
+    def run() -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.chdir(req["cwd"])
         os.environ.clear()
@@ -161,11 +160,12 @@ def _child(req: dict) -> None:
         else:
             sys.argv, sys.path[0] = argv, str(Path(argv[0]).resolve().parent)
             runpy.run_path(argv[0], run_name="__main__")
-    except SystemExit as e:
-        code = exit_status(e)
-    except BaseException:
+
+    code = 1
+    try:
+        code = run_as_interpreter(run)
+    except BaseException:  # Ctrl-C and the like: status 1, with the traceback
         traceback.print_exc()
-        code = 1
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
